@@ -1,0 +1,113 @@
+"""Run directories (docs/run-directory.md): creation and provenance (manifest.json)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.inventory import ROOT, Inventory
+from harness.remote import Remote
+from harness.suites import Suite
+
+FORMAT = 1
+RESULTS = ROOT / "results"
+PYTHON_PACKAGES = ("locust", "fabric", "paramiko", "pandas", "seaborn", "matplotlib", "numpy", "grpcio",
+                   "protobuf", "p4runtime", "p4runtime-shell", "scapy", "PyYAML")
+DEBIAN_PACKAGES = ("nginx", "haproxy", "openssh-server", "iproute2", "clang", "bpftool", "libbpf-dev", "curl")
+HOST_FACTS = {
+    "kernel": "uname -r",
+    "nproc": "nproc",
+    "cpu_model": "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2",
+    "mem_total": "grep MemTotal /proc/meminfo | awk '{print $2 \" kB\"}'",
+    "tcp_rmem": "sysctl -n net.ipv4.tcp_rmem",
+    "tcp_wmem": "sysctl -n net.ipv4.tcp_wmem",
+    "tcp_congestion_control": "sysctl -n net.ipv4.tcp_congestion_control",
+    "tcp_fastopen": "sysctl -n net.ipv4.tcp_fastopen",
+    "somaxconn": "sysctl -n net.core.somaxconn",
+    "addresses": "ip -br addr",
+}
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_run_dir(suite_name: str, base: Path = RESULTS) -> Path:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    d = base / f"{stamp}-{suite_name}"
+    n = 1
+    while d.exists():
+        n += 1
+        d = base / f"{stamp}-{suite_name}-{n}"
+    (d / "cells").mkdir(parents=True)
+    return d
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        p = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+        return p.stdout.strip() if p.returncode == 0 else ""
+    commit = git("rev-parse", "HEAD") or None
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no")) if commit else None
+    return {"commit": commit, "dirty": dirty}
+
+
+def package_versions() -> dict[str, dict[str, str]]:
+    py = {}
+    for p in PYTHON_PACKAGES:
+        try:
+            py[p] = importlib.metadata.version(p)
+        except importlib.metadata.PackageNotFoundError:
+            py[p] = "not installed"
+    deb = {}
+    for p in DEBIAN_PACKAGES:
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Version}", p], capture_output=True, text=True)
+        deb[p] = r.stdout.strip() if r.returncode == 0 else "not installed"
+    return {"python": py, "debian": deb}
+
+
+def host_facts(r: Remote) -> dict[str, Any]:
+    script = "; ".join(f"echo \"{k}=$({cmd} 2>/dev/null | tr '\\n' ';')\"" for k, cmd in HOST_FACTS.items())
+    facts: dict[str, Any] = {"role": r.host.role, "cores": list(r.host.cores)}
+    for line in r.run(script, check=False).splitlines():
+        k, _, v = line.partition("=")
+        facts[k] = v.strip().rstrip(";").strip()
+    if r.host.data_address is not None:
+        off = r.run(f"ethtool -k {r.host.data_interface} 2>/dev/null | grep -E "
+                    "'^(tx-checksumming|rx-checksumming|tcp-segmentation-offload|generic-receive-offload|"
+                    "generic-segmentation-offload):'", check=False)
+        facts["offloads"] = dict(line.split(": ", 1) for line in off.splitlines() if ": " in line)
+    return facts
+
+
+def write_manifest(run_dir: Path, suite: Suite, inv: Inventory, hosts: dict[str, Any],
+                   started: str, cells: list[str], ended: str | None = None) -> None:
+    manifest = {
+        "format": FORMAT,
+        "run_id": run_dir.name,
+        "suite": suite.name,
+        "emulated": inv.emulated,
+        "testbed": inv.name,
+        "switch_target": inv.switch.target,
+        "git": git_state(),
+        "packages": package_versions(),
+        "hosts": hosts,
+        "started": started,
+        "ended": ended,
+        "cells": cells,
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def write_inputs(run_dir: Path, suite: Suite, inv: Inventory) -> None:
+    (run_dir / "suite.yaml").write_text(yaml.safe_dump(suite.raw, sort_keys=False))
+    (run_dir / "inventory.yaml").write_text(yaml.safe_dump(inv.raw, sort_keys=False))
+    if inv.switch.target != "bridge" and inv.switch.profile.exists():
+        shutil.copy(inv.switch.profile, run_dir / "switch-profile.yaml")
