@@ -1,0 +1,1 @@
+"""Analysis of run directories (docs/run-directory.md): loaders, comparisons, figures, report."""

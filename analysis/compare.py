@@ -1,0 +1,163 @@
+"""Ratios of a system against a baseline per (workload, users), beside the paper's claims.
+
+The ratio is a ratio of means over repetitions: throughput = mean rps(system) / mean rps(baseline),
+latency = mean p50 (or p99) of the system / the baseline's. Its 95% confidence interval is a
+t-interval on the log of the ratio (delta method: var(log mean) ~ s^2 / (n mean^2); Welch-
+Satterthwaite degrees of freedom, rounded down), so it stays positive and is symmetric in log space.
+With fewer than two usable repetitions on either side the interval is NaN and the `note` says so.
+Cells with errors (or that failed) are excluded from the means and listed in `excluded`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+SMALL_MAX = 64 * 1024  # "small" workloads: every object <= 64 KB
+LARGE_MIN = 1024 * 1024  # "large" workloads: every object >= 1 MB
+METRICS = {"throughput": "rps", "latency_p50": "p50_us", "latency_p99": "p99_us"}
+# Preferred order of baselines when pairing systems automatically.
+BASELINES = ("haproxy", "switch-only", "nginx-proxy", "direct")
+SUBJECT = "miresga"
+
+# 0.975 quantiles of Student's t by degrees of freedom (1..30, then a few more); beyond: normal.
+_T975 = {
+    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+    11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+    20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
+    29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980,
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    value: float
+    text: str
+
+
+# The paper's claims (WWW'25): (system, baseline) -> size class ("any", "small", "large") -> metric.
+CLAIMS: dict[tuple[str, str], dict[str, dict[str, Claim]]] = {
+    ("miresga", "haproxy"): {
+        "any": {
+            "throughput": Claim(3.9, "3.9x vs software LB"),
+            "latency_p50": Claim(0.4, "0.4x vs software LB"),
+            "latency_p99": Claim(0.4, "0.4x vs software LB"),
+        },
+    },
+    ("miresga", "switch-only"): {
+        "large": {"throughput": Claim(1.0, "~1x on large objects (>= 1 MB)")},
+        "small": {
+            "throughput": Claim(5.0, "5.0x on small objects (<= 64 KB)"),
+            "latency_p50": Claim(0.2, "0.2x on small objects (<= 64 KB)"),
+            "latency_p99": Claim(0.2, "0.2x on small objects (<= 64 KB)"),
+        },
+    },
+}
+
+
+def t975(df: float) -> float:
+    """The 0.975 quantile of Student's t with `df` degrees of freedom (rounded down; conservative)."""
+    if math.isnan(df) or df < 1:
+        return math.nan
+    d = math.floor(df)
+    if d in _T975:
+        return _T975[d]
+    below = [k for k in _T975 if k <= d]
+    return _T975[max(below)] if d <= 120 else 1.960
+
+
+def size_class(min_bytes: float, max_bytes: float) -> str:
+    """"small" (all objects <= 64 KB), "large" (all >= 1 MB) or "mix"."""
+    if not math.isnan(max_bytes) and max_bytes <= SMALL_MAX:
+        return "small"
+    if not math.isnan(min_bytes) and min_bytes >= LARGE_MIN:
+        return "large"
+    return "mix"
+
+
+@dataclass(frozen=True)
+class Ratio:
+    ratio: float
+    low: float
+    high: float
+    note: str
+
+
+def ratio_of_means(x: np.ndarray, y: np.ndarray) -> Ratio:
+    """mean(x) / mean(y) with a 95% t-interval on the log ratio (see the module docstring)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    if x.size == 0 or y.size == 0:
+        return Ratio(math.nan, math.nan, math.nan, "no usable repetitions")
+    mx, my = float(x.mean()), float(y.mean())
+    if mx <= 0 or my <= 0:
+        return Ratio(math.nan, math.nan, math.nan, "non-positive mean")
+    r = mx / my
+    if x.size < 2 or y.size < 2:
+        return Ratio(r, math.nan, math.nan, f"no interval: {min(x.size, y.size)} repetition(s)")
+    a = float(x.var(ddof=1)) / (x.size * mx**2)
+    b = float(y.var(ddof=1)) / (y.size * my**2)
+    if a + b == 0:
+        return Ratio(r, r, r, "")
+    df = (a + b) ** 2 / (a**2 / (x.size - 1) + b**2 / (y.size - 1))
+    half = t975(df) * math.sqrt(a + b)
+    return Ratio(r, r * math.exp(-half), r * math.exp(half), "")
+
+
+def compare(cells: pd.DataFrame, system: str, baseline: str) -> pd.DataFrame:
+    """Tidy rows (one per workload x users x metric) of `system` against `baseline`."""
+    rows = []
+    both = cells[cells["system"].isin([system, baseline])]
+    for (workload, users), group in both.groupby(["workload", "users"], sort=True, dropna=False):
+        sys_cells = group[group["system"] == system]
+        base_cells = group[group["system"] == baseline]
+        if sys_cells.empty or base_cells.empty:
+            continue
+        excluded = sorted(group.loc[~group["usable"].astype(bool), "cell_id"])
+        sx = sys_cells[sys_cells["usable"].astype(bool)]
+        by = base_cells[base_cells["usable"].astype(bool)]
+        cls = size_class(float(group["min_object_bytes"].min()), float(group["max_object_bytes"].max()))
+        claims = CLAIMS.get((system, baseline), {})
+        for metric, column in METRICS.items():
+            r = ratio_of_means(sx[column].to_numpy(), by[column].to_numpy())
+            claim = claims.get(cls, {}).get(metric) or claims.get("any", {}).get(metric)
+            rows.append({
+                "system": system, "baseline": baseline, "workload": workload, "users": users,
+                "size_class": cls, "metric": metric,
+                "system_mean": float(sx[column].mean()) if len(sx) else math.nan,
+                "baseline_mean": float(by[column].mean()) if len(by) else math.nan,
+                "ratio": r.ratio, "ci_low": r.low, "ci_high": r.high,
+                "n_system": len(sx), "n_baseline": len(by),
+                "claim": claim.value if claim else math.nan, "claim_text": claim.text if claim else "",
+                "note": r.note, "excluded": excluded,
+            })
+    columns = ["system", "baseline", "workload", "users", "size_class", "metric", "system_mean",
+               "baseline_mean", "ratio", "ci_low", "ci_high", "n_system", "n_baseline", "claim",
+               "claim_text", "note", "excluded"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def default_pairs(systems: list[str]) -> list[tuple[str, str]]:
+    """Miresga against every baseline present; every other system against "direct" (no LB)."""
+    present = list(dict.fromkeys(systems))
+    pairs: list[tuple[str, str]] = []
+    if SUBJECT in present:
+        pairs += [(SUBJECT, b) for b in BASELINES if b in present]
+    if "direct" in present:
+        pairs += [(s, "direct") for s in present if s not in (SUBJECT, "direct")]
+    return pairs
+
+
+def compare_all(cells: pd.DataFrame, pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """`compare` over `pairs` (default: `default_pairs` of the systems in `cells`), concatenated."""
+    if pairs is None:
+        pairs = default_pairs(list(cells["system"].dropna()))
+    frames = [compare(cells, s, b) for s, b in pairs]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return compare(cells.iloc[0:0], "", "")
+    return pd.concat(frames, ignore_index=True)

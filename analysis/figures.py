@@ -1,0 +1,155 @@
+"""Figures of a run directory (seaborn on matplotlib's object API with the Agg canvas; no pyplot state).
+
+`build_figures(run_dir)` writes PNGs into `<run_dir>/figures/` and returns their paths. Each figure
+function takes the tidy tables from `analysis.load` and returns a Figure, or None when the run has no
+data for it (e.g. throughput-latency needs several load levels). Every title carries the run label,
+which says "emulated testbed" when the manifest says the run was emulated.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import seaborn as sns
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from analysis import load
+
+STYLE = "whitegrid"
+DPI = 110
+
+
+def run_label(run: load.Run) -> str:
+    """The label every figure carries: run id, and "emulated testbed" when emulated."""
+    label = f"run {run.run_id}"
+    return f"{label} (emulated testbed)" if run.emulated else f"{label} (hardware testbed)"
+
+
+def _figure(ncols: int = 1, nrows: int = 1, width: float = 5.5, height: float = 4.0) -> tuple[Figure, list]:
+    fig = Figure(figsize=(width * ncols, height * nrows), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, [ax for row in axes for ax in row]
+
+
+def _usable(cells: pd.DataFrame) -> pd.DataFrame:
+    return cells[cells["usable"].astype(bool)]
+
+
+def throughput_vs_size(cells: pd.DataFrame, label: str) -> Figure | None:
+    """Requests/s and Gbit/s against object size, per system (fixed-size workloads only)."""
+    df = _usable(cells)
+    df = df[df["min_object_bytes"] == df["max_object_bytes"]].copy()
+    if df.empty:
+        return None
+    df["object size (bytes)"] = df["max_object_bytes"].astype(float)
+    many_loads = df["users"].nunique() > 1
+    with sns.axes_style(STYLE):
+        fig, (ax_rps, ax_gbps) = _figure(ncols=2)
+        for ax, col, ylabel in ((ax_rps, "rps", "requests/s"), (ax_gbps, "goodput_gbps", "goodput (Gbit/s)")):
+            sns.lineplot(data=df, x="object size (bytes)", y=col, hue="system",
+                         style="users" if many_loads else None, marker="o", errorbar="sd", ax=ax)
+            ax.set_xscale("log")
+            ax.set_xlim(df["object size (bytes)"].min() / 2, df["object size (bytes)"].max() * 2)
+            ax.set_ylabel(ylabel)
+            ax.set_ylim(bottom=0)
+    fig.suptitle(f"Throughput vs object size (mean ± sd over repetitions; mixes not shown)\n{label}")
+    return fig
+
+
+def latency_cdf(requests: pd.DataFrame, cells: pd.DataFrame, workload: str, label: str) -> Figure | None:
+    """CDF of per-request latency (us, log x) of one workload, per system; for a mix, of the object
+    named by the workload's `latency_of`. Ok requests of usable cells, pooled over repetitions."""
+    usable = _usable(cells)
+    usable = usable[usable["workload"] == workload]
+    if usable.empty:
+        return None
+    df = requests[requests["cell_id"].isin(usable["cell_id"]) & (requests["ok"] == 1)]
+    objects = set(usable["latency_object"])
+    obj = next(iter(objects)) if len(objects) == 1 else "all"
+    if obj != "all":
+        df = df[df["object"] == obj]
+    if df.empty:
+        return None
+    users = sorted(df["users"].unique())
+    with sns.axes_style(STYLE):
+        fig, axes = _figure(ncols=len(users))
+        for ax, u in zip(axes, users, strict=True):
+            sns.ecdfplot(data=df[df["users"] == u], x="latency_us", hue="system", log_scale=True, ax=ax)
+            ax.set_xlabel("latency (µs)")
+            ax.set_title(f"{u} users")
+    what = "all requests" if obj == "all" else f"{obj} requests"
+    fig.suptitle(f"Latency CDF, {workload} ({what})\n{label}")
+    return fig
+
+
+def cpu_cost(cells: pd.DataFrame, label: str) -> Figure | None:
+    """Load-balancer CPU per request (µs) and per GB of bodies (s), per system and workload."""
+    df = _usable(cells).dropna(subset=["cpu_s_per_req"]).copy()
+    if df.empty:
+        return None
+    df["cpu_us_per_req"] = df["cpu_s_per_req"] * 1e6
+    with sns.axes_style(STYLE):
+        fig, (ax_req, ax_gb) = _figure(ncols=2)
+        sns.barplot(data=df, x="workload", y="cpu_us_per_req", hue="system", errorbar="sd", ax=ax_req)
+        ax_req.set_ylabel("LB CPU µs per request")
+        sns.barplot(data=df, x="workload", y="cpu_s_per_gb", hue="system", errorbar="sd", ax=ax_gb)
+        ax_gb.set_yscale("log")
+        ax_gb.set_ylabel("LB CPU s per GB of bodies (log)")
+    fig.suptitle(f"Load-balancer CPU cost (front-end processes and their eBPF; mean ± sd)\n{label}")
+    return fig
+
+
+def throughput_latency(cells: pd.DataFrame, label: str) -> Figure | None:
+    """p99 latency against requests/s across load levels, per system and workload (needs >1 level)."""
+    df = _usable(cells)
+    levels = df.groupby(["system", "workload"])["users"].nunique()
+    if df.empty or levels.max() < 2:
+        return None
+    df = df.groupby(["system", "workload", "users"], as_index=False)[["rps", "p99_us"]].mean()
+    df["p99 (ms)"] = df["p99_us"] / 1000
+    workloads = sorted(df["workload"].unique())
+    with sns.axes_style(STYLE):
+        fig, axes = _figure(ncols=len(workloads))
+        for ax, wl in zip(axes, workloads, strict=True):
+            sns.lineplot(data=df[df["workload"] == wl], x="rps", y="p99 (ms)", hue="system", marker="o",
+                         sort=False, ax=ax)
+            ax.set_xlabel("requests/s")
+            ax.set_title(wl)
+    fig.suptitle(f"Throughput vs p99 latency across load levels (mean over repetitions)\n{label}")
+    return fig
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def figures(run_dir: str | Path | load.Run) -> dict[str, Figure]:
+    """Every figure of the run, by file stem, in a stable order (figures without data are left out)."""
+    run = run_dir if isinstance(run_dir, load.Run) else load.load_run(run_dir)
+    cells = load.cells(run)
+    reqs = load.requests(run)
+    label = run_label(run)
+    out: dict[str, Figure | None] = {"throughput-vs-size": throughput_vs_size(cells, label)}
+    for wl in dict.fromkeys(cells["workload"].dropna()):
+        if wl:
+            out[f"latency-cdf-{_slug(wl)}"] = latency_cdf(reqs, cells, wl, label)
+    out["cpu-cost"] = cpu_cost(cells, label)
+    out["throughput-latency"] = throughput_latency(cells, label)
+    return {name: fig for name, fig in out.items() if fig is not None}
+
+
+def build_figures(run_dir: str | Path) -> list[Path]:
+    """Write every figure as `<run_dir>/figures/<name>.png` and return the paths."""
+    run = load.load_run(run_dir)
+    outdir = run.path / "figures"
+    outdir.mkdir(exist_ok=True)
+    paths = []
+    for name, fig in figures(run).items():
+        path = outdir / f"{name}.png"
+        fig.savefig(path)
+        paths.append(path)
+    return paths

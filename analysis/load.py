@@ -1,0 +1,397 @@
+"""Load run directories (docs/run-directory.md, format 1) into tidy pandas tables.
+
+- `load_run(run_dir)` reads manifest.json and every cell.json into a `Run`.
+- `requests(run_dir)` returns the raw per-request rows of all cells, in the measurement window.
+- `cells(run_dir)` returns one row per cell with throughput, latency, errors, CPU cost and flags.
+- `latency_by_object(run_dir)` returns latency percentiles per cell and catalog object.
+
+Percentiles use linear interpolation between order statistics (numpy's default, `method="linear"`),
+over ok requests only. Cells the harness could not run (status "failed") are kept with their
+identity and the "failed" flag, and NaN metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+FORMATS = (1,)
+PERCENTILES = {"p50_us": 50.0, "p90_us": 90.0, "p99_us": 99.0, "p999_us": 99.9}
+ERROR_KINDS = ("wrong-bytes", "short-body", "reset", "timeout", "http", "connect", "other")
+SATURATED_UTIL = 0.9
+REQUEST_COLUMNS = {
+    "start": "float64",
+    "latency_us": "int64",
+    "object": "string",
+    "expected_bytes": "int64",
+    "bytes": "int64",
+    "status": "int64",
+    "ok": "int64",
+    "error": "string",
+    "new_connection": "int64",
+}
+
+
+class RunFormatError(ValueError):
+    """A run directory this code cannot read (unknown format version, missing manifest...)."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One cell.json, plus where it lives."""
+
+    cell_id: str
+    path: Path
+    spec: dict[str, Any]
+
+    @property
+    def system(self) -> str:
+        return str(self.spec.get("system", ""))
+
+    @property
+    def workload(self) -> dict[str, Any]:
+        return self.spec.get("workload") or {}
+
+    @property
+    def load(self) -> dict[str, Any]:
+        return self.spec.get("load") or {}
+
+    @property
+    def status(self) -> str:
+        return str(self.spec.get("status", "failed"))
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def window(self) -> tuple[float, float] | None:
+        start, end = self.spec.get("measure_start"), self.spec.get("measure_end")
+        if start is None or end is None:
+            return None
+        return float(start), float(end)
+
+    def identity(self) -> dict[str, Any]:
+        """The columns that say which cell a row belongs to."""
+        wl = self.workload
+        return {
+            "cell_id": self.cell_id,
+            "system": self.system,
+            "workload": wl.get("name", ""),
+            "connection": wl.get("connection", ""),
+            "users": self.load.get("users"),
+            "pace_rps": float(self.load["pace_rps"]) if self.load.get("pace_rps") is not None else math.nan,
+            "repetition": self.spec.get("repetition"),
+        }
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    manifest: dict[str, Any]
+    cells: list[Cell] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest.get("run_id", self.path.name))
+
+    @property
+    def emulated(self) -> bool:
+        return bool(self.manifest.get("emulated", True))
+
+    def host_roles(self) -> dict[str, str]:
+        hosts = self.manifest.get("hosts") or {}
+        return {name: str(facts.get("role", "")) for name, facts in hosts.items() if isinstance(facts, dict)}
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read manifest.json and the cell.json of every cell the manifest lists (in run order)."""
+    path = Path(run_dir)
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise RunFormatError(f"{path}: no manifest.json; not a run directory")
+    manifest = json.loads(manifest_path.read_text())
+    version = manifest.get("format")
+    if version not in FORMATS:
+        raise RunFormatError(
+            f"{manifest_path}: run directory format {version!r} is not supported "
+            f"(this analysis reads format {', '.join(map(str, FORMATS))})"
+        )
+    cells = []
+    for cell_id in manifest.get("cells", []):
+        cdir = path / "cells" / cell_id
+        cell_json = cdir / "cell.json"
+        if cell_json.is_file():
+            spec = json.loads(cell_json.read_text())
+        else:
+            spec = {"cell_id": cell_id, "status": "failed", "error": f"{cell_json} is missing"}
+        cells.append(Cell(cell_id=cell_id, path=cdir, spec=spec))
+    return Run(path=path, manifest=manifest, cells=cells)
+
+
+def _as_run(run: str | Path | Run) -> Run:
+    return run if isinstance(run, Run) else load_run(run)
+
+
+def _read_request_files(cell: Cell) -> pd.DataFrame:
+    frames = []
+    for csv_path in sorted((cell.path / "requests").glob("*.csv")):
+        df = pd.read_csv(csv_path, dtype={"object": "string", "error": "string"}, keep_default_na=False)
+        missing = set(REQUEST_COLUMNS) - set(df.columns)
+        if missing:
+            raise RunFormatError(f"{csv_path}: missing columns {sorted(missing)}")
+        df = df[list(REQUEST_COLUMNS)].astype(REQUEST_COLUMNS)
+        df["source"] = csv_path.stem
+        frames.append(df)
+    if not frames:
+        empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in REQUEST_COLUMNS.items()})
+        empty["source"] = pd.Series(dtype="string")
+        return empty
+    return pd.concat(frames, ignore_index=True)
+
+
+def cell_requests(cell: Cell, window: bool = True) -> pd.DataFrame:
+    """The raw rows of one cell; with `window`, only requests started in [measure_start, measure_end)."""
+    df = _read_request_files(cell)
+    if window and cell.window is not None:
+        start, end = cell.window
+        df = df[(df["start"] >= start) & (df["start"] < end)]
+    return df.reset_index(drop=True)
+
+
+def requests(run_dir: str | Path | Run, window: bool = True, include_failed: bool = False) -> pd.DataFrame:
+    """Raw per-request rows of all cells with the cell's identity columns (cell_id, system, workload,
+    connection, users, pace_rps, repetition), filtered to each cell's measurement window by start time.
+    Cells with status failed are left out unless `include_failed`."""
+    run = _as_run(run_dir)
+    frames = []
+    for cell in run.cells:
+        if not cell.ok and not include_failed:
+            continue
+        df = cell_requests(cell, window=window)
+        for col, value in reversed(cell.identity().items()):
+            df.insert(0, col, value)
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=[*Cell("", Path(), {}).identity(), *REQUEST_COLUMNS, "source"])
+    out = pd.concat(frames, ignore_index=True)
+    out["latency_ms"] = out["latency_us"] / 1000.0
+    return out
+
+
+def percentiles(latency_us: pd.Series | np.ndarray) -> dict[str, float]:
+    """p50/p90/p99/p99.9 in microseconds (linear interpolation); NaN for an empty set."""
+    values = np.asarray(latency_us, dtype=float)
+    if values.size == 0:
+        return dict.fromkeys(PERCENTILES, math.nan)
+    return {name: float(np.percentile(values, q)) for name, q in PERCENTILES.items()}
+
+
+def error_kind(error: str) -> str:
+    """Map a raw `error` value to one of ERROR_KINDS ("http-503" -> "http", "other:..." -> "other")."""
+    if error.startswith("http-"):
+        return "http"
+    if error in ERROR_KINDS:
+        return error
+    return "other"
+
+
+def _error_counts(df: pd.DataFrame) -> dict[str, int]:
+    failed = df[df["ok"] != 1]
+    kinds = failed["error"].fillna("").map(error_kind)
+    counts = kinds.value_counts()
+    return {f"err_{k.replace('-', '_')}": int(counts.get(k, 0)) for k in ERROR_KINDS}
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    lb_cpu_s: float
+    backend_cpu_s: float
+    agent_cpu_s: float
+    switch_cpu_s: float
+    generator_cpu_s: float
+    generator_processes: int
+    window_s: float | None
+
+
+def cpu_use(cell: Cell, host_roles: dict[str, str]) -> CpuUse | None:
+    """Sum cpu.json by role. BPF run time counts for the role of the host it ran on (from the
+    processes rows of the same host, else the manifest's hosts). Roles with no row give NaN."""
+    path = cell.path / "cpu.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    roles = dict(host_roles)
+    sums: dict[str, float] = {}
+    agent = math.nan
+    gen_pids = 0
+    for proc in data.get("processes", []):
+        role = str(proc.get("role", ""))
+        roles.setdefault(str(proc.get("host", "")), role)
+        cpu = float(proc.get("user_s", 0.0)) + float(proc.get("system_s", 0.0))
+        sums[role] = sums.get(role, 0.0) + cpu
+        if proc.get("service") == "agent":
+            agent = (0.0 if math.isnan(agent) else agent) + cpu
+        if role == "client":
+            # Capacity is one core per Locust worker process; the master's CPU counts as generator
+            # time but it is no worker (rows without `instance` count their PIDs).
+            instance = proc.get("instance")
+            if instance is None:
+                gen_pids += len(proc.get("pids") or [])
+            elif str(instance).startswith("locust-worker"):
+                gen_pids += 1
+    for prog in data.get("bpf", []):
+        role = roles.get(str(prog.get("host", "")), "")
+        run_time = float(prog.get("run_time_s", 0.0))
+        sums[role] = sums.get(role, 0.0) + run_time
+        if role == "backend":
+            agent = (0.0 if math.isnan(agent) else agent) + run_time
+    window = data.get("window_s")
+    return CpuUse(
+        lb_cpu_s=sums.get("frontend", math.nan),
+        backend_cpu_s=sums.get("backend", math.nan),
+        agent_cpu_s=agent,
+        switch_cpu_s=sums.get("switch", math.nan),
+        generator_cpu_s=sums.get("client", math.nan),
+        generator_processes=gen_pids,
+        window_s=float(window) if window is not None else None,
+    )
+
+
+def _div(a: float, b: float) -> float:
+    return a / b if b and not (math.isnan(a) or math.isnan(b)) else math.nan
+
+
+def _metric_columns() -> list[str]:
+    return [
+        "requests", "ok", "failed", *(f"err_{k.replace('-', '_')}" for k in ERROR_KINDS),
+        "duration_s", "rps", "goodput_gbps", "latency_object", *PERCENTILES,
+        "lb_cpu_s", "backend_cpu_s", "agent_cpu_s", "switch_cpu_s", "generator_cpu_s", "generator_util",
+        "cpu_s_per_req", "cpu_s_per_gb",
+    ]
+
+
+def cell_metrics(cell: Cell, host_roles: dict[str, str]) -> dict[str, Any]:
+    """The metrics of one cell that ran (status ok)."""
+    df = cell_requests(cell)
+    start, end = cell.window or (math.nan, math.nan)
+    duration = end - start
+    ok = df[df["ok"] == 1]
+    body_bytes = float(ok["bytes"].sum())
+    latency_of = cell.workload.get("latency_of")
+    lat = ok[ok["object"] == latency_of] if latency_of else ok
+    row: dict[str, Any] = {
+        "requests": len(df),
+        "ok": len(ok),
+        "failed": len(df) - len(ok),
+        **_error_counts(df),
+        "duration_s": duration,
+        "rps": _div(len(ok), duration),
+        "goodput_gbps": _div(body_bytes * 8, duration) / 1e9,
+        "latency_object": latency_of or "all",
+        **percentiles(lat["latency_us"]),
+    }
+    cpu = cpu_use(cell, host_roles)
+    if cpu is None:
+        row.update(dict.fromkeys(
+            ["lb_cpu_s", "backend_cpu_s", "agent_cpu_s", "switch_cpu_s", "generator_cpu_s", "generator_util"],
+            math.nan))
+    else:
+        cores = cpu.generator_processes or int(cell.spec.get("generator", {}).get("workers") or 0)
+        cpu_window = cpu.window_s if cpu.window_s else duration
+        row.update(
+            lb_cpu_s=cpu.lb_cpu_s, backend_cpu_s=cpu.backend_cpu_s, agent_cpu_s=cpu.agent_cpu_s,
+            switch_cpu_s=cpu.switch_cpu_s, generator_cpu_s=cpu.generator_cpu_s,
+            generator_util=_div(cpu.generator_cpu_s, cpu_window * cores),
+        )
+    row["cpu_s_per_req"] = _div(row["lb_cpu_s"], len(ok))
+    row["cpu_s_per_gb"] = _div(row["lb_cpu_s"], body_bytes / 1e9)
+    return row
+
+
+def _flags(row: dict[str, Any]) -> str:
+    flags = []
+    if row["status"] != "ok":
+        flags.append("failed")
+    else:
+        if row["errors"]:
+            flags.append("errors")
+        if row["generator_saturated"]:
+            flags.append("generator-saturated")
+    return ",".join(flags)
+
+
+def cells(run_dir: str | Path | Run) -> pd.DataFrame:
+    """One tidy row per cell (in run order): identity, status, counts, throughput, latency (us), CPU,
+    flags (`errors`, `generator_saturated`, and a `flags` text) and `emulated`. Failed cells keep
+    their identity and status with NaN metrics; `usable` is True for cells that ran without errors."""
+    run = _as_run(run_dir)
+    roles = run.host_roles()
+    rows = []
+    for cell in run.cells:
+        sizes = [int(o["size"]) for o in cell.workload.get("objects") or []]
+        row: dict[str, Any] = {**cell.identity(), "status": cell.status,
+                               "cell_error": cell.spec.get("error"),
+                               "min_object_bytes": min(sizes) if sizes else math.nan,
+                               "max_object_bytes": max(sizes) if sizes else math.nan}
+        if cell.ok:
+            row.update(cell_metrics(cell, roles))
+        else:
+            row.update(dict.fromkeys(_metric_columns(), math.nan))
+        row["errors"] = bool(cell.ok and row["failed"] > 0)
+        util = row["generator_util"]
+        row["generator_saturated"] = bool(cell.ok and not math.isnan(util) and util >= SATURATED_UTIL)
+        row["flags"] = _flags(row)
+        row["usable"] = bool(cell.ok and not row["errors"])
+        row["emulated"] = run.emulated
+        rows.append(row)
+    columns = [*Cell("", Path(), {}).identity(), "status", "cell_error", "min_object_bytes",
+               "max_object_bytes", *_metric_columns(),
+               "errors", "generator_saturated", "flags", "usable", "emulated"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def latency_by_object(run_dir: str | Path | Run) -> pd.DataFrame:
+    """Latency percentiles (us, ok requests) per cell and object, with request counts."""
+    run = _as_run(run_dir)
+    rows = []
+    for cell in run.cells:
+        if not cell.ok:
+            continue
+        df = cell_requests(cell)
+        for obj, group in df.groupby("object", sort=False):
+            ok = group[group["ok"] == 1]
+            rows.append({**cell.identity(), "object": obj, "size": int(group["expected_bytes"].iloc[0]),
+                         "requests": len(group), "ok": len(ok), **percentiles(ok["latency_us"])})
+    columns = [*Cell("", Path(), {}).identity(), "object", "size", "requests", "ok", *PERCENTILES]
+    df = pd.DataFrame(rows, columns=columns)
+    return df.sort_values(["cell_id", "size"], kind="stable", ignore_index=True)
+
+
+def locust_stats(run_dir: str | Path | Run) -> pd.DataFrame:
+    """Locust's own stats.csv rows of every cell (for cross-checking the raw records)."""
+    run = _as_run(run_dir)
+    frames = []
+    for cell in run.cells:
+        path = cell.path / "locust" / "stats.csv"
+        if path.is_file():
+            df = pd.read_csv(path, keep_default_na=False)
+            df.insert(0, "cell_id", cell.cell_id)
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["cell_id"])
+
+
+def workload_sizes(run: Run) -> dict[str, list[int]]:
+    """Object sizes per workload name (from the cells' workload specs)."""
+    sizes: dict[str, list[int]] = {}
+    for cell in run.cells:
+        wl = cell.workload
+        if wl.get("name") and wl.get("objects"):
+            sizes.setdefault(wl["name"], sorted(int(o["size"]) for o in wl["objects"]))
+    return sizes

@@ -1,0 +1,70 @@
+"""Builders of small hand-made run directories (docs/run-directory.md v1) whose numbers are known."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+REQUEST_HEADER = ["start", "latency_us", "object", "expected_bytes", "bytes", "status", "ok", "error",
+                  "new_connection"]
+T0 = 1_800_000_000.0  # measure_start of hand-made cells
+
+
+def workload(name: str, objects: dict[str, int], latency_of: str | None = None,
+             connection: str = "close") -> dict[str, Any]:
+    return {
+        "name": name,
+        "objects": [{"name": n, "path": f"/obj/{n}", "size": s, "weight": 1} for n, s in objects.items()],
+        "connection": connection, "requests_per_connection": 1, "client": "lean", "verify": "full",
+        "latency_of": latency_of,
+    }
+
+
+def request_row(start: float, latency_us: int, obj: str = "1k", size: int = 1024, ok: bool = True,
+                error: str = "", status: int | None = None, got: int | None = None) -> list[Any]:
+    if status is None:
+        status = 200 if ok else 0
+    if got is None:
+        got = size if ok else 0
+    return [f"{start:.6f}", latency_us, obj, size, got, status, int(ok), error, 1]
+
+
+def make_cell(run_dir: Path, cell_id: str, system: str, wl: dict[str, Any], rows: dict[str, list[list[Any]]],
+              users: int = 4, repetition: int = 1, window: tuple[float, float] = (T0, T0 + 4.0),
+              cpu: dict[str, Any] | None = None, status: str = "ok", error: str | None = None) -> None:
+    """Write cells/<cell_id>/ with cell.json, requests/<file>.csv per `rows` key and cpu.json."""
+    cdir = run_dir / "cells" / cell_id
+    (cdir / "requests").mkdir(parents=True)
+    spec = {
+        "cell_id": cell_id, "system": system, "workload": wl,
+        "load": {"users": users, "spawn_rate": users, "warmup_s": 1, "duration_s": window[1] - window[0],
+                 "pace_rps": None},
+        "repetition": repetition, "target": {"address": "198.18.0.100", "port": 80},
+        "generator": {"hosts": ["client1"], "workers": max(1, len(rows))},
+        "measure_start": window[0], "measure_end": window[1],
+        "started": "2027-01-15T08:00:00Z", "ended": "2027-01-15T08:00:06Z", "status": status, "error": error,
+    }
+    (cdir / "cell.json").write_text(json.dumps(spec))
+    for name, file_rows in rows.items():
+        with open(cdir / "requests" / f"{name}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(REQUEST_HEADER)
+            w.writerows(file_rows)
+    if cpu is not None:
+        (cdir / "cpu.json").write_text(json.dumps(cpu))
+
+
+def make_manifest(run_dir: Path, cell_ids: list[str], emulated: bool = True, fmt: int = 1) -> None:
+    manifest = {
+        "format": fmt, "run_id": "20270115-080000-handmade", "suite": "handmade", "emulated": emulated,
+        "testbed": "local", "switch_target": "bridge" if emulated else "tofino",
+        "git": {"commit": "1234567", "dirty": False},
+        "packages": {"python": {"locust": "2.47.0"}, "debian": {}},
+        "hosts": {"switch": {"role": "switch"}, "client1": {"role": "client"}, "fe1": {"role": "frontend"},
+                  "be1": {"role": "backend"}},
+        "started": "2027-01-15T08:00:00Z", "ended": "2027-01-15T08:01:00Z", "cells": cell_ids,
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))

@@ -1,0 +1,50 @@
+/* Per-packet metadata shared by the controls of a pipeline (the emulated "bridged metadata"). */
+#ifndef MIRESGA_SWITCH_PIPELINE_H
+#define MIRESGA_SWITCH_PIPELINE_H
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include "counters.h"
+
+struct pipe_md {
+	__u32 in_port;     /* P4 ingress port, 0 if the interface is not a port */
+	__u32 egress_port; /* P4 egress port chosen by a control */
+	__u32 pkts;        /* packets this skb stands for (GSO segments, at least 1) */
+	__u32 bytes;       /* skb->len: the frame(s) including the Ethernet header */
+};
+
+static __always_inline void pipe_md_init(struct __sk_buff *skb, struct pipe_md *md)
+{
+	__u32 ifindex = skb->ingress_ifindex;
+	__u32 *port = bpf_map_lookup_elem(&ifindex_port, &ifindex);
+
+	md->in_port = port ? *port : 0;
+	md->egress_port = 0;
+	md->pkts = skb->gso_segs ? skb->gso_segs : 1;
+	md->bytes = skb->len;
+}
+
+/* Drop, counted per ingress port and per reason. */
+static __always_inline int pipe_drop(struct pipe_md *md, __u32 reason)
+{
+	count_drop(md->in_port, reason, md->pkts, md->bytes);
+	return TC_ACT_SHOT;
+}
+
+/* Send out of md->egress_port: look up its interface, count, redirect to its egress. */
+static __always_inline int pipe_emit(struct pipe_md *md)
+{
+	__u32 port = md->egress_port;
+	struct port_info *pi;
+
+	if (port == 0 || port > MAX_PORTS)
+		return pipe_drop(md, DROP_NO_EGRESS);
+	pi = bpf_map_lookup_elem(&ports, &port);
+	if (!pi || pi->ifindex == 0)
+		return pipe_drop(md, DROP_NO_EGRESS);
+	count_tx(port, md->pkts, md->bytes);
+	return bpf_redirect(pi->ifindex, 0);
+}
+
+#endif

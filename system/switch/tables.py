@@ -1,0 +1,481 @@
+"""Python mirror of the emulated switch's tables, and the facade callers use instead of map bytes.
+
+`PipelineSpec`/`TableSpec` describe each P4 table of a pipeline (P4 and P4Info names, match fields,
+actions and where every field sits in the BPF map's key and value structs of
+system/switch/bpf/structs.h). `PipelineTables(spec, pin_dir)` opens the pinned maps and offers
+insert/modify/delete/get/read plus counters. Errors raise TableError with a P4Runtime-style code.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from system.bpf.syscall import BPF_EXIST, BPF_NOEXIST, BpfError, Map
+
+P4SRC = Path(__file__).resolve().parents[2] / "p4src"
+
+MatchKind = Literal["exact", "lpm", "ternary"]
+ByteOrder = Literal["network", "host"]
+
+MAX_PORTS = 64  # consts.h
+
+
+class TableError(Exception):
+    """A table operation failed. code: ALREADY_EXISTS | NOT_FOUND | INVALID_ARGUMENT |
+    RESOURCE_EXHAUSTED."""
+
+    CODES = ("ALREADY_EXISTS", "NOT_FOUND", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED")
+
+    def __init__(self, code: str, message: str) -> None:
+        if code not in self.CODES:
+            raise ValueError(f"unknown TableError code {code}")
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a field sits in a key or value struct: byte offset, size in bytes, byte order."""
+
+    offset: int
+    size: int
+    order: ByteOrder
+
+
+@dataclass(frozen=True)
+class MatchFieldSpec:
+    name: str            # P4Info match field name (the @name of the key element)
+    bitwidth: int
+    match_kind: MatchKind
+    layout: Layout
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    bitwidth: int
+    layout: Layout
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    name: str            # P4 short name, e.g. "forward"
+    p4info_name: str     # e.g. "SwitchIngress.forwarding.forward"
+    code: int            # action code stored at offset 0 of the value (u32, host order)
+    params: tuple[ParamSpec, ...] = ()
+
+    def param(self, name: str) -> ParamSpec | None:
+        return next((p for p in self.params if p.name == name), None)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str                     # P4 short name, e.g. "route"
+    p4info_name: str              # e.g. "SwitchIngress.forwarding.route"
+    map_name: str                 # BPF map name
+    table_id: int                 # index into the table_counters map (TABLE_* in consts.h)
+    key_size: int
+    value_size: int
+    match_fields: tuple[MatchFieldSpec, ...]
+    actions: tuple[ActionSpec, ...]
+    size: int                     # max entries of the map
+    default_action: str           # the const default action (P4 short name)
+    direct_counter: str | None = None          # P4 short name of the direct counter
+    direct_counter_p4info_name: str | None = None
+    counter_layout: tuple[int, int] | None = None  # value offsets of packets, bytes (u64 host)
+    lpm_prefix_offset: int | None = None           # LPM trie: offset of the u32 prefixlen
+
+    def action(self, name: str) -> ActionSpec | None:
+        return next((a for a in self.actions if a.name == name), None)
+
+    def action_by_code(self, code: int) -> ActionSpec | None:
+        return next((a for a in self.actions if a.code == code), None)
+
+    @property
+    def lpm_field(self) -> MatchFieldSpec | None:
+        return next((f for f in self.match_fields if f.match_kind == "lpm"), None)
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """A map that is not a table (ports, counters): checked against the object by the tests."""
+
+    name: str
+    key_size: int
+    value_size: int
+    max_entries: int
+    fields: tuple[str, ...] = ()   # u64 counter field names, in struct order
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    name: str
+    tables: tuple[TableSpec, ...]
+    maps: tuple[MapSpec, ...]
+    program: str = "pipe_ingress"      # the entry function attached to every port
+
+    def table(self, name: str) -> TableSpec:
+        for t in self.tables:
+            if name in (t.name, t.p4info_name):
+                return t
+        raise TableError("INVALID_ARGUMENT", f"pipeline {self.name} has no table {name!r}")
+
+    def map_spec(self, name: str) -> MapSpec:
+        return next(m for m in self.maps if m.name == name)
+
+
+@dataclass(frozen=True)
+class Entry:
+    table: str
+    key: dict[str, int | tuple[int, int]]
+    action: str
+    params: dict[str, int]
+
+
+# --- the shared maps (system/switch/bpf/maps.h) -------------------------------------------------
+
+DROP_REASONS = ("none", "not_ipv4", "arp", "malformed", "ttl_expired", "table_miss", "action_drop",
+                "no_egress", "unknown_ingress", "ip_options")
+PORT_COUNTER_FIELDS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "drops")
+TABLE_COUNTER_FIELDS = ("hit_packets", "hit_bytes", "miss_packets", "miss_bytes")
+DROP_COUNTER_FIELDS = ("packets", "bytes")
+
+COMMON_MAPS = (
+    MapSpec("ports", 4, 4, MAX_PORTS + 1),
+    MapSpec("ifindex_port", 4, 4, MAX_PORTS + 1),
+    MapSpec("port_counters", 4, 8 * len(PORT_COUNTER_FIELDS), MAX_PORTS + 1, PORT_COUNTER_FIELDS),
+    MapSpec("drop_counters", 4, 8 * len(DROP_COUNTER_FIELDS), len(DROP_REASONS), DROP_COUNTER_FIELDS),
+)
+
+# --- the route table (system/switch/bpf/forwarding.h, p4src/include/forwarding.p4) --------------
+
+ROUTE_TABLE_SIZE = 1024  # consts.h ROUTE_TABLE_SIZE, p4src/include/sizes.p4
+
+ROUTE = TableSpec(
+    name="route",
+    p4info_name="SwitchIngress.forwarding.route",
+    map_name="route",
+    table_id=0,
+    key_size=8,
+    value_size=40,
+    match_fields=(MatchFieldSpec("dst_addr", 32, "lpm", Layout(4, 4, "network")),),
+    actions=(
+        ActionSpec("forward", "SwitchIngress.forwarding.forward", 1, (
+            ParamSpec("port", 9, Layout(4, 4, "host")),
+            ParamSpec("smac", 48, Layout(8, 6, "network")),
+            ParamSpec("dmac", 48, Layout(14, 6, "network")),
+        )),
+        ActionSpec("drop", "SwitchIngress.forwarding.drop", 2),
+    ),
+    size=ROUTE_TABLE_SIZE,
+    default_action="drop",
+    direct_counter="route_counter",
+    direct_counter_p4info_name="SwitchIngress.forwarding.route_counter",
+    counter_layout=(24, 32),
+    lpm_prefix_offset=0,
+)
+
+
+def table_counters_map(tables: tuple[TableSpec, ...]) -> MapSpec:
+    return MapSpec("table_counters", 4, 8 * len(TABLE_COUNTER_FIELDS), len(tables), TABLE_COUNTER_FIELDS)
+
+
+FORWARDING = PipelineSpec(
+    name="forwarding",
+    tables=(ROUTE,),
+    maps=(*COMMON_MAPS, table_counters_map((ROUTE,))),
+)
+
+PIPELINES: dict[str, PipelineSpec] = {"forwarding": FORWARDING}
+
+
+def pipeline_spec(name: str) -> PipelineSpec:
+    try:
+        return PIPELINES[name]
+    except KeyError:
+        raise ValueError(f"unknown pipeline {name!r}; known: {', '.join(sorted(PIPELINES))}") from None
+
+
+def load_p4info(pipeline: str):  # -> p4.config.v1.p4info_pb2.P4Info
+    """The hand-written P4Info of a pipeline (p4src/<pipeline>.p4info.txtpb)."""
+    from google.protobuf import text_format
+    from p4.config.v1 import p4info_pb2
+
+    path = P4SRC / f"{pipeline}.p4info.txtpb"
+    if not path.is_file():
+        raise ValueError(f"no P4Info for pipeline {pipeline!r}: {path} is missing")
+    return text_format.Parse(path.read_text(), p4info_pb2.P4Info())
+
+
+# --- encoding -----------------------------------------------------------------------------------
+
+def _put(buf: bytearray, lay: Layout, value: int) -> None:
+    order = "big" if lay.order == "network" else "little"
+    buf[lay.offset: lay.offset + lay.size] = value.to_bytes(lay.size, order)
+
+
+def _get(buf: bytes, lay: Layout) -> int:
+    order = "big" if lay.order == "network" else "little"
+    return int.from_bytes(buf[lay.offset: lay.offset + lay.size], order)
+
+
+def _check_int(what: str, value: object, bitwidth: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TableError("INVALID_ARGUMENT", f"{what} must be an integer, got {value!r}")
+    if value < 0 or value >= 1 << bitwidth:
+        raise TableError("INVALID_ARGUMENT", f"{what}={value} does not fit in {bitwidth} bits")
+    return value
+
+
+def encode_key(spec: TableSpec, key: dict[str, int | tuple[int, int]]) -> bytes:
+    names = {f.name for f in spec.match_fields}
+    if set(key) != names:
+        raise TableError("INVALID_ARGUMENT", f"table {spec.name}: key fields {sorted(key)} "
+                                             f"!= {sorted(names)}")
+    buf = bytearray(spec.key_size)
+    for f in spec.match_fields:
+        raw = key[f.name]
+        if f.match_kind == "exact":
+            _put(buf, f.layout, _check_int(f"{spec.name}.{f.name}", raw, f.bitwidth))
+        elif f.match_kind == "lpm":
+            if not (isinstance(raw, tuple) and len(raw) == 2):
+                raise TableError("INVALID_ARGUMENT", f"{spec.name}.{f.name}: LPM key is "
+                                                     f"(value, prefix_len), got {raw!r}")
+            value = _check_int(f"{spec.name}.{f.name}", raw[0], f.bitwidth)
+            plen = raw[1]
+            if not isinstance(plen, int) or not 0 <= plen <= f.bitwidth:
+                raise TableError("INVALID_ARGUMENT", f"{spec.name}.{f.name}: prefix length "
+                                                     f"{plen!r} not in 0..{f.bitwidth}")
+            if value & ((1 << (f.bitwidth - plen)) - 1):
+                raise TableError("INVALID_ARGUMENT", f"{spec.name}.{f.name}: bits beyond the "
+                                                     f"/{plen} prefix must be zero")
+            _put(buf, f.layout, value)
+            assert spec.lpm_prefix_offset is not None
+            before = 8 * (f.layout.offset - spec.lpm_prefix_offset - 4)
+            _put(buf, Layout(spec.lpm_prefix_offset, 4, "host"), before + plen)
+        else:
+            raise TableError("INVALID_ARGUMENT", f"{spec.name}.{f.name}: match kind "
+                                                 f"{f.match_kind} is not supported by this target")
+    return bytes(buf)
+
+
+def decode_key(spec: TableSpec, raw: bytes) -> dict[str, int | tuple[int, int]]:
+    out: dict[str, int | tuple[int, int]] = {}
+    for f in spec.match_fields:
+        if f.match_kind == "lpm":
+            assert spec.lpm_prefix_offset is not None
+            before = 8 * (f.layout.offset - spec.lpm_prefix_offset - 4)
+            plen = _get(raw, Layout(spec.lpm_prefix_offset, 4, "host")) - before
+            out[f.name] = (_get(raw, f.layout), plen)
+        else:
+            out[f.name] = _get(raw, f.layout)
+    return out
+
+
+def encode_value(spec: TableSpec, action: str, params: dict[str, int]) -> bytes:
+    act = spec.action(action)
+    if act is None:
+        raise TableError("INVALID_ARGUMENT", f"table {spec.name} has no action {action!r} "
+                                             f"(actions: {[a.name for a in spec.actions]})")
+    names = {p.name for p in act.params}
+    if set(params) != names:
+        raise TableError("INVALID_ARGUMENT", f"action {action}: params {sorted(params)} "
+                                             f"!= {sorted(names)}")
+    buf = bytearray(spec.value_size)
+    _put(buf, Layout(0, 4, "host"), act.code)
+    for p in act.params:
+        _put(buf, p.layout, _check_int(f"{action}.{p.name}", params[p.name], p.bitwidth))
+    return bytes(buf)
+
+
+def decode_value(spec: TableSpec, raw: bytes) -> tuple[str, dict[str, int]]:
+    code = _get(raw, Layout(0, 4, "host"))
+    act = spec.action_by_code(code)
+    if act is None:
+        raise ValueError(f"table {spec.name}: unknown action code {code} in the map")
+    return act.name, {p.name: _get(raw, p.layout) for p in act.params}
+
+
+def _sum_u64_fields(values: list[bytes], names: tuple[str, ...]) -> dict[str, int]:
+    totals = dict.fromkeys(names, 0)
+    for v in values:
+        for i, n in enumerate(names):
+            totals[n] += struct.unpack_from("<Q", v, 8 * i)[0]
+    return totals
+
+
+# --- the facade ---------------------------------------------------------------------------------
+
+@dataclass
+class PipelineTables:
+    """Tables of a loaded pipeline, by the maps pinned under `pin_dir`/maps."""
+
+    spec: PipelineSpec
+    pin_dir: Path
+    _maps: dict[str, Map] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.pin_dir = Path(self.pin_dir)
+        names = [t.map_name for t in self.spec.tables] + [m.name for m in self.spec.maps]
+        try:
+            for name in names:
+                self._maps[name] = Map.pinned(self.pin_dir / "maps" / name)
+        except OSError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for m in self._maps.values():
+            m.close()
+        self._maps.clear()
+
+    def __enter__(self) -> PipelineTables:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _map(self, name: str) -> Map:
+        return self._maps[name]
+
+    # entries
+
+    def _write(self, spec: TableSpec, key: bytes, value: bytes, flags: int, what: str) -> None:
+        try:
+            self._map(spec.map_name).update(key, value, flags)
+        except BpfError as exc:
+            if exc.errno == errno.EEXIST:
+                raise TableError("ALREADY_EXISTS", f"{what}: entry exists in {spec.name}") from None
+            if exc.errno == errno.ENOENT:
+                raise TableError("NOT_FOUND", f"{what}: no such entry in {spec.name}") from None
+            if exc.errno in (errno.E2BIG, errno.ENOSPC, errno.ENOMEM):
+                raise TableError("RESOURCE_EXHAUSTED",
+                                 f"{what}: table {spec.name} is full ({spec.size} entries)") from None
+            raise
+
+    def insert(self, table: str, key: dict[str, int | tuple[int, int]], action: str,
+               params: dict[str, int]) -> None:
+        spec = self.spec.table(table)
+        self._write(spec, encode_key(spec, key), encode_value(spec, action, params), BPF_NOEXIST,
+                    "insert")
+
+    def modify(self, table: str, key: dict[str, int | tuple[int, int]], action: str,
+               params: dict[str, int]) -> None:
+        """Replace the action of an existing entry; its direct counter is kept."""
+        spec = self.spec.table(table)
+        kb = encode_key(spec, key)
+        value = bytearray(encode_value(spec, action, params))
+        old = self._exact_lookup(spec, kb)
+        if old is None:
+            raise TableError("NOT_FOUND", f"modify: no such entry in {spec.name}")
+        if spec.counter_layout:
+            start = spec.counter_layout[0]
+            value[start: start + 16] = old[start: start + 16]
+        self._write(spec, kb, bytes(value), BPF_EXIST, "modify")
+
+    def delete(self, table: str, key: dict[str, int | tuple[int, int]]) -> None:
+        spec = self.spec.table(table)
+        try:
+            self._map(spec.map_name).delete(encode_key(spec, key))
+        except BpfError as exc:
+            if exc.errno == errno.ENOENT:
+                raise TableError("NOT_FOUND", f"delete: no such entry in {spec.name}") from None
+            raise
+
+    def _exact_lookup(self, spec: TableSpec, kb: bytes) -> bytes | None:
+        m = self._map(spec.map_name)
+        if spec.lpm_prefix_offset is None:
+            return m.lookup(kb)
+        # A trie lookup returns the longest match, not the exact prefix: walk the keys instead.
+        for k in m.iter_keys():
+            if k == kb:
+                return m.lookup(k)
+        return None
+
+    def get(self, table: str, key: dict[str, int | tuple[int, int]]) -> Entry | None:
+        spec = self.spec.table(table)
+        kb = encode_key(spec, key)
+        raw = self._exact_lookup(spec, kb)
+        if raw is None:
+            return None
+        action, params = decode_value(spec, raw)
+        return Entry(spec.name, decode_key(spec, kb), action, params)
+
+    def read(self, table: str) -> list[Entry]:
+        spec = self.spec.table(table)
+        m = self._map(spec.map_name)
+        out = []
+        for kb in list(m.iter_keys()):
+            raw = m.lookup(kb)
+            if raw is None:  # deleted meanwhile
+                continue
+            action, params = decode_value(spec, raw)
+            out.append(Entry(spec.name, decode_key(spec, kb), action, params))
+        return out
+
+    def count(self, table: str) -> int:
+        spec = self.spec.table(table)
+        return sum(1 for _ in self._map(spec.map_name).iter_keys())
+
+    def clear(self, table: str) -> int:
+        """Delete every entry; return how many were deleted."""
+        spec = self.spec.table(table)
+        m = self._map(spec.map_name)
+        keys = list(m.iter_keys())
+        for kb in keys:
+            m.delete(kb)
+        return len(keys)
+
+    # counters
+
+    def entry_counters(self, table: str, key: dict[str, int | tuple[int, int]]) -> dict[str, int]:
+        """The direct counter of one entry: {"packets", "bytes"}."""
+        spec = self.spec.table(table)
+        if spec.counter_layout is None:
+            raise TableError("INVALID_ARGUMENT", f"table {spec.name} has no direct counter")
+        raw = self._exact_lookup(spec, encode_key(spec, key))
+        if raw is None:
+            raise TableError("NOT_FOUND", f"no such entry in {spec.name}")
+        p, b = spec.counter_layout
+        return {"packets": struct.unpack_from("<Q", raw, p)[0],
+                "bytes": struct.unpack_from("<Q", raw, b)[0]}
+
+    def counters(self, table: str) -> dict[str, int]:
+        spec = self.spec.table(table)
+        values = self._map("table_counters").lookup_percpu(struct.pack("<I", spec.table_id))
+        return _sum_u64_fields(values, TABLE_COUNTER_FIELDS)
+
+    def configured_ports(self) -> dict[int, int]:
+        """P4 port -> ifindex for every configured port."""
+        m = self._map("ports")
+        out = {}
+        for port in range(1, MAX_PORTS + 1):
+            raw = m.lookup(struct.pack("<I", port))
+            if raw and struct.unpack("<I", raw)[0]:
+                out[port] = struct.unpack("<I", raw)[0]
+        return out
+
+    def port_counters(self) -> dict[int, dict[str, int]]:
+        """rx/tx packets and bytes and drops per configured P4 port."""
+        m = self._map("port_counters")
+        return {port: _sum_u64_fields(m.lookup_percpu(struct.pack("<I", port)), PORT_COUNTER_FIELDS)
+                for port in self.configured_ports()}
+
+    def drop_counters(self) -> dict[str, dict[str, int]]:
+        """Packets and bytes dropped, per reason (DROP_REASONS, "none" left out)."""
+        m = self._map("drop_counters")
+        return {reason: _sum_u64_fields(m.lookup_percpu(struct.pack("<I", i)), DROP_COUNTER_FIELDS)
+                for i, reason in enumerate(DROP_REASONS) if i}
+
+    # ports (the loader's job; kept here so that nothing else writes map bytes)
+
+    def set_port(self, port: int, ifindex: int) -> None:
+        if not 1 <= port <= MAX_PORTS:
+            raise TableError("INVALID_ARGUMENT", f"port {port} not in 1..{MAX_PORTS}")
+        self._map("ports").update(struct.pack("<I", port), struct.pack("<I", ifindex))
+        self._map("ifindex_port").update(struct.pack("<I", ifindex), struct.pack("<I", port))
