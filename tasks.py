@@ -109,7 +109,7 @@ def run_suite(c, suite="quick", inventory=None, dry_run=False, keep_testbed=Fals
     "inventory": "inventory (default: local)",
     "minutes": "stop the web UI and its workers after this many minutes (default 30)",
 })
-def locust_ui(c, system=None, inventory=None, minutes=30):
+def locust_ui(c, system=None, inventory=None, minutes=30.0):
     """Start Locust's web UI (port 8089) against the deployed system; Ctrl-C stops it."""
     from harness import runner
     inv = _inv(c, inventory)
@@ -122,11 +122,11 @@ def locust_ui(c, system=None, inventory=None, minutes=30):
 @task(help={"run_dir": "a run directory under results/"})
 def report(c, run_dir):
     """Rebuild a run directory's report.md and figures from its stored data."""
-    from analysis.report import build_all
+    from harness.runner import build_analysis
     path = Path(run_dir)
     if not (path / "manifest.json").exists():
         raise Exit(f"error: {path} is not a run directory (no manifest.json)", code=2)
-    for p in build_all(path):
+    for p in build_analysis(path):
         print(p)
 
 

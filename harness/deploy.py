@@ -10,26 +10,33 @@ workdir; deploy checks that each one answers before it returns. `undeploy` stops
 from __future__ import annotations
 
 import functools
-import shlex
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.inventory import ROOT, Host, Inventory
+import yaml
+
+from harness import testbed
+from harness.inventory import ROOT, Inventory
 from harness.remote import Remote, RemoteError, wait_for
 from system import rules as rules_mod
 from system.backend import nginx
 from system.softlb import haproxy
 
-# Services the harness may have started on each role, in the order undeploy stops them.
+# The order in which undeploy stops each role's services (others, e.g. locust-worker-N, go first).
 SERVICES = {
-    "client": ["locust-master", "locust-worker"],
+    "client": ["locust-master"],
     "frontend": ["haproxy", "frontend"],
     "backend": ["agent", "nginx"],
     "switch": ["controlplane", "p4rt"],
 }
+
+
+CONTROLPLANE_PORT = 9600
+ROUTER_MAC = "02:00:5e:00:00:01"   # the switch ports' MAC on a cluster (configure it on the Tofino)
 
 
 class DeployError(RuntimeError):
@@ -82,13 +89,22 @@ def deploy_backend(r: Remote, inv: Inventory, fastopen: int | None = None) -> No
         raise DeployError(f"{h.name}: nginx served {got} bytes of {probe.path}, expected {probe.size}")
 
 
-def deploy_client(r: Remote) -> None:
+def project_files(*dirs: str, suffixes: tuple[str, ...] = (".py",)) -> dict[str, Path | bytes]:
+    """The project's files under `dirs` (relative to the repository) that a host needs; no tests."""
     files: dict[str, Path | bytes] = {}
-    for p in sorted((ROOT / "workloads").rglob("*.py")):
-        if "tests" not in p.relative_to(ROOT).parts:
-            files[str(p.relative_to(ROOT))] = p
+    for d in dirs:
+        base = ROOT / d
+        paths = [base] if base.is_file() else sorted(base.rglob("*"))
+        for p in paths:
+            rel = p.relative_to(ROOT)
+            if p.is_file() and p.suffix in suffixes and "tests" not in rel.parts and "__pycache__" not in rel.parts:
+                files[str(rel)] = p
+    return files
+
+
+def deploy_client(r: Remote) -> None:
     r.run(f"rm -rf {r.workdir}/workloads")
-    r.put_tree(files)
+    r.put_tree(project_files("workloads"))
     # The locustfile must import on the host (catches a missing transfer or package).
     r.run(f"cd {r.workdir} && {r.python()} -c 'import workloads.catalog, workloads.spec'")
 
@@ -111,6 +127,79 @@ def deploy_haproxy(r: Remote, inv: Inventory) -> None:
                            check=False).strip() == "200", 15, f"HAProxy on {h.name} to serve {probe.path}")
 
 
+def port_map(inv: Inventory) -> dict[str, dict[str, object]]:
+    """host -> {port, mac, switch_mac}: where each host is on the switch (the control plane's input)."""
+    if inv.kind == "local":
+        return {name: {"port": p.number, "mac": p.host_mac, "switch_mac": p.mac}
+                for name, p in testbed.switch_ports(inv).items()}
+    out: dict[str, dict[str, object]] = {}
+    for h in inv.hosts:
+        if h.data_address is None:
+            continue
+        if h.switch_port is None or not h.switch_port.isdigit():
+            raise DeployError(f"{h.name}: switch_port must be the switch's P4 (device) port number, "
+                              f"not {h.switch_port!r}")
+        out[h.name] = {"port": int(h.switch_port), "mac": h.data_mac, "switch_mac": ROUTER_MAC}
+    return out
+
+
+def deploy_switch(r: Remote, inv: Inventory, pipeline: str) -> None:
+    """The switch target and its control plane, programmed with `pipeline` and the static tables."""
+    if inv.switch.target == "bridge":
+        log(f"{r.name}: switch target bridge (placeholder): nothing to program")
+        return
+    if inv.switch.target == "tofino":
+        raise DeployError(tofino_steps(inv, pipeline))
+    for svc in ("controlplane", "p4rt"):
+        r.stop(svc)
+    files = project_files("system", "harness/__init__.py", "harness/inventory.py",
+                          suffixes=(".py", ".c", ".h", ".yaml"))
+    files.update(project_files("p4src", suffixes=(".p4", ".txtpb")))
+    files["inventory.yaml"] = (inv.source.read_bytes() if inv.source else yaml.safe_dump(inv.raw).encode())
+    files["port-map.yaml"] = yaml.safe_dump(port_map(inv)).encode()
+    r.run(f"rm -rf {r.workdir}/system {r.workdir}/p4src")
+    r.put_tree(files)
+    ports = {v["port"]: f"sw-{name}" for name, v in port_map(inv).items()}
+    mgmt = str(r.host.mgmt_address or r.host.ssh_address)
+    p4rt = f"{mgmt}:{inv.switch.p4runtime_port}"
+    pin_dir = f"/sys/fs/bpf/{testbed.netns(r.host)}" if inv.kind == "local" else "/sys/fs/bpf/miresga-switch"
+    py = r.python()
+    r.start("p4rt", f"{py} -m system.switch.p4rt --address {p4rt} "
+            f"--ports {','.join(f'{n}={i}' for n, i in sorted(ports.items()))} --profile {inv.switch.profile} "
+            f"--pin-dir {pin_dir} --stats-file {r.workdir}/run/p4rt-stats.json")
+    wait_for(lambda: r.run(f"{py} -c \"import socket; socket.create_connection(('{mgmt}', "
+                           f"{inv.switch.p4runtime_port}), 1)\"", check=False) == "" and
+             r.service_pid("p4rt") is not None, 20, f"the P4Runtime server on {r.name} to listen on {p4rt}")
+    r.start("controlplane", f"{py} -m system.controlplane --inventory {r.workdir}/inventory.yaml "
+            f"--switch {p4rt} --listen {mgmt}:{CONTROLPLANE_PORT} --pipeline {pipeline} "
+            f"--port-map {r.workdir}/port-map.yaml --stats-file {r.workdir}/run/controlplane-stats.json")
+    stats = f"{r.workdir}/run/controlplane-stats.json"
+
+    def ready() -> bool:
+        if r.service_pid("controlplane") is None:
+            raise DeployError(f"{r.name}: the control plane exited:\n{r.tail('controlplane')}")
+        out = r.run(f"cat {stats} 2>/dev/null", check=False)
+        return bool(out) and bool(json.loads(out).get("static_installed")) and json.loads(out).get("connected") is True
+    wait_for(ready, 60, f"the control plane on {r.name} to set pipeline {pipeline} and its static tables")
+    log(f"{r.name}: emulated switch running pipeline {pipeline} (P4Runtime {p4rt}, "
+        f"control plane {mgmt}:{CONTROLPLANE_PORT})")
+
+
+def tofino_steps(inv: Inventory, pipeline: str) -> str:
+    """What a Tofino switch needs, which cannot run here (no SDE): printed by deploy and its dry run."""
+    return "\n".join([
+        f"switch target tofino: the pipeline {pipeline!r} must be built and loaded with the Tofino SDE "
+        "on the switch host; run these there (see p4src/README.md):",
+        f"  1. bf-p4c --target tofino --arch tna --p4runtime-files {pipeline}.p4info.txtpb "
+        f"-o build/{pipeline} p4src/{pipeline}.p4",
+        f"  2. start the SDE's P4Runtime server (Stratum or bf_switchd with P4Runtime) on port "
+        f"{inv.switch.p4runtime_port} with the ports of the inventory enabled",
+        f"  3. python -m system.controlplane --inventory INVENTORY --switch localhost:{inv.switch.p4runtime_port} "
+        f"--listen 0.0.0.0:{CONTROLPLANE_PORT} --pipeline {pipeline} --port-map port-map.yaml",
+        "These steps are not executed by this harness: no SDE can be installed on the machines it was built on.",
+    ])
+
+
 def load_rules(inv: Inventory) -> rules_mod.RuleSet:
     return rules_mod.load(inv.rules, tuple(b.name for b in inv.backends))
 
@@ -129,7 +218,10 @@ class System:
     measured: tuple[tuple[str, str], ...]
 
 
-def _deploy_common(inv: Inventory) -> None:
+def _deploy_common(inv: Inventory, pipeline: str = "forwarding") -> None:
+    with remotes(inv, "switch") as rs:
+        for r in rs:
+            deploy_switch(r, inv, pipeline)
     with remotes(inv, "backend") as rs:
         for r in rs:
             log(f"{r.name}: nginx and the object catalog ({len(inv.catalog)} objects)")
@@ -148,7 +240,7 @@ def _deploy_haproxy(inv: Inventory) -> None:
     _deploy_common(inv)
     with remotes(inv, "frontend") as rs:
         for r in rs:
-            log(f"{r.name}: HAProxy (HTTP mode) from {inv.rules.relative_to(ROOT) if inv.rules.is_relative_to(ROOT) else inv.rules}")
+            log(f"{r.name}: HAProxy (HTTP mode), rules from {inv.rules}")
             deploy_haproxy(r, inv)
 
 
@@ -185,26 +277,16 @@ def deploy(inv: Inventory, system: str) -> System:
 
 
 def undeploy(inv: Inventory, quiet: bool = False) -> list[str]:
-    """Stops every service the harness may have started, on every host, by pid file."""
+    """Stops every service the harness started, on every host: each pid file under <workdir>/run/."""
     stopped = []
     with remotes(inv) as rs:
         for r in rs:
-            for svc in SERVICES[r.host.role]:
+            listing = r.run(f"ls {r.workdir}/run 2>/dev/null", check=False).split()
+            services = [f.removesuffix(".pid") for f in listing if f.endswith(".pid")]
+            order = SERVICES[r.host.role]
+            for svc in sorted(services, key=lambda s: order.index(s) if s in order else -1):
                 if r.stop(svc):
                     stopped.append(f"{r.name}:{svc}")
     if not quiet:
         log("stopped " + (", ".join(stopped) if stopped else "nothing (no service was running)"))
     return stopped
-
-
-def service_pids(r: Remote, service: str) -> list[int]:
-    pid = r.service_pid(service)
-    return r.process_tree(pid) if pid else []
-
-
-def quote(s: str) -> str:
-    return shlex.quote(s)
-
-
-def host_of(inv: Inventory, name: str) -> Host:
-    return inv.host(name)

@@ -11,11 +11,11 @@ import io
 import shlex
 import tarfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from fabric import Connection
-from invoke.exceptions import UnexpectedExit
+from invoke.exceptions import CommandTimedOut, UnexpectedExit
 
 from harness import testbed
 from harness.inventory import Host, Inventory
@@ -59,6 +59,8 @@ class Remote:
         except UnexpectedExit as e:
             raise RemoteError(f"{self.name}: `{cmd}` failed ({e.result.exited}):\n"
                               f"{(e.result.stderr or e.result.stdout).strip()[-2000:]}") from None
+        except CommandTimedOut:
+            raise RemoteError(f"{self.name}: `{cmd}` did not finish within {timeout} s") from None
         except OSError as e:
             raise RemoteError(f"{self.name} ({self.host.ssh_address}:{self.host.ssh_port}): "
                               f"cannot connect over SSH: {e}") from None
@@ -129,12 +131,13 @@ class Remote:
         With daemonizes=True the command forks itself and writes the pid file (nginx, haproxy -D)."""
         self.run(f"mkdir -p {self.workdir}/run {self.workdir}/log")
         envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
-        cd = f"cd {shlex.quote(cwd or self.workdir)} && "
+        cd = f"cd {shlex.quote(cwd or self.workdir)}"
         if daemonizes:
-            self.run(f"{cd}{envs} {cmd} >> {self.logfile(service)} 2>&1")
+            self.run(f"{cd} && {envs} {cmd} >> {self.logfile(service)} 2>&1")
         else:
-            self.run(f"{cd}{envs} setsid nohup {cmd} >> {self.logfile(service)} 2>&1 < /dev/null & "
-                     f"echo $! > {self.pidfile(service)}")
+            # The braces keep `&` on the service alone, so nothing holds the SSH channel open.
+            self.run(f"{cd} && {{ {envs} setsid nohup {cmd} >> {self.logfile(service)} 2>&1 < /dev/null & "
+                     f"echo $! > {self.pidfile(service)}; }}")
         pid = self.service_pid(service)
         if pid is None:
             raise RemoteError(f"{self.name}: {service} did not start; log:\n{self.tail(service)}")
@@ -165,38 +168,45 @@ class Remote:
     def tail(self, service: str, lines: int = 30) -> str:
         return self.run(f"tail -n {lines} {self.logfile(service)} 2>/dev/null", check=False)
 
-    def process_tree(self, pid: int) -> list[int]:
-        """The PID and all its descendants (nginx workers, locust workers...)."""
-        out = self.run("ps -e -o pid=,ppid=", check=False)
-        children: dict[int, list[int]] = {}
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) == 2:
-                children.setdefault(int(parts[1]), []).append(int(parts[0]))
-        tree, todo = [], [pid]
-        while todo:
-            p = todo.pop()
-            tree.append(p)
-            todo.extend(children.get(p, []))
-        return tree
+    def service_cpu(self, services: list[str]) -> dict[str, dict[int, tuple[float, float]]]:
+        """utime and stime (seconds) of each service's process tree, read in one SSH round trip.
 
-    def cpu_times(self, pids: Iterable[int]) -> dict[int, tuple[float, float]]:
-        """utime and stime in seconds per live PID (from /proc/PID/stat)."""
-        pids = list(pids)
-        if not pids:
-            return {}
-        out = self.run("getconf CLK_TCK; for p in " + " ".join(map(str, pids)) +
-                       "; do echo \"$p $(cat /proc/$p/stat 2>/dev/null)\"; done", check=False)
-        lines = out.splitlines()
-        hz = float(lines[0])
-        res = {}
-        for line in lines[1:]:
-            pid_s, _, stat = line.partition(" ")
-            if ")" not in stat:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            # fields[0] is state (field 3); utime is field 14, stime field 15 (1-based).
-            res[int(pid_s)] = (int(fields[11]) / hz, int(fields[12]) / hz)
+        The tree is the PID in the service's pid file and all its descendants (nginx and HAProxy
+        workers, Locust's processes); a service that is not running maps to {}."""
+        script = (
+            "hz=$(getconf CLK_TCK); echo hz $hz; "
+            "for f in /proc/[0-9]*/stat; do read -r line < $f 2>/dev/null && echo \"s $line\"; done; "
+            + "".join(f"echo \"svc {s} $(cat {self.pidfile(s)} 2>/dev/null)\"; " for s in services)
+        )
+        out = self.run(script, check=False)
+        hz = 100.0
+        stats: dict[int, tuple[int, float, float]] = {}  # pid -> (ppid, user, system)
+        roots: dict[str, int | None] = {}
+        for line in out.splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind == "hz":
+                hz = float(rest)
+            elif kind == "s" and ")" in rest:
+                pid = int(rest.split(" ", 1)[0])
+                f = rest.rsplit(")", 1)[1].split()
+                # after the command name: state, ppid, ... utime (14th field), stime (15th)
+                stats[pid] = (int(f[1]), int(f[11]), int(f[12]))
+            elif kind == "svc":
+                name, _, pid_s = rest.partition(" ")
+                roots[name] = int(pid_s) if pid_s.strip().isdigit() else None
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _, _) in stats.items():
+            children.setdefault(ppid, []).append(pid)
+        res: dict[str, dict[int, tuple[float, float]]] = {}
+        for name in services:
+            root = roots.get(name)
+            tree: dict[int, tuple[float, float]] = {}
+            todo = [root] if root in stats else []
+            while todo:
+                p = todo.pop()
+                tree[p] = (stats[p][1] / hz, stats[p][2] / hz)
+                todo.extend(children.get(p, []))
+            res[name] = tree
         return res
 
 
@@ -207,7 +217,7 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.2) -> Non
         try:
             if predicate():
                 return
-        except Exception as e:  # noqa: BLE001 (reported below if it never succeeds)
+        except Exception as e:
             last = e
         time.sleep(interval)
     raise RemoteError(f"timed out after {timeout:.0f} s waiting for {what}" + (f": {last}" if last else ""))

@@ -6,7 +6,7 @@ Topology (testbed.md):
   `mrsg-switch`. Only the switch namespace connects hosts: no route or bridge elsewhere. With switch
   target `bridge` the ports are joined by a Linux bridge — a PLACEHOLDER for the emulated switch
   target (system/switch), which attaches its eBPF pipeline to the same ports instead.
-- management: veth `mm-<host>` in the root namespace on bridge `mrsg-mgmt` (which holds the first
+- management: veth `mm-<host>` in the root namespace on bridge `mrsg-<testbed>` (holding the first
   address of networks.management), peer `mgmt0` in the host namespace. SSH, P4Runtime, control
   traffic and Locust's master/worker traffic use it.
 - every namespace runs its own sshd (private config, harness-generated keys) on its management
@@ -39,7 +39,6 @@ from harness.inventory import Host, Inventory
 from harness.shell import CommandError, run, run_in
 
 PREFIX = "mrsg-"
-MGMT_BRIDGE = "mrsg-mgmt"
 STATE_ROOT = Path(os.environ.get("MIRESGA_STATE", "/var/lib/miresga"))
 BPF_PIN_ROOT = Path("/sys/fs/bpf")
 SSHD = "/usr/sbin/sshd"
@@ -51,6 +50,11 @@ class TestbedError(RuntimeError):
 
 def netns(host: Host | str) -> str:
     return PREFIX + (host if isinstance(host, str) else host.name)
+
+
+def mgmt_bridge(inv: Inventory) -> str:
+    """The management bridge in the root namespace, one per testbed (inventory name)."""
+    return f"{PREFIX}{inv.name}"[:15]
 
 
 def state_dir(inv: Inventory) -> Path:
@@ -125,17 +129,18 @@ def up(inv: Inventory) -> dict[str, object]:
     mgmt_net = inv.mgmt_network
     assert mgmt_net is not None
     gw = next(mgmt_net.hosts())
-    if not _link_exists(MGMT_BRIDGE):
-        _log(f"management bridge {MGMT_BRIDGE} ({gw}/{mgmt_net.prefixlen})")
-        run(["ip", "link", "add", MGMT_BRIDGE, "type", "bridge"])
-        run(["ip", "addr", "add", f"{gw}/{mgmt_net.prefixlen}", "dev", MGMT_BRIDGE])
-    run(["ip", "link", "set", MGMT_BRIDGE, "up"])
+    bridge = mgmt_bridge(inv)
+    if not _link_exists(bridge):
+        _log(f"management bridge {bridge} ({gw}/{mgmt_net.prefixlen})")
+        run(["ip", "link", "add", bridge, "type", "bridge"])
+        run(["ip", "addr", "add", f"{gw}/{mgmt_net.prefixlen}", "dev", bridge])
+    run(["ip", "link", "set", bridge, "up"])
 
     sw = inv.switch_host
     ports = switch_ports(inv)
     for h in inv.hosts:
         _ensure_namespace(h)
-        _ensure_mgmt(h, mgmt_net.prefixlen)
+        _ensure_mgmt(h, mgmt_net.prefixlen, bridge)
     for h in inv.hosts:
         if h.data_address is not None:
             _ensure_data(inv, h, ports[h.name], sw)
@@ -181,14 +186,14 @@ def _ensure_namespace(h: Host) -> None:
     run_in(ns, ["sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
 
 
-def _ensure_mgmt(h: Host, prefixlen: int) -> None:
+def _ensure_mgmt(h: Host, prefixlen: int, bridge: str) -> None:
     ns = netns(h)
     root_if = f"mm-{h.name}"
     if not _link_exists("mgmt0", ns):
         if _link_exists(root_if):
             run(["ip", "link", "del", root_if])
         run(["ip", "link", "add", root_if, "type", "veth", "peer", "name", "mgmt0", "netns", ns])
-        run(["ip", "link", "set", root_if, "master", MGMT_BRIDGE, "up"])
+        run(["ip", "link", "set", root_if, "master", bridge, "up"])
         run_in(ns, ["ip", "addr", "add", f"{h.mgmt_address}/{prefixlen}", "dev", "mgmt0"])
     run_in(ns, ["ip", "link", "set", "mgmt0", "up"])
 
@@ -265,7 +270,9 @@ def _ensure_sshd(inv: Inventory, h: Host) -> None:
             return
     Path("/run/sshd").mkdir(exist_ok=True)
     log = open(state_dir(inv) / "logs" / f"{h.name}-sshd.log", "ab")  # noqa: SIM115 (kept by sshd)
-    p = subprocess.Popen(["ip", "netns", "exec", netns(h), SSHD, "-D", "-e", "-f", str(conf)],
+    # nsenter (not `ip netns exec`, which remounts /sys privately): sessions keep the BPF file system
+    # at /sys/fs/bpf, which the switch target and the agents pin their maps and programs in.
+    p = subprocess.Popen(["nsenter", f"--net=/run/netns/{netns(h)}", SSHD, "-D", "-e", "-f", str(conf)],
                          stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     log.close()
     pidf.write_text(str(p.pid))
@@ -310,7 +317,7 @@ def status(inv: Inventory) -> dict[str, object]:
             "processes": len(pids),
         }
     return {"testbed": inv.name, "switch_target": inv.switch.target,
-            "mgmt_bridge": _link_exists(MGMT_BRIDGE), "hosts": hosts}
+            "mgmt_bridge": _link_exists(mgmt_bridge(inv)), "hosts": hosts}
 
 
 def _ns_pids(ns: str) -> list[int]:
@@ -352,8 +359,8 @@ def down(inv: Inventory) -> None:
     for h in inv.hosts:
         if _link_exists(f"mm-{h.name}"):
             run(["ip", "link", "del", f"mm-{h.name}"], check=False)
-    if _link_exists(MGMT_BRIDGE):
-        run(["ip", "link", "del", MGMT_BRIDGE])
+    if _link_exists(mgmt_bridge(inv)):
+        run(["ip", "link", "del", mgmt_bridge(inv)])
     (sd / "state.json").unlink(missing_ok=True)
     _log("down: nothing of the testbed is left")
 

@@ -1,0 +1,339 @@
+"""Runs suites: deploy each system, run every cell with Locust over SSH, collect the run directory.
+
+One cell's lifecycle (flent's: check all, start, stop, parse):
+1. check: every client answers over SSH and the target answers an HTTP probe;
+2. start: Locust workers on every client host (one per core, or `locust.workers_per_client`), then the
+   headless master on the first client, for warm-up + duration;
+3. measure: CPU times of the measured processes (load balancer, web servers, the generator) are read
+   at the start and the end of the measurement window (after warm-up);
+4. stop and collect: wait for the master to finish, fetch Locust's CSVs, the raw per-request files
+   and the logs into `cells/<cell-id>/`, write cell.json and cpu.json (docs/run-directory.md).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from harness import deploy as dep
+from harness import locust_runner, rundir, testbed
+from harness.inventory import Inventory
+from harness.remote import Remote, RemoteError
+from harness.suites import Cell, Suite, SuiteError, dry_run
+from harness.suites import load as _load_suite
+from workloads.spec import Job, Target, Workload
+
+__all__ = ["RunError", "SuiteError", "dry_run", "load_suite", "locust_ui", "run_suite"]
+
+MASTER_PORT = 5557
+STOP_TIMEOUT_S = 10   # Locust lets requests in flight finish this long after the run time
+STOP_GRACE_S = 30
+TAIL_S = 2
+
+
+class RunError(RuntimeError):
+    pass
+
+
+def load_suite(name_or_path: str, inv: Inventory) -> Suite:
+    return _load_suite(name_or_path, inv, tuple(dep.SYSTEMS))
+
+
+def log(msg: str) -> None:
+    print(f"[run] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Suites
+
+
+def run_suite(inv: Inventory, suite: Suite, keep_testbed: bool = False, results: Path | None = None) -> Path:
+    started = rundir.now()
+    t_start = time.monotonic()
+    local = inv.kind == "local"
+    run_dir = rundir.new_run_dir(suite.name, results or rundir.RESULTS)
+    log(f"suite {suite.name}: {len(suite.cells)} cells on {inv.name} "
+        f"(about {suite.estimated_seconds / 60:.1f} min) -> {run_dir}")
+    rundir.write_inputs(run_dir, suite, inv)
+    done: list[str] = []
+    try:
+        if local:
+            testbed.up(inv)
+        with dep.remotes(inv) as rs:
+            hosts = {r.name: rundir.host_facts(r) for r in rs}
+        rundir.write_manifest(run_dir, suite, inv, hosts, started, done)
+        n = 0
+        for system in suite.systems:
+            cells = [c for c in suite.cells if c.system == system]
+            try:
+                sysd = dep.deploy(inv, system)
+            except (dep.DeployError, RemoteError) as e:
+                log(f"deploying {system} failed; its {len(cells)} cells are recorded as failed: {e}")
+                for c in cells:
+                    n += 1
+                    _write_failed_cell(run_dir, c, f"deploy failed: {e}")
+                    done.append(c.cell_id)
+                continue
+            for c in cells:
+                n += 1
+                eta = (time.monotonic() - t_start) / max(n - 1, 1) * (len(suite.cells) - n + 1) if n > 1 else \
+                    suite.estimated_seconds
+                log(f"[{n}/{len(suite.cells)}] {c.cell_id} (about {eta / 60:.1f} min left)")
+                cell_dir = run_dir / "cells" / c.cell_id
+                try:
+                    run_cell(inv, c, sysd, cell_dir)
+                except (RunError, RemoteError, OSError) as e:
+                    log(f"cell {c.cell_id} failed: {e}")
+                    _write_failed_cell(run_dir, c, str(e), detail=traceback.format_exc())
+                done.append(c.cell_id)
+                rundir.write_manifest(run_dir, suite, inv, hosts, started, done)
+                _progress(cell_dir, {name: f["role"] for name, f in hosts.items()})
+        dep.undeploy(inv, quiet=True)
+    finally:
+        if local and not keep_testbed:
+            testbed.down(inv)
+    rundir.write_manifest(run_dir, suite, inv, hosts, started, done, ended=rundir.now())
+    build_analysis(run_dir)
+    log(f"done in {(time.monotonic() - t_start) / 60:.1f} min: {run_dir}")
+    return run_dir
+
+
+def _progress(cell_dir: Path, roles: dict[str, str]) -> None:
+    """One line of figures per finished cell, computed by the analysis from the stored raw data."""
+    try:
+        from analysis import load
+        spec = json.loads((cell_dir / "cell.json").read_text())
+        if spec.get("status") != "ok":
+            return
+        s = load.cell_metrics(load.Cell(cell_id=cell_dir.name, path=cell_dir, spec=spec), roles)
+    except Exception as e:  # progress output must never stop a run
+        log(f"  (no summary: {e})")
+        return
+    log(f"  {s.get('rps', 0):.0f} req/s, {s.get('goodput_gbps', 0):.2f} Gbit/s, "
+        f"p50 {s.get('p50_us', 0) / 1000:.2f} ms, p99 {s.get('p99_us', 0) / 1000:.2f} ms, "
+        f"{s.get('failed', 0)} failed, generator {100 * s.get('generator_util', 0):.0f}% busy")
+
+
+def _write_failed_cell(run_dir: Path, c: Cell, error: str, detail: str | None = None) -> None:
+    d = run_dir / "cells" / c.cell_id
+    d.mkdir(parents=True, exist_ok=True)
+    rec = c.to_dict() | {"status": "failed", "error": error, "started": rundir.now(), "ended": rundir.now()}
+    (d / "cell.json").write_text(json.dumps(rec, indent=2) + "\n")
+    if detail:
+        (d / "error.txt").write_text(detail)
+
+
+def build_analysis(run_dir: Path) -> list[Path]:
+    """Figures and report.md of a run directory, rebuilt from its stored data."""
+    from analysis.figures import build_figures
+    from analysis.report import build_report
+    figures = build_figures(run_dir)
+    return [build_report(run_dir, figures), *figures]
+
+
+# ---------------------------------------------------------------------------------------------
+# Cells
+
+
+def _workers(inv: Inventory, clients: list[Remote]) -> list[tuple[Remote, int]]:
+    """(client, worker number) for every Locust worker process of the run."""
+    return [(r, i) for r in clients for i in range(1, inv.workers_for(r.host) + 1)]
+
+
+def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path) -> None:
+    targets = sysd.targets(inv)
+    address, port = targets[0]
+    job = Job(workload=Workload.from_dict(cell.workload), target=Target(address=address, port=port),
+              users=cell.load.users, pace_rps=cell.load.pace_rps, seed=cell.repetition)
+    clients = [Remote(inv, h) for h in inv.clients]
+    master = clients[0]
+    n_workers = sum(inv.workers_for(h) for h in inv.clients)
+    remote_cell = f"{master.workdir}/cells/{cell.cell_id}"
+    others = {role: [Remote(inv, h) for h in inv.role(role)] for role, _ in sysd.measured}
+    measured = [(r, svc) for role, svc in sysd.measured for r in others[role]]
+    workers = _workers(inv, clients)
+    try:
+        # 1. check
+        for r in clients:
+            rc = f"{r.workdir}/cells/{cell.cell_id}"
+            r.run(f"rm -rf {rc} && mkdir -p {rc}/requests {rc}/locust")
+            r.put_tree({"job.json": json.dumps(job.to_dict(), indent=2).encode()}, dest=rc)
+        probe = master.run(f"curl -s -o /dev/null -m 5 -w '%{{http_code}}' "
+                           f"http://{address}:{port}{cell.workload['objects'][0]['path']}", check=False).strip()
+        if probe != "200":
+            raise RunError(f"the target {address}:{port} does not serve "
+                           f"{cell.workload['objects'][0]['path']} (HTTP {probe or 'no answer'})")
+        # 2. start workers, then the master
+        mgmt = str(master.host.mgmt_address or master.host.ssh_address)
+        for r, i in workers:
+            rc = f"{r.workdir}/cells/{cell.cell_id}"
+            env = locust_runner.locust_env(f"{rc}/job.json", f"{rc}/requests", host_label=r.name, worker_id=i)
+            cmd = locust_runner.worker_command(r.python(), f"{r.workdir}/workloads/locustfile.py",
+                                               master_host=mgmt, master_port=MASTER_PORT,
+                                               logfile=f"{rc}/locust/worker-{r.name}-{i}.log")
+            r.start(f"locust-worker-{i}", shlex.join(cmd), env=env)
+        # Load continues a little past the window so that the closing CPU reading sees it running.
+        run_time = cell.load.warmup_s + cell.load.duration_s + TAIL_S
+        env = locust_runner.locust_env(f"{remote_cell}/job.json", f"{remote_cell}/requests",
+                                       host_label=f"{master.name}-master")
+        cmd = locust_runner.master_command(
+            master.python(), f"{master.workdir}/workloads/locustfile.py",
+            users=cell.load.users, spawn_rate=cell.load.spawn_rate, run_time_s=run_time,
+            csv_prefix=f"{remote_cell}/locust/stats", expect_workers=n_workers, bind_host=mgmt,
+            bind_port=MASTER_PORT, stop_timeout_s=STOP_TIMEOUT_S, logfile=f"{remote_cell}/locust/master.log")
+        t0 = time.time()
+        master.start("locust-master", shlex.join(cmd), env=env)
+        measure_start = t0 + cell.load.warmup_s
+        measure_end = measure_start + cell.load.duration_s
+        # 3. measure
+        gen = [(r, f"locust-worker-{i}") for r, i in workers] + [(master, "locust-master")]
+        _sleep_until(measure_start)
+        before = _cpu_snapshot(measured + gen)
+        _sleep_until(measure_end)
+        after = _cpu_snapshot(measured + gen)
+        # 4. stop and collect
+        deadline = time.time() + STOP_GRACE_S
+        while master.service_pid("locust-master") is not None and time.time() < deadline:
+            time.sleep(0.3)
+        ended = rundir.now()
+        master.stop("locust-master")
+        for r, i in workers:
+            r.stop(f"locust-worker-{i}")
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        for r in clients:
+            r.get_tree(f"{r.workdir}/cells/{cell.cell_id}/requests", cell_dir / "requests")
+            r.get_tree(f"{r.workdir}/cells/{cell.cell_id}/locust", cell_dir / "locust")
+        _rename_locust_csvs(cell_dir / "locust")
+        for r, svc in measured:
+            (cell_dir / "logs").mkdir(exist_ok=True)
+            (cell_dir / "logs" / f"{r.name}-{svc}.log").write_text(r.tail(svc, 200))
+        cpu = _cpu_json(before, after, measure_end - measure_start)
+        (cell_dir / "cpu.json").write_text(json.dumps(cpu, indent=2) + "\n")
+        rec = cell.to_dict() | {
+            "target": {"address": address, "port": port},
+            "generator": {"hosts": [h.name for h in inv.clients], "workers": n_workers},
+            "measure_start": measure_start, "measure_end": measure_end,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)), "ended": ended,
+            "status": "ok", "error": None,
+        }
+        (cell_dir / "cell.json").write_text(json.dumps(rec, indent=2) + "\n")
+        if not any((cell_dir / "requests").glob("*.csv")):
+            raise RunError(f"no raw request data came back; master log:\n{_tail(cell_dir / 'locust/master.log')}")
+    finally:
+        for r, i in workers:
+            r.stop(f"locust-worker-{i}")
+        master.stop("locust-master")
+        for r in clients + [r for rs in others.values() for r in rs]:
+            r.close()
+
+
+def _tail(p: Path, n: int = 20) -> str:
+    try:
+        return "\n".join(p.read_text().splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def _rename_locust_csvs(d: Path) -> None:
+    """Locust writes <prefix>_stats.csv etc.; the run directory names them stats.csv etc."""
+    for p in d.glob("stats_*.csv"):
+        p.rename(d / p.name.removeprefix("stats_"))
+
+
+def _sleep_until(t: float) -> None:
+    while (left := t - time.time()) > 0:
+        time.sleep(min(left, 0.5))
+
+
+def _cpu_snapshot(services: list[tuple[Remote, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """CPU times of every measured service: one SSH round trip per host."""
+    by_host: dict[str, tuple[Remote, list[str]]] = {}
+    for r, svc in services:
+        by_host.setdefault(r.name, (r, []))[1].append(svc)
+    snap = {}
+    for r, svcs in by_host.values():
+        for svc, times in r.service_cpu(svcs).items():
+            snap[(r.name, svc)] = {"role": r.host.role, "times": times}
+    return snap
+
+
+def _cpu_json(before: dict, after: dict, window: float) -> dict[str, Any]:
+    procs = []
+    for key, a in after.items():
+        host, svc = key
+        b = before.get(key, {"times": {}})["times"]
+        user = sys_ = 0.0
+        for pid, (u, s) in a["times"].items():
+            u0, s0 = b.get(pid, (0.0, 0.0))
+            user += u - u0
+            sys_ += s - s0
+        service = "locust" if svc.startswith("locust") else svc
+        procs.append({"host": host, "role": a["role"], "service": service, "instance": svc,
+                      "pids": sorted(a["times"]), "user_s": round(user, 3), "system_s": round(sys_, 3)})
+    return {"window_s": round(window, 3), "processes": procs, "bpf": []}
+
+
+# ---------------------------------------------------------------------------------------------
+# The Locust web UI
+
+
+def locust_ui(inv: Inventory, system: str | None = None, minutes: float = 30,
+              workload: str = "1k-close") -> None:
+    """Locust's web UI on the first client (port 8089 on its management address) with the usual
+    workers, against the deployed system; stops after `minutes` or on Ctrl-C."""
+    sysd = dep.deploy(inv, system) if system is not None else _deployed_system(inv)
+    address, port = sysd.targets(inv)[0]
+    quick = load_suite("quick", inv)
+    wl = next((c.workload for c in quick.cells if c.workload["name"] == workload), quick.cells[0].workload)
+    job = Job(workload=Workload.from_dict(wl), target=Target(address=address, port=port), users=1)
+    clients = [Remote(inv, h) for h in inv.clients]
+    master = clients[0]
+    mgmt = str(master.host.mgmt_address or master.host.ssh_address)
+    workers = _workers(inv, clients)
+    try:
+        for r in clients:
+            rc = f"{r.workdir}/cells/ui"
+            r.run(f"rm -rf {rc} && mkdir -p {rc}/requests {rc}/locust")
+            r.put_tree({"job.json": json.dumps(job.to_dict(), indent=2).encode()}, dest=rc)
+        rc = f"{master.workdir}/cells/ui"
+        cmd = locust_runner.ui_command(master.python(), f"{master.workdir}/workloads/locustfile.py",
+                                       web_host=mgmt, bind_host=mgmt, bind_port=MASTER_PORT,
+                                       users=16, spawn_rate=16, csv_prefix=f"{rc}/locust/stats",
+                                       logfile=f"{rc}/locust/master.log")
+        master.start("locust-master", shlex.join(cmd),
+                     env=locust_runner.locust_env(f"{rc}/job.json", f"{rc}/requests", f"{master.name}-master"))
+        for r, i in workers:
+            wrc = f"{r.workdir}/cells/ui"
+            cmd = locust_runner.worker_command(r.python(), f"{r.workdir}/workloads/locustfile.py",
+                                               master_host=mgmt, master_port=MASTER_PORT,
+                                               logfile=f"{wrc}/locust/worker-{r.name}-{i}.log")
+            r.start(f"locust-worker-{i}", shlex.join(cmd),
+                    env=locust_runner.locust_env(f"{wrc}/job.json", f"{wrc}/requests", r.name, worker_id=i))
+        log(f"Locust web UI: http://{mgmt}:{locust_runner.WEB_PORT}  (workload {wl['name']} against "
+            f"{sysd.name} at {address}:{port}; {len(workers)} workers; stops in {minutes:g} min or on Ctrl-C)")
+        deadline = time.time() + minutes * 60
+        while time.time() < deadline and master.service_pid("locust-master") is not None:
+            time.sleep(2)
+    except KeyboardInterrupt:
+        log("stopping the web UI")
+    finally:
+        for r, i in workers:
+            r.stop(f"locust-worker-{i}")
+        master.stop("locust-master")
+        for r in clients:
+            r.close()
+
+
+def _deployed_system(inv: Inventory) -> dep.System:
+    """The system whose services are running now (by pid files), for tasks that use it as deployed."""
+    with dep.remotes(inv, "frontend") as fes:
+        if any(r.service_pid("haproxy") for r in fes):
+            return dep.SYSTEMS["haproxy"]
+    with dep.remotes(inv, "backend") as bes:
+        if all(r.service_pid("nginx") for r in bes):
+            return dep.SYSTEMS["direct"]
+    raise RunError("no system is deployed: run `fab deploy --system NAME` first, or pass --system")

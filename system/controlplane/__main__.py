@@ -1,0 +1,98 @@
+"""`python -m system.controlplane`: the switch control plane daemon.
+
+    python -m system.controlplane --inventory harness/inventories/local.yaml \\
+        --switch 198.19.0.2:9559 --listen 198.19.0.2:9600 --pipeline forwarding \\
+        --port-map /var/lib/miresga/local/switch/ports.yaml --stats-file cp-stats.json
+
+Connects to the switch as primary (p4runtime-shell), sets the pipeline (built here with
+system.switch.package.build_package, P4Info from p4src/), installs the static tables derived from the
+inventory and the port map, and serves front-ends (protocol: docs/controlplane-protocol.md).
+SIGTERM/SIGINT stop it (pending requests are acknowledged UNAVAILABLE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+
+def _hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m system.controlplane", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--inventory", default=None, help="inventory path or name (default: local)")
+    ap.add_argument("--switch", required=True, help="P4Runtime server HOST:PORT")
+    ap.add_argument("--listen", required=True, type=_hostport, help="front-end protocol HOST:PORT")
+    ap.add_argument("--pipeline", default="forwarding")
+    ap.add_argument("--port-map", required=True, type=Path,
+                    help="YAML/JSON: host -> {port, mac, switch_mac} (from the testbed)")
+    ap.add_argument("--device-id", type=int, default=1)
+    ap.add_argument("--election-id", type=int, default=1, help="low 64 bits of the election id")
+    ap.add_argument("--window-ms", type=float, default=1.0, help="batching window")
+    ap.add_argument("--max-batch", type=int, default=256, help="max updates per Write")
+    ap.add_argument("--request-timeout", type=float, default=5.0,
+                    help="ack UNAVAILABLE for requests waiting longer than this for the switch")
+    ap.add_argument("--stats-file", type=Path, default=None)
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    from harness.inventory import InventoryError
+    from harness.inventory import load as load_inventory
+    from system.controlplane.controller import Controller, ControllerConfig
+    from system.controlplane.server import FrontendServer, StatsFile
+    from system.controlplane.static import PortMapError, load_port_map, static_entries
+    from system.switch.package import build_package
+    from system.switch.tables import load_p4info
+
+    try:
+        inventory = load_inventory(args.inventory)
+        static = static_entries(args.pipeline, inventory, load_port_map(args.port_map))
+        p4info = load_p4info(args.pipeline)
+        package = build_package(args.pipeline)
+    except (InventoryError, PortMapError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.max_batch < 1 or args.window_ms < 0:
+        print("error: --max-batch must be >= 1 and --window-ms >= 0", file=sys.stderr)
+        return 2
+    cfg = ControllerConfig(switch=args.switch, p4info=p4info, device_config=package, static=static,
+                           device_id=args.device_id, election_id=(0, args.election_id),
+                           window_s=args.window_ms / 1e3, max_batch=args.max_batch,
+                           request_timeout_s=args.request_timeout)
+    controller = Controller(cfg)
+    try:
+        server = FrontendServer(args.listen, controller, args.pipeline)
+    except OSError as e:
+        print(f"error: cannot listen on {args.listen}: {e}", file=sys.stderr)
+        return 1
+    stats = StatsFile(controller, args.stats_file) if args.stats_file else None
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    controller.start()
+    if stats:
+        stats.start()
+    threading.Thread(target=server.serve_forever, name="controlplane-listen", daemon=True).start()
+    print(f"listening on {server.address[0]}:{server.address[1]}", flush=True)
+    done.wait()
+    server.shutdown()
+    server.server_close()
+    controller.stop()
+    if stats:
+        stats.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

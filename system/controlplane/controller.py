@@ -1,0 +1,341 @@
+"""The switch control plane: pipeline, static tables, and front-ends' entry requests in batches.
+
+One worker thread owns the switch connection. It (re)connects as primary, sets the pipeline when
+the switch's cookie differs from ours (fresh switch, restart, other pipeline), installs the static
+entries and the offload state it has acknowledged so far, then serves queued requests in batches:
+a batch is closed after `window_s` from its first request or at `max_batch` updates, holds at most
+one update per (table, key) (a later request on a key waits for the next batch, so per-key order is
+the arrival order; P4Runtime lets a server reorder updates within one batch), and is sent as one
+Write. Each request is acknowledged with its update's P4Runtime code. When the switch goes away, the
+batch in flight is kept and retried after the reconnect; requests older than `request_timeout_s`
+are acknowledged UNAVAILABLE instead.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from p4.config.v1 import p4info_pb2
+from p4.v1 import p4runtime_pb2
+
+from system.controlplane.switch import EntryCodec, SwitchConnection, SwitchRefused, SwitchUnavailable
+
+log = logging.getLogger(__name__)
+Reply = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Op:
+    rid: int
+    op: str                           # add | modify | delete
+    update: p4runtime_pb2.Update
+    ident: tuple[int, bytes]          # (table id, match) for ordering and state
+    table: str                        # table alias, for stats
+    reply: Reply
+    received: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class ControllerConfig:
+    switch: str                                   # HOST:PORT of the P4Runtime server
+    p4info: p4info_pb2.P4Info
+    device_config: bytes                          # the target's pipeline package
+    static: list[tuple[str, dict[str, Any], str, dict[str, Any]]]   # (table, key, action, params)
+    device_id: int = 1
+    election_id: tuple[int, int] = (0, 1)
+    window_s: float = 0.001
+    max_batch: int = 256
+    request_timeout_s: float = 5.0
+    reconnect_s: float = 0.5
+    latency_samples: int = 20000
+
+
+class Stats:
+    def __init__(self, samples: int) -> None:
+        self.lock = threading.Lock()
+        self.requests: collections.Counter[str] = collections.Counter()
+        self.acks: collections.Counter[str] = collections.Counter()
+        self.errors = 0
+        self.batches = 0
+        self.batched_updates = 0
+        self.reconnects = 0
+        self.pipeline_sets = 0
+        self.static_installed = 0
+        self.request_latency: collections.deque[float] = collections.deque(maxlen=samples)
+        self.write_latency: collections.deque[float] = collections.deque(maxlen=samples)
+        self.recent: collections.deque[tuple[float, str]] = collections.deque(maxlen=1_000_000)
+
+    def snapshot(self) -> dict[str, Any]:
+        now = time.monotonic()
+        with self.lock:
+            while self.recent and self.recent[0][0] < now - 1.0:
+                self.recent.popleft()
+            last = collections.Counter(kind for _, kind in self.recent)
+            return {
+                "requests": dict(self.requests), "acks": dict(self.acks), "errors": self.errors,
+                "batches": self.batches,
+                "mean_batch": round(self.batched_updates / self.batches, 2) if self.batches else 0.0,
+                "reconnects": self.reconnects, "pipeline_sets": self.pipeline_sets,
+                "static_installed": self.static_installed,
+                "inserts_per_s": last["add"], "deletes_per_s": last["delete"],
+                "request_latency_us": _percentiles(self.request_latency),
+                "write_latency_us": _percentiles(self.write_latency),
+            }
+
+
+def _percentiles(samples: collections.deque[float]) -> dict[str, float | int]:
+    if not samples:
+        return {"n": 0}
+    s = sorted(samples)
+
+    def q(p: float) -> float:
+        return round(s[min(len(s) - 1, int(p * len(s)))] * 1e6, 1)
+    return {"n": len(s), "p50": q(0.50), "p90": q(0.90), "p99": q(0.99), "max": round(s[-1] * 1e6, 1)}
+
+
+class Controller:
+    def __init__(self, cfg: ControllerConfig) -> None:
+        self.cfg = cfg
+        self.codec = EntryCodec(cfg.p4info)
+        self.cookie = int.from_bytes(hashlib.sha256(cfg.p4info.SerializeToString(deterministic=True)
+                                                    + cfg.device_config).digest()[:8], "big") >> 1
+        self.static_updates = [self.codec.update("add", t, k, a, p) for t, k, a, p in cfg.static]
+        self.conn = SwitchConnection(cfg.switch, cfg.device_id, cfg.election_id)
+        self.queue: queue.Queue[Op | None] = queue.Queue()
+        self.stats = Stats(cfg.latency_samples)
+        self.state: dict[tuple[int, bytes], p4runtime_pb2.Update] = {}   # acknowledged offload entries
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._carry: collections.deque[Op] = collections.deque()
+        self._thread = threading.Thread(target=self._run, name="controlplane-switch", daemon=True)
+
+    # -- API for the front-end server -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.put(None)
+        self._thread.join()
+        self.conn.close()
+
+    def submit(self, rid: int, op: str, table: str, key: dict[str, Any], action: str | None,
+               params: dict[str, Any], reply: Reply) -> None:
+        """Queues an entry request; `reply` gets exactly one ack (possibly at once, on a bad request)."""
+        with self.stats.lock:
+            self.stats.requests[op] += 1
+        try:
+            u = self.codec.update(op, table, key, action, params)
+        except ValueError as e:
+            self._ack_now(rid, reply, "INVALID_ARGUMENT", str(e), time.monotonic())
+            return
+        ident = self.codec.entry_key(u.entity.table_entry)
+        alias = self.codec.index.table(ident[0]).alias
+        self.queue.put(Op(rid, op, u, ident, alias, reply))
+
+    def occupancy(self) -> dict[str, int]:
+        occ: collections.Counter[str] = collections.Counter()
+        for u in self.static_updates:
+            occ[self.codec.index.table(u.entity.table_entry.table_id).alias] += 1
+        for ident in list(self.state):
+            occ[self.codec.index.table(ident[0]).alias] += 1
+        return dict(occ)
+
+    def snapshot(self) -> dict[str, Any]:
+        snap = self.stats.snapshot()
+        snap.update({"switch": self.cfg.switch, "connected": self.connected.is_set(),
+                     "occupancy": self.occupancy(), "queued": self.queue.qsize() + len(self._carry),
+                     "window_s": self.cfg.window_s, "max_batch": self.cfg.max_batch})
+        return snap
+
+    # -- worker ----------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        pending: list[Op] = []
+        while not self._stop.is_set():
+            if not self.connected.is_set() or not self.conn.alive:
+                self.connected.clear()
+                if not self._connect():
+                    self._expire(pending)
+                    self._stop.wait(self.cfg.reconnect_s)
+                    continue
+            if not pending:
+                pending = self._gather()
+                if not pending:
+                    continue
+            try:
+                self._send(pending)
+                pending = []
+            except SwitchUnavailable as e:
+                log.warning("switch %s unavailable during a write: %s", self.cfg.switch, e)
+                self.connected.clear()
+            except SwitchRefused as e:
+                log.error("switch refused a batch: %s", e)
+                for op in pending:
+                    self._ack(op, e.code, e.message)
+                pending = []
+                self.connected.clear()  # e.g. PERMISSION_DENIED: someone else is primary; re-arbitrate
+        for op in [*pending, *self._carry, *self._drain()]:
+            self._ack(op, "UNAVAILABLE", "control plane stopping")
+
+    def _drain(self) -> list[Op]:
+        out = []
+        while True:
+            try:
+                op = self.queue.get_nowait()
+            except queue.Empty:
+                return out
+            if op is not None:
+                out.append(op)
+
+    def _gather(self) -> list[Op]:
+        """The next batch: at most max_batch ops, at most one per key, FIFO per key."""
+        batch: list[Op] = []
+        keys: set[tuple[int, bytes]] = set()
+        carry: collections.deque[Op] = collections.deque()
+        deferred: set[tuple[int, bytes]] = set()
+
+        def take(op: Op) -> None:
+            if op.ident in keys or op.ident in deferred:
+                carry.append(op)
+                deferred.add(op.ident)
+            else:
+                batch.append(op)
+                keys.add(op.ident)
+
+        while self._carry and len(batch) < self.cfg.max_batch:
+            take(self._carry.popleft())
+        if not batch:
+            try:
+                op = self.queue.get(timeout=0.2)
+            except queue.Empty:
+                self._carry = carry + self._carry
+                return []
+            if op is None:
+                self._carry = carry + self._carry
+                return []
+            take(op)
+        deadline = time.monotonic() + self.cfg.window_s
+        while len(batch) < self.cfg.max_batch:
+            left = deadline - time.monotonic()
+            try:
+                op = self.queue.get(timeout=left) if left > 0 else self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if op is None:
+                break
+            take(op)
+        self._carry = carry + self._carry
+        return batch
+
+    def _send(self, ops: list[Op]) -> None:
+        t0 = time.monotonic()
+        results = self.conn.write([op.update for op in ops])
+        t1 = time.monotonic()
+        with self.stats.lock:
+            self.stats.batches += 1
+            self.stats.batched_updates += len(ops)
+            self.stats.write_latency.append(t1 - t0)
+        for op, r in zip(ops, results, strict=True):
+            if r.code == "OK":
+                if op.op == "delete":
+                    self.state.pop(op.ident, None)
+                else:
+                    ins = p4runtime_pb2.Update(type=p4runtime_pb2.Update.INSERT)
+                    ins.entity.CopyFrom(op.update.entity)
+                    self.state[op.ident] = ins
+            self._ack(op, r.code, r.message)
+
+    def _ack(self, op: Op, code: str, message: str) -> None:
+        self._ack_now(op.rid, op.reply, code, message, op.received, kind=op.op)
+
+    def _ack_now(self, rid: int, reply: Reply, code: str, message: str, received: float,
+                 kind: str = "") -> None:
+        now = time.monotonic()
+        with self.stats.lock:
+            self.stats.acks[code] += 1
+            if code != "OK":
+                self.stats.errors += 1
+            else:
+                self.stats.recent.append((now, kind))
+            self.stats.request_latency.append(now - received)
+        msg = {"v": 1, "type": "ack", "id": rid, "code": code, "latency_us": round((now - received) * 1e6, 1)}
+        if message:
+            msg["message"] = message
+        try:
+            reply(msg)
+        except OSError:
+            log.debug("front-end went away before its ack %d", rid)
+
+    def _expire(self, pending: list[Op]) -> None:
+        limit = time.monotonic() - self.cfg.request_timeout_s
+        for src in (pending, self._carry):
+            keep = [op for op in src if op.received >= limit]
+            for op in src:
+                if op.received < limit:
+                    self._ack(op, "UNAVAILABLE", f"switch {self.cfg.switch} unreachable for "
+                              f"{self.cfg.request_timeout_s} s")
+            src.clear()
+            src.extend(keep)
+        while True:  # queued requests age too
+            try:
+                op = self.queue.get_nowait()
+            except queue.Empty:
+                break
+            if op is None:
+                continue
+            if op.received < limit:
+                self._ack(op, "UNAVAILABLE", f"switch {self.cfg.switch} unreachable")
+            else:
+                self._carry.append(op)
+
+    # -- (re)connect -----------------------------------------------------------------------------
+
+    def _connect(self) -> bool:
+        try:
+            self.conn.connect()
+            if self.conn.pipeline_cookie() != self.cookie:
+                self.conn.set_pipeline(self.cfg.p4info, self.cfg.device_config, self.cookie)
+                with self.stats.lock:
+                    self.stats.pipeline_sets += 1
+            self._install([*self.static_updates, *self.state.values()])
+        except (SwitchUnavailable, SwitchRefused) as e:
+            log.warning("connecting to switch %s: %s", self.cfg.switch, e)
+            self.conn.close()
+            return False
+        with self.stats.lock:
+            self.stats.reconnects += 1
+        self.connected.set()
+        log.info("switch %s: primary, pipeline cookie %#x, %d static + %d offload entries installed",
+                 self.cfg.switch, self.cookie, len(self.static_updates), len(self.state))
+        return True
+
+    def _install(self, updates: list[p4runtime_pb2.Update]) -> None:
+        """INSERTs `updates`; entries that exist already (the switch kept its state) are MODIFYed."""
+        n = self.cfg.max_batch
+        for i in range(0, len(updates), n):
+            chunk = updates[i:i + n]
+            results = self.conn.write(chunk)
+            again = []
+            for u, r in zip(chunk, results, strict=True):
+                if r.code == "ALREADY_EXISTS":
+                    m = p4runtime_pb2.Update(type=p4runtime_pb2.Update.MODIFY)
+                    m.entity.CopyFrom(u.entity)
+                    again.append(m)
+                elif r.code != "OK":
+                    raise SwitchRefused(r.code, f"installing {u.entity.table_entry}: {r.message}")
+            if again:
+                for u, r in zip(again, self.conn.write(again), strict=True):
+                    if r.code != "OK":
+                        raise SwitchRefused(r.code, f"re-installing {u.entity.table_entry}: {r.message}")
+        with self.stats.lock:
+            self.stats.static_installed = len(self.static_updates)

@@ -1,0 +1,158 @@
+"""The front-end <-> switch control plane protocol: length-prefixed JSON over TCP, version 1.
+
+Documented in docs/controlplane-protocol.md. A frame is a 4-byte big-endian unsigned length followed
+by that many bytes of UTF-8 JSON: one object per frame, at most MAX_FRAME bytes. Every object has
+"v" (the protocol version, 1), "type" and, for requests, "id" (an integer the client chooses; the
+reply carries it back). Requests: hello, add, modify, delete, stats. Replies: hello, ack, stats, error.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+VERSION = 1
+MAX_FRAME = 1 << 20
+_LEN = struct.Struct("!I")
+REQUEST_TYPES = ("hello", "add", "modify", "delete", "stats")
+ENTRY_TYPES = ("add", "modify", "delete")
+
+
+class ProtocolError(ValueError):
+    """A malformed frame or message (the connection is closed after an error reply)."""
+
+
+def encode(msg: dict[str, Any]) -> bytes:
+    body = json.dumps(msg, separators=(",", ":"), sort_keys=True).encode()
+    if len(body) > MAX_FRAME:
+        raise ProtocolError(f"message of {len(body)} bytes exceeds the {MAX_FRAME}-byte frame limit")
+    return _LEN.pack(len(body)) + body
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    try:
+        msg = json.loads(body.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProtocolError(f"frame is not UTF-8 JSON: {e}") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("frame is not a JSON object")
+    return msg
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            if buf:
+                raise ProtocolError(f"connection closed inside a frame ({len(buf)} of {n} bytes)")
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def read_frame(sock: socket.socket) -> dict[str, Any] | None:
+    """The next message, or None at a clean end of stream."""
+    head = _recv_exact(sock, _LEN.size)
+    if head is None:
+        return None
+    (n,) = _LEN.unpack(head)
+    if n > MAX_FRAME:
+        raise ProtocolError(f"frame length {n} exceeds {MAX_FRAME}")
+    body = _recv_exact(sock, n)
+    if body is None:
+        raise ProtocolError("connection closed after a frame header")
+    return decode_body(body)
+
+
+@dataclass(frozen=True)
+class EntryRequest:
+    """A validated add/modify/delete request (names as the client gave them; resolved later)."""
+
+    id: int
+    op: str                                   # add | modify | delete
+    table: str
+    key: dict[str, Any]
+    action: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def validate_request(msg: dict[str, Any]) -> dict[str, Any] | EntryRequest:
+    """Checks the envelope and, for entry requests, the fields; raises ProtocolError."""
+    v = msg.get("v")
+    if v != VERSION:
+        raise ProtocolError(f"unsupported protocol version {v!r} (this server speaks {VERSION})")
+    typ = msg.get("type")
+    if typ not in REQUEST_TYPES:
+        raise ProtocolError(f"unknown request type {typ!r} (known: {', '.join(REQUEST_TYPES)})")
+    rid = msg.get("id")
+    if not isinstance(rid, int) or isinstance(rid, bool):
+        raise ProtocolError("request id must be an integer")
+    if typ not in ENTRY_TYPES:
+        return msg
+    table = msg.get("table")
+    if not isinstance(table, str) or not table:
+        raise ProtocolError("table must be a non-empty string")
+    key = msg.get("key")
+    if not isinstance(key, dict) or not key:
+        raise ProtocolError("key must be a non-empty object of match field -> value")
+    action, params = msg.get("action"), msg.get("params", {})
+    if typ != "delete":
+        if not isinstance(action, str) or not action:
+            raise ProtocolError(f"{typ} needs an action name")
+        if not isinstance(params, dict):
+            raise ProtocolError("params must be an object of param name -> value")
+    return EntryRequest(id=rid, op=typ, table=table, key=key, action=action if typ != "delete" else None,
+                        params=params if typ != "delete" else {})
+
+
+class Client:
+    """A blocking client of the control plane (used by tests, the benchmark and the front-end)."""
+
+    def __init__(self, address: tuple[str, int], timeout: float = 10.0, name: str = "client") -> None:
+        self.sock = socket.create_connection(address, timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._next = 0
+        self._lock = threading.Lock()
+        self.server_hello = self.call({"type": "hello", "client": name})
+
+    def next_id(self) -> int:
+        with self._lock:
+            self._next += 1
+            return self._next
+
+    def send(self, msg: dict[str, Any]) -> int:
+        msg = {"v": VERSION, **msg}
+        if "id" not in msg:
+            msg["id"] = self.next_id()
+        self.sock.sendall(encode(msg))
+        return msg["id"]
+
+    def recv(self) -> dict[str, Any]:
+        msg = read_frame(self.sock)
+        if msg is None:
+            raise ConnectionError("control plane closed the connection")
+        return msg
+
+    def call(self, msg: dict[str, Any]) -> dict[str, Any]:
+        rid = self.send(msg)
+        rep = self.recv()
+        if rep.get("id") != rid:
+            raise ProtocolError(f"reply to {rep.get('id')}, expected {rid} (use send/recv when pipelining)")
+        return rep
+
+    def add(self, table: str, key: dict[str, Any], action: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self.call({"type": "add", "table": table, "key": key, "action": action, "params": params})
+
+    def delete(self, table: str, key: dict[str, Any]) -> dict[str, Any]:
+        return self.call({"type": "delete", "table": table, "key": key})
+
+    def stats(self) -> dict[str, Any]:
+        return self.call({"type": "stats"})
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,107 @@
+"""The TCP server front-ends talk to (protocol.py; docs/controlplane-protocol.md).
+
+One thread per front-end connection reads frames and hands entry requests to the Controller; acks
+are written back by the controller's worker, under the connection's send lock. A malformed frame or
+message gets an `error` reply and the connection is closed (the stream cannot be trusted after it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import socketserver
+import threading
+from pathlib import Path
+from typing import Any
+
+from system.controlplane import protocol
+from system.controlplane.controller import Controller
+
+log = logging.getLogger(__name__)
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: FrontendServer
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        lock = threading.Lock()
+
+        def reply(msg: dict[str, Any]) -> None:
+            data = protocol.encode(msg)
+            with lock:
+                sock.sendall(data)
+
+        ctl = self.server.controller
+        while True:
+            raw: dict[str, Any] | None = None
+            try:
+                raw = protocol.read_frame(sock)
+                if raw is None:
+                    return
+                msg = protocol.validate_request(raw)
+            except protocol.ProtocolError as e:
+                rid = raw.get("id") if isinstance(raw, dict) else None
+                try:
+                    reply({"v": protocol.VERSION, "type": "error", "id": rid, "code": "INVALID_ARGUMENT",
+                           "message": str(e)})
+                except OSError:
+                    pass
+                return
+            except OSError:
+                return
+            if isinstance(msg, protocol.EntryRequest):
+                ctl.submit(msg.id, msg.op, msg.table, msg.key, msg.action, msg.params, reply)
+            elif msg["type"] == "hello":
+                reply({"v": protocol.VERSION, "type": "hello", "id": msg["id"],
+                       "server": "miresga-controlplane", "pipeline": self.server.pipeline,
+                       "tables": sorted(t.alias for t in ctl.codec.index.tables.values())})
+            else:  # stats
+                reply({"v": protocol.VERSION, "type": "stats", "id": msg["id"], "stats": ctl.snapshot()})
+
+
+class FrontendServer(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], controller: Controller, pipeline: str) -> None:
+        self.controller = controller
+        self.pipeline = pipeline
+        super().__init__(address, _Handler)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.server_address[:2]
+        return str(host), int(port)
+
+
+class StatsFile:
+    """Writes the controller's snapshot as JSON every `interval` s (atomically) and at stop."""
+
+    def __init__(self, controller: Controller, path: Path, interval: float = 1.0) -> None:
+        self.controller, self.path, self.interval = controller, Path(path), interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="controlplane-stats", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self.write()
+            if self._stop.wait(self.interval):
+                return
+
+    def write(self) -> None:
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.controller.snapshot(), indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, self.path)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.write()

@@ -1,0 +1,92 @@
+"""Static table entries derived from the inventory and the switch's port map.
+
+The port map comes from the testbed (harness/testbed.py on the local testbed, the cluster's cabling
+on a real one): host name -> (P4 port number, host data MAC, switch port MAC). `load_port_map` reads
+it from YAML/JSON: `{client1: {port: 1, mac: "02:..", switch_mac: "02:.."}, ...}`.
+
+For the `forwarding` pipeline: one /32 route per host data address to the host's switch port,
+source MAC := the switch port's MAC, destination MAC := the host's MAC.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.inventory import Inventory
+
+StaticEntry = tuple[str, dict[str, Any], str, dict[str, Any]]   # (table, key, action, params)
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+class PortMapError(ValueError):
+    """A malformed port map; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class HostPort:
+    port: int          # P4 port number of the switch port the host is on
+    mac: str           # the host's data interface MAC
+    switch_mac: str    # the switch port's MAC
+
+
+def parse_port_map(data: Any, source: str = "<port map>") -> dict[str, HostPort]:
+    if not isinstance(data, dict) or not data:
+        raise PortMapError(f"{source}: (top level): must be a non-empty mapping of host name -> "
+                           "{port, mac, switch_mac}")
+    out: dict[str, HostPort] = {}
+    for host, d in data.items():
+        if not isinstance(d, dict):
+            raise PortMapError(f"{source}: {host}: must be a mapping {{port, mac, switch_mac}}")
+        port = d.get("port")
+        if not isinstance(port, int) or isinstance(port, bool) or port < 1:
+            raise PortMapError(f"{source}: {host}.port: must be a P4 port number >= 1, not {port!r}")
+        macs = []
+        for fld in ("mac", "switch_mac"):
+            v = d.get(fld)
+            if not isinstance(v, str) or not _MAC.fullmatch(v.lower()):
+                raise PortMapError(f"{source}: {host}.{fld}: {v!r} is not a MAC address (aa:bb:cc:dd:ee:ff)")
+            macs.append(v.lower())
+        out[str(host)] = HostPort(port, macs[0], macs[1])
+    return out
+
+
+def load_port_map(path: str | Path) -> dict[str, HostPort]:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as e:
+        raise PortMapError(f"{p}: cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise PortMapError(f"{p}: not valid YAML/JSON: {e}") from None
+    return parse_port_map(data, str(p))
+
+
+def forwarding_entries(inventory: Inventory, ports: dict[str, HostPort]) -> list[StaticEntry]:
+    """The `route` entries of the `forwarding` pipeline: a /32 per host data address."""
+    out: list[StaticEntry] = []
+    for h in inventory.hosts:
+        if h.data_address is None:
+            continue
+        hp = ports.get(h.name)
+        if hp is None:
+            raise PortMapError(f"host {h.name} ({h.data_address}) has no entry in the port map")
+        out.append(("route", {"dst_addr": [str(h.data_address), 32]}, "forward",
+                    {"port": hp.port, "smac": hp.switch_mac, "dmac": hp.mac}))
+    return out
+
+
+STATIC_BUILDERS = {"forwarding": forwarding_entries}
+
+
+def static_entries(pipeline: str, inventory: Inventory, ports: dict[str, HostPort]) -> list[StaticEntry]:
+    try:
+        build = STATIC_BUILDERS[pipeline]
+    except KeyError:
+        raise ValueError(f"no static tables known for pipeline {pipeline!r} "
+                         f"(known: {', '.join(sorted(STATIC_BUILDERS))})") from None
+    return build(inventory, ports)

@@ -1,0 +1,156 @@
+"""Test support shared by the P4Runtime server's and the control plane's tests (root only).
+
+`SwitchNamespaces` builds the emulated switch's namespace `mrsd-sw` with veth ports `mdsw<N>`
+whose peers `mdh<N>` sit in host namespaces `mrsd-h<N>` (198.18.200.<N>/24), and removes exactly
+those namespaces at the end. Everything is prefixed `mrsd-`/`md` (engineer D's test prefix).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SW_NS = "mrsd-sw"
+PIN_ROOT = Path("/sys/fs/bpf")
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(list(cmd), capture_output=True, text=True, check=check)
+
+
+def root_reason() -> str | None:
+    """Why root-only tests cannot run here (None when they can)."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, BPF)"
+    if shutil.which("ip") is None or shutil.which("tc") is None:
+        return "needs iproute2 (ip, tc)"
+    if not PIN_ROOT.is_dir():
+        return "needs the BPF file system at /sys/fs/bpf"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class SwitchNamespaces:
+    n_ports: int = 2
+    created: list[str] = field(default_factory=list)
+
+    @property
+    def ports(self) -> dict[int, str]:
+        return {i: f"mdsw{i}" for i in range(1, self.n_ports + 1)}
+
+    def host_ns(self, i: int) -> str:
+        return f"mrsd-h{i}"
+
+    def host_ip(self, i: int) -> str:
+        return f"198.18.200.{i}"
+
+    def mac(self, ns: str, dev: str) -> str:
+        return sh("ip", "-n", ns, "-br", "link", "show", dev).stdout.split()[2]
+
+    def up(self) -> SwitchNamespaces:
+        self.down()
+        for ns in [SW_NS, *(self.host_ns(i) for i in range(1, self.n_ports + 1))]:
+            sh("ip", "netns", "add", ns)
+            self.created.append(ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        for i in range(1, self.n_ports + 1):
+            h = self.host_ns(i)
+            sh("ip", "-n", SW_NS, "link", "add", f"mdsw{i}", "type", "veth", "peer", "name", f"mdh{i}",
+               "netns", h)
+            sh("ip", "-n", SW_NS, "link", "set", f"mdsw{i}", "up")
+            sh("ip", "-n", h, "addr", "add", f"{self.host_ip(i)}/24", "dev", f"mdh{i}")
+            sh("ip", "-n", h, "link", "set", f"mdh{i}", "up")
+        # Static neighbours: the switch answers no ARP; each host sends to its switch port's MAC.
+        for i in range(1, self.n_ports + 1):
+            sw_mac = self.mac(SW_NS, f"mdsw{i}")
+            for j in range(1, self.n_ports + 1):
+                if j != i:
+                    sh("ip", "-n", self.host_ns(i), "neigh", "replace", self.host_ip(j), "lladdr", sw_mac,
+                       "dev", f"mdh{i}", "nud", "permanent")
+        return self
+
+    def down(self) -> None:
+        names = set(self.created) | {SW_NS} | {self.host_ns(i) for i in range(1, self.n_ports + 1)}
+        existing = set(sh("ip", "netns", "list").stdout.split())
+        for ns in sorted(names & existing):
+            sh("ip", "netns", "del", ns, check=False)
+        self.created.clear()
+
+    def ping(self, src: int, dst: int) -> bool:
+        r = sh("ip", "netns", "exec", self.host_ns(src), "ping", "-c", "1", "-W", "1", self.host_ip(dst),
+               check=False)
+        return r.returncode == 0
+
+
+def make_server(switch_ns: SwitchNamespaces, profile: str = "unlimited", tag: str = "p4rt",
+                stats_file: Path | None = None) -> Any:
+    """A started in-process P4RuntimeServer on a free loopback port (pins under mrsd-<tag>)."""
+    from system.switch.p4rt.device import Device
+    from system.switch.p4rt.server import P4RuntimeServer
+    from system.switch.profiles import load_profile
+
+    device = Device(SW_NS, switch_ns.ports, PIN_ROOT / f"mrsd-{tag}", load_profile(profile))
+    server = P4RuntimeServer(device, "127.0.0.1:0", stats_file=stats_file)
+    server.start()
+    return server
+
+
+@dataclass
+class SwitchProcess:
+    """`python -m system.switch.p4rt` in a subprocess, ended by its PID."""
+
+    ns: SwitchNamespaces
+    port: int
+    profile: str = "unlimited"
+    pin_dir: Path = PIN_ROOT / "mrsd-cp"
+    log: Path | None = None
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> SwitchProcess:
+        ports = ",".join(f"{n}={dev}" for n, dev in self.ns.ports.items())
+        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "system.switch.p4rt", "--address", self.address, "--netns", SW_NS,
+             "--ports", ports, "--pin-dir", str(self.pin_dir), "--profile", self.profile],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        import grpc
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"P4Runtime server exited with {self.proc.returncode}")
+            with grpc.insecure_channel(self.address) as ch:
+                try:
+                    grpc.channel_ready_future(ch).result(timeout=0.2)
+                    return self
+                except grpc.FutureTimeoutError:
+                    pass
+        raise RuntimeError("P4Runtime server did not start")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()

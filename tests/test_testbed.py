@@ -1,0 +1,131 @@
+"""The local testbed end to end: up and down, deploy over SSH, byte-exact objects through HAProxy
+and the emulated switch, and a short suite that leaves a complete run directory.
+
+Uses its own small testbed (tests/data/testbed.yaml), never the user's `local` one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import deploy, inventory, runner, testbed
+from harness.remote import Remote
+from workloads.catalog import object_bytes
+
+pytestmark = [pytest.mark.root, pytest.mark.testbed]
+INV_PATH = Path(__file__).parent / "data" / "testbed.yaml"
+
+
+def leftovers(inv: inventory.Inventory) -> dict[str, list[str]]:
+    ns = [n for n in testbed.namespaces() if n in {testbed.netns(h) for h in inv.hosts}]
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    ifs = [name for name in [testbed.mgmt_bridge(inv)] + [f"mm-{h.name}" for h in inv.hosts] if f" {name}:" in links
+           or f" {name}@" in links]
+    pins = [p.name for p in Path("/sys/fs/bpf").glob(f"{testbed.PREFIX}*")
+            if p.name.startswith(tuple(testbed.netns(h) for h in inv.hosts))]
+    pid_dir = testbed.state_dir(inv) / "pids"
+    sshd = list(pid_dir.glob("*")) if pid_dir.is_dir() else []
+    return {k: v for k, v in {"namespaces": ns, "interfaces": ifs, "pins": pins, "pidfiles": sshd}.items() if v}
+
+
+@pytest.fixture(scope="module")
+def inv():
+    inv = inventory.load(INV_PATH)
+    testbed.down(inv)             # a crashed earlier run must not matter
+    testbed.up(inv)
+    yield inv
+    testbed.down(inv)
+    assert leftovers(inv) == {}
+
+
+def test_up_is_idempotent_and_isolated(inv):
+    before = testbed.status(inv)
+    testbed.up(inv)               # twice: nothing changes, nothing fails
+    after = testbed.status(inv)
+    assert before == after
+    assert all(h["ssh"] for h in after["hosts"].values())
+    cli = testbed.netns(inv.host("tcli1"))
+    routes = subprocess.run(["ip", "netns", "exec", cli, "ip", "route"], capture_output=True, text=True).stdout
+    assert "default" not in routes                       # no way out of the testbed
+    assert "198.18.1.0/24" in routes and "198.19.1.0/24" in routes
+    # the switch namespace does not route: only its pipeline moves packets
+    sw = testbed.netns(inv.switch_host)
+    fwd = subprocess.run(["ip", "netns", "exec", sw, "sysctl", "-n", "net.ipv4.ip_forward"],
+                         capture_output=True, text=True).stdout.strip()
+    assert fwd == "0"
+
+
+def test_ssh_reaches_each_host_in_its_own_namespace(inv):
+    for h in inv.hosts:
+        with Remote(inv, h) as r:
+            addrs = r.run("ip -br addr")
+            assert str(h.mgmt_address) in addrs
+            if h.data_address:
+                assert str(h.data_address) in addrs
+            assert r.run("ls /sys/fs/bpf >/dev/null && echo bpffs").strip() == "bpffs"
+
+
+def test_haproxy_serves_byte_exact_objects_through_the_switch(inv):
+    sysd = deploy.deploy(inv, "haproxy")
+    address, port = sysd.targets(inv)[0]
+    assert address == "198.18.1.21"
+    cli = testbed.netns(inv.host("tcli1"))
+    for o in inv.catalog:
+        body = subprocess.run(["ip", "netns", "exec", cli, "curl", "-sf", "--max-time", "20",
+                               f"http://{address}:{port}{o.path}"], capture_output=True).stdout
+        assert body == object_bytes(o.name, o.size), o.name
+    # no rule matches -> 404 from the load balancer
+    code = subprocess.run(["ip", "netns", "exec", cli, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                           f"http://{address}:{port}/nothing-here"], capture_output=True, text=True).stdout
+    assert code == "404"
+    # every data packet crossed the switch: it was forwarded by the switch's route table
+    with Remote(inv, inv.switch_host) as r:
+        stats = json.loads(r.run(f"cat {r.workdir}/run/controlplane-stats.json"))
+    assert stats["connected"] is True and stats["occupancy"]["route"] == 4
+    deploy.undeploy(inv)
+    with Remote(inv, inv.host("tfe1")) as r:
+        assert r.service_pid("haproxy") is None
+
+
+def test_short_suite_produces_a_complete_run_directory(inv, tmp_path):
+    suite_file = tmp_path / "it.yaml"
+    suite_file.write_text(yaml.safe_dump({
+        "name": "it", "systems": ["direct", "haproxy"], "verify": "full",
+        "workloads": [{"name": "1k-close", "objects": {"1k": 1}, "connection": "close"},
+                      {"name": "mix", "objects": {"1k": 3, "1m": 1}, "connection": "keepalive",
+                       "requests_per_connection": 5}],
+        "load": {"users": 4, "spawn_rate": 10, "warmup_s": 2, "duration_s": 3},
+    }))
+    suite = runner.load_suite(str(suite_file), inv)
+    run_dir = runner.run_suite(inv, suite, keep_testbed=True, results=tmp_path / "results")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["format"] == 1 and manifest["emulated"] is True and manifest["switch_target"] == "emulated"
+    assert manifest["git"]["commit"] and manifest["ended"]
+    assert manifest["cells"] == [c.cell_id for c in suite.cells]
+    assert set(manifest["hosts"]) == {h.name for h in inv.hosts}
+    for c in suite.cells:
+        d = run_dir / "cells" / c.cell_id
+        cell = json.loads((d / "cell.json").read_text())
+        assert cell["status"] == "ok", cell.get("error")
+        assert cell["measure_end"] - cell["measure_start"] == pytest.approx(3)
+        assert (d / "locust" / "stats.csv").exists()
+        raw = list((d / "requests").glob("*.csv"))
+        assert raw and sum(len(p.read_text().splitlines()) - 1 for p in raw) > 10
+        cpu = json.loads((d / "cpu.json").read_text())
+        services = {(p["host"], p["service"]) for p in cpu["processes"]}
+        assert ("tcli1", "locust") in services and ("tbe1", "nginx") in services
+        if c.system == "haproxy":
+            assert ("tfe1", "haproxy") in services
+    from analysis import load
+    df = load.cells(run_dir)
+    assert len(df) == 4 and (df["failed"] == 0).all() and (df["rps"] > 0).all()
+    report = (run_dir / "report.md").read_text()
+    assert "emulated testbed" in report
+    for wl in ("1k-close", "mix"):
+        section = report.split(f"### {wl}")[1].split("###")[0]
+        assert "| direct |" in section and "| haproxy |" in section
+    assert list((run_dir / "figures").glob("*.png"))

@@ -1,0 +1,111 @@
+"""The workload spec: cell.json's "workload" object, the job file, validation, standard mixes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.inventory import DEFAULT_CATALOG, CatalogObject
+from workloads.spec import Job, Target, Workload, WorkloadObject, fixed, mix, t2, t3
+
+CELL_WORKLOAD = {  # verbatim from docs/run-directory.md
+    "name": "1k-close",
+    "objects": [{"name": "1k", "path": "/obj/1k", "size": 1024, "weight": 1}],
+    "connection": "close",
+    "requests_per_connection": 1,
+    "client": "lean",
+    "verify": "sampled",
+    "latency_of": None,
+}
+
+
+def test_cell_json_round_trip() -> None:
+    w = Workload.from_dict(CELL_WORKLOAD)
+    assert w.to_dict() == CELL_WORKLOAD
+    assert w == fixed(CatalogObject("1k", 1024))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"connection": "pipelined"}, "workload.connection: must be one of close, keepalive"),
+    ({"client": "wrk"}, "workload.client: must be one of lean, stock"),
+    ({"verify": "none"}, "workload.verify: must be one of full, sampled"),
+    ({"requests_per_connection": 0}, "workload.requests_per_connection: must be >= 1"),
+    ({"requests_per_connection": 5}, "workload.requests_per_connection: must be 1 with connection close"),
+    ({"requests_per_connection": True}, "workload.requests_per_connection: must be an integer"),
+    ({"latency_of": "10k"}, "workload.latency_of: '10k' is not one of the workload's objects"),
+    ({"objects": []}, "workload.objects: must list at least one object"),
+    ({"objects": [{"name": "1k", "size": 1024, "weight": -1}]}, r"workload.objects\[0\].weight"),
+    ({"objects": [{"name": "1k", "size": "big"}]}, r"workload.objects\[0\].size: must be an integer"),
+    ({"objects": [{"name": "1k"}]}, r"workload.objects\[0\].size: is required"),
+    ({"objects": [{"name": "1k", "size": 1, "path": "obj/1k"}]}, r"workload.objects\[0\].path"),
+    ({"objects": [{"name": "a", "size": 1}, {"name": "a", "size": 2}]}, r"objects\[1\].name: duplicate"),
+    ({"colour": "red"}, "workload.colour: unknown field"),
+])
+def test_validation_names_the_field(change, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        Workload.from_dict({**CELL_WORKLOAD, **change})
+
+
+def test_missing_name_and_defaults() -> None:
+    with pytest.raises(ValueError, match=r"workload\.name: is required"):
+        Workload.from_dict({"objects": [{"name": "1k", "size": 1024}]})
+    w = Workload.from_dict({"name": "w", "objects": [{"name": "1k", "size": 1024}]})
+    assert (w.connection, w.requests_per_connection, w.client, w.verify) == ("close", 1, "lean", "sampled")
+    assert w.objects[0].path == "/obj/1k"
+
+
+def test_direct_construction_is_validated() -> None:
+    with pytest.raises(ValueError, match=r"workload\.connection"):
+        Workload("w", (WorkloadObject("1k", "/obj/1k", 1024),), connection="nope")
+    with pytest.raises(ValueError, match=r"target\.port"):
+        Target("198.18.0.100", 70000)
+    with pytest.raises(ValueError, match=r"target\.address"):
+        Target("example.com")
+
+
+def test_mixes_match_the_paper() -> None:
+    w2, w3 = t2(DEFAULT_CATALOG), t3(DEFAULT_CATALOG)
+    assert w2.shares() == pytest.approx({"1k": 0.70, "10k": 0.20, "1m": 0.08, "10m": 0.02})
+    assert w3.shares() == pytest.approx({"1k": 0.50, "10k": 0.30, "1m": 0.15, "10m": 0.05})
+    assert mix("t1", DEFAULT_CATALOG).shares() == {"1k": 1.0}
+    for w in (w2, w3):
+        assert w.latency_of == "1k"
+        assert {o.name: o.size for o in w.objects} == {k: DEFAULT_CATALOG[k] for k in w.shares()}
+    assert w2.name == "t2-close"
+    assert mix("T3", DEFAULT_CATALOG, connection="keepalive", requests_per_connection=10).name == "t3-ka10"
+    with pytest.raises(ValueError, match="has no object '10m'"):
+        t2({"1k": 1024, "10k": 10240, "1m": 1 << 20})
+    with pytest.raises(ValueError, match="mix: must be one of t1, t2, t3"):
+        mix("t4", DEFAULT_CATALOG)
+
+
+def test_fixed_names_and_keepalive() -> None:
+    w = fixed(CatalogObject("10m", 10 << 20), connection="keepalive", client="stock", verify="full")
+    assert (w.name, w.requests_per_connection, w.client, w.verify) == ("10m-ka100", 100, "stock", "full")
+    assert w.with_(client="lean").client == "lean"
+    with pytest.raises(ValueError, match=r"workload\.verify"):
+        w.with_(verify="never")
+
+
+def test_job_file_round_trip_and_errors(tmp_path) -> None:
+    job = Job(t2(DEFAULT_CATALOG), Target("198.18.0.100", 80, host="www.example.test"), users=8, pace_rps=400)
+    p = job.write(tmp_path / "job.json")
+    assert Job.load(p) == job
+    assert job.user_throughput == 50
+    assert job.target.host_header == "www.example.test"
+    assert Target("127.0.0.1", 8080).host_header == "127.0.0.1:8080"
+    data = json.loads(p.read_text())
+    assert data["workload"] == job.workload.to_dict()
+    data["timeout_s"] = 0
+    p.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"job.json: timeout_s: must be a positive number"):
+        Job.load(p)
+    data["timeout_s"] = 5
+    data["target"]["port"] = "80"
+    p.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=r"target\.port: must be an integer"):
+        Job.load(p)
+    p.write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        Job.load(p)
