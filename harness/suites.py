@@ -15,15 +15,10 @@ from typing import Any
 import yaml
 
 from harness.inventory import ROOT, Inventory
+from workloads.spec import MIXES, Workload
 
 SUITES = ROOT / "harness" / "suites"
 
-# The paper's traffic mixes (from the authors' poster): object name -> share of requests.
-MIXES: dict[str, dict[str, float]] = {
-    "T1": {"1k": 1.0},
-    "T2": {"1k": 0.70, "10k": 0.20, "1m": 0.08, "10m": 0.02},
-    "T3": {"1k": 0.50, "10k": 0.30, "1m": 0.15, "10m": 0.05},
-}
 CONNECTIONS = ("close", "keepalive")
 CLIENTS = ("lean", "stock")
 VERIFY = ("full", "sampled")
@@ -129,9 +124,9 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
         if ("mix" in w) == ("objects" in w):
             raise fail(f, "give either objects (name -> weight) or mix (T1, T2, T3)")
         if "mix" in w:
-            if w["mix"] not in MIXES:
-                raise fail(f"{f}.mix", f"unknown mix {w['mix']!r} (known: {', '.join(MIXES)})")
-            weights = MIXES[w["mix"]]
+            if str(w["mix"]).lower() not in MIXES:
+                raise fail(f"{f}.mix", f"unknown mix {w['mix']!r} (known: {', '.join(m.upper() for m in MIXES)})")
+            weights = MIXES[str(w["mix"]).lower()]
             latency_of = w.get("latency_of", "1k")
         else:
             weights = w["objects"]
@@ -157,9 +152,13 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
         wverify = w.get("verify", verify)
         if wclient not in CLIENTS or wverify not in VERIFY:
             raise fail(f, "client must be lean|stock and verify full|sampled")
-        workloads.append({"name": str(w["name"]), "objects": objects, "connection": conn,
-                          "requests_per_connection": rpc, "client": wclient, "verify": wverify,
-                          "latency_of": latency_of})
+        wl = {"name": str(w["name"]), "objects": objects, "connection": conn, "requests_per_connection": rpc,
+              "client": wclient, "verify": wverify, "latency_of": latency_of}
+        try:
+            Workload.from_dict(wl)      # the workload spec's own validation, as Locust will read it
+        except ValueError as e:
+            raise fail(f, str(e)) from None
+        workloads.append(wl)
     names = [w["name"] for w in workloads]
     if len(set(names)) != len(names):
         raise fail("workloads", "workload names must be unique")
