@@ -61,6 +61,7 @@ def test_haproxy_config_from_rules():
     cfg = haproxy.render(rs, SERVERS, bind="198.18.0.21", port=80, workdir="/w", threads=2, cpus=(0, 1))
     lines = [line.strip() for line in cfg.splitlines()]
     assert "bind 198.18.0.21:80" in lines
+    assert "nbthread 2" in lines and "cpu-map auto:1/1-2 0 1" in lines and "tune.bufsize 262144" in lines
     assert "acl r0_host hdr(host),field(1,:) -i api.example" in lines
     assert "acl r0_path path /v1" in lines and "acl r0_method method POST" in lines
     assert "use_backend pool_api if r0_host r0_path r0_method  # rule api" in lines
