@@ -1,0 +1,100 @@
+"""Run a Miresga front-end: `python -m system.frontend --netns NS --dev IF --vip A --backend ... ...`.
+
+Back-ends are given as NAME=IP:PORT:INDEX:MAC (INDEX: the switch's backend_by_index entry; MAC: the
+next hop of frames to it). Cookie secrets come from --secret/--previous-secret or a --secrets-file
+(JSON {"current": n, "previous": n}, re-read every second), written by the control plane's host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+from pathlib import Path
+
+from system import rules
+from system.frontend.balancer import Backend, Balancer
+from system.frontend.daemon import Daemon
+from system.frontend.engine import Config, FrontEnd
+from system.frontend.fastpath import FastPath
+from system.frontend.offload import OffloadClient
+from system.frontend.syncookie import Secrets
+
+
+def parse_backend(text: str) -> Backend:
+    name, _, rest = text.partition("=")
+    ip, port, index, mac = rest.split(":", 3)
+    return Backend(name=name, ip=ip, port=int(port), index=int(index), mac=mac)
+
+
+def read_secrets(path: Path) -> tuple[int, int | None]:
+    data = json.loads(path.read_text())
+    return int(data["current"]), (int(data["previous"]) if data.get("previous") is not None else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m system.frontend", description=__doc__.splitlines()[0])
+    ap.add_argument("--netns", help="network namespace of the data interface (default: current)")
+    ap.add_argument("--dev", required=True, help="data interface (TC ingress program goes here)")
+    ap.add_argument("--punt-dev", default="mfpunt", help="veth created for frames handed to user space")
+    ap.add_argument("--own-mac", required=True, help="MAC of --dev")
+    ap.add_argument("--client-next-hop-mac", required=True, help="destination MAC of frames to clients")
+    ap.add_argument("--vip", required=True)
+    ap.add_argument("--vip-port", type=int, default=80)
+    ap.add_argument("--backend", action="append", type=parse_backend, required=True, metavar="NAME=IP:PORT:IDX:MAC")
+    ap.add_argument("--rules", type=Path, default=Path("system/rules/default.yaml"))
+    ap.add_argument("--secret", type=lambda v: int(v, 0))
+    ap.add_argument("--previous-secret", type=lambda v: int(v, 0))
+    ap.add_argument("--secrets-file", type=Path)
+    ap.add_argument("--controlplane", help="HOST:PORT of the switch control plane (offload requests)")
+    ap.add_argument("--fastopen", action="store_true", help="send the request inside the back-end SYN")
+    ap.add_argument("--pin-dir", type=Path, default=Path("/sys/fs/bpf/miresga-frontend"))
+    ap.add_argument("--stats-file", type=Path)
+    ap.add_argument("--idle-timeout", type=float, default=120.0)
+    args = ap.parse_args(argv)
+
+    if args.secrets_file:
+        secrets = Secrets(*read_secrets(args.secrets_file))
+    elif args.secret is not None:
+        secrets = Secrets(args.secret, args.previous_secret)
+    else:
+        ap.error("give --secret or --secrets-file")
+    backends = {b.name: b for b in args.backend}
+    ruleset = rules.load(args.rules, tuple(backends))
+    offload = None
+    if args.controlplane:
+        host, _, port = args.controlplane.rpartition(":")
+        offload = OffloadClient((host, int(port)), name=f"frontend-{args.dev}")
+    fastpath = FastPath(args.netns, args.dev, args.punt_dev, args.pin_dir)
+    fastpath.start(args.vip, args.vip_port)
+    try:
+        for b in backends.values():
+            fastpath.add_backend(b.ip, b.port, b.index)
+        cfg = Config(vip=args.vip, vip_port=args.vip_port, own_mac=args.own_mac,
+                     client_next_hop_mac=args.client_next_hop_mac, fastopen=args.fastopen,
+                     idle_timeout=args.idle_timeout)
+        engine = FrontEnd(cfg, Balancer(ruleset, backends), secrets, fastpath=fastpath, offload=offload)
+        daemon = Daemon(engine, fastpath, stats_file=args.stats_file, offload=offload)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        if args.secrets_file:
+            def reread() -> None:
+                while not stop.wait(1.0):
+                    try:
+                        secrets.set(*read_secrets(args.secrets_file))
+                    except (OSError, ValueError, KeyError):
+                        engine.counters["secrets_file_errors"] += 1
+            threading.Thread(target=reread, daemon=True).start()
+        daemon.run(stop)
+        daemon.close()
+    finally:
+        fastpath.stop()
+        if offload is not None:
+            offload.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,87 @@
+"""The front-end's I/O loop: frames punted by the fast path in, engine, frames out.
+
+Reads the punt device with an AF_PACKET socket (only frames the program redirected there, i.e. the
+device's outgoing frames), sends with an AF_PACKET socket on the data interface (protocol 0: it
+receives nothing), runs the engine's timers every `tick` seconds and writes a stats JSON file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import select
+import socket
+import threading
+import time
+from pathlib import Path
+
+from system.frontend.engine import FrontEnd
+from system.frontend.fastpath import FastPath
+from system.testing.netns import in_netns
+
+PACKET_OUTGOING = 4
+
+
+class Daemon:
+    def __init__(self, engine: FrontEnd, fastpath: FastPath, tick: float = 0.05,
+                 stats_file: Path | None = None, offload=None) -> None:
+        self.engine, self.fastpath, self.tick = engine, fastpath, tick
+        self.stats_file, self.offload = stats_file, offload
+        self.rx = fastpath.open_punt_socket()
+        self.rx.setblocking(False)
+        ctx = in_netns(fastpath.netns) if fastpath.netns else contextlib.nullcontext()
+        with ctx:
+            self.tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+            self.tx.bind((fastpath.data_dev, 0))
+        self.sent = 0
+        self.send_errors = 0
+
+    def send(self, frames: list[bytes]) -> None:
+        for f in frames:
+            try:
+                self.tx.send(f)
+                self.sent += 1
+            except OSError:
+                self.send_errors += 1
+
+    def poll(self, timeout: float) -> int:
+        """Handle the frames that arrive within `timeout` seconds; returns how many."""
+        n = 0
+        ready, _, _ = select.select([self.rx], [], [], timeout)
+        if not ready:
+            return 0
+        while True:
+            try:
+                frame, addr = self.rx.recvfrom(1 << 17)
+            except BlockingIOError:
+                break
+            if addr[2] != PACKET_OUTGOING:
+                continue
+            n += 1
+            self.send(self.engine.handle(frame))
+        return n
+
+    def stats(self) -> dict:
+        out = {"engine": self.engine.stats(), "fast_path": self.fastpath.counters(),
+               "io": {"sent": self.sent, "send_errors": self.send_errors}}
+        if self.offload is not None:
+            out["offload"] = dict(self.offload.counters)
+        return out
+
+    def run(self, stop: threading.Event) -> None:
+        next_tick = next_stats = time.monotonic()
+        while not stop.is_set():
+            self.poll(self.tick)
+            now = time.monotonic()
+            if now >= next_tick:
+                self.send(self.engine.tick())
+                next_tick = now + self.tick
+            if self.stats_file is not None and now >= next_stats:
+                tmp = self.stats_file.with_suffix(".tmp")
+                tmp.write_text(json.dumps(self.stats(), indent=1, sort_keys=True))
+                tmp.replace(self.stats_file)
+                next_stats = now + 1.0
+
+    def close(self) -> None:
+        self.rx.close()
+        self.tx.close()

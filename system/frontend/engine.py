@@ -1,0 +1,569 @@
+"""The front-end's connection logic: punted frames in, frames to send out (and fast-path updates).
+
+`FrontEnd.handle(frame)` takes one frame the fast path handed to user space and returns the frames
+to send out of the data interface; `FrontEnd.tick()` runs the timers (back-end SYN retransmission,
+idle timeouts, lingering closed flows). The walk of one connection is docs/miresga-datapath.md and
+system.md's "One connection, packet by packet": cookie check, request parsing, rules, the crafted
+back-end SYN (with the request inside when `fastopen`), the replay after the SYN-ACK, splicing,
+offload decisions, FIN handling, re-steering of keep-alive requests. No I/O happens here: the fast
+path and the offload client are passed in (None: every segment is forwarded by user space and no
+offload is requested), so the logic is tested without namespaces.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from system.frontend import packets as P
+from system.frontend import syncookie
+from system.frontend.balancer import Backend, Balancer, NoBackend, NoRule
+from system.frontend.fastpath import FLOW_F_B2C, FLOW_F_C2B_ACK, FLOW_F_C2B_DATA, FlowEntry
+from system.frontend.flows import Flow, State
+from system.frontend.httpparse import MAX_HEAD, HttpError, RequestParser, parse_response_head
+from system.frontend.packets import Segment, seq_add, seq_diff
+from system.frontend.responses import error_response
+
+
+class FastPathOps(Protocol):
+    def set_flow(self, client_ip: bytes, client_port: int, entry: FlowEntry) -> None: ...
+    def delete_flow(self, client_ip: bytes, client_port: int) -> None: ...
+    def last_seen_ns(self, client_ip: bytes, client_port: int) -> int | None: ...
+
+
+class OffloadOps(Protocol):
+    def add(self, client_ip: bytes, client_port: int, index: int) -> None: ...
+    def delete(self, client_ip: bytes, client_port: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class Config:
+    vip: str
+    vip_port: int
+    own_mac: str                   # the front-end's data interface MAC (source of every frame it sends)
+    client_next_hop_mac: str       # destination MAC of frames to clients (the switch port / router)
+    fastopen: bool = False         # put the request into the back-end SYN
+    syn_rto: float = 1.0           # first back-end SYN retransmission timeout (doubles)
+    syn_retries: int = 3
+    idle_timeout: float = 120.0
+    offloaded_idle_timeout: float = 600.0   # offloaded flows are invisible to the front-end
+    request_timeout: float = 10.0  # a partial request that stops arriving
+    linger: float = 2.0            # closed flows are kept this long for retransmitted FINs
+    max_request: int = MAX_HEAD
+    segment_size: int = 1460       # payload bytes per frame the front-end sends
+
+
+LOCAL_WINDOW_SCALED = 512      # 64 KiB with the switch's shift (7)
+LOCAL_WINDOW_UNSCALED = 65535
+
+
+class FrontEnd:
+    def __init__(self, cfg: Config, balancer: Balancer, secrets: syncookie.Secrets,
+                 fastpath: FastPathOps | None = None, offload: OffloadOps | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg, self.balancer, self.secrets = cfg, balancer, secrets
+        self.fastpath, self.offload, self.clock = fastpath, offload, clock
+        self.vip = P.ip_bytes(cfg.vip)
+        self.own_mac = P.mac_bytes(cfg.own_mac)
+        self.client_mac = P.mac_bytes(cfg.client_next_hop_mac)
+        self.flows: dict[tuple[bytes, int], Flow] = {}
+        self.backend_eps = {(P.ip_bytes(b.ip), b.port): b for b in balancer.backends.values()}
+        self.counters: collections.Counter[str] = collections.Counter()
+
+    # ----------------------------------------------------------------- entry points
+
+    def handle(self, frame: bytes) -> list[bytes]:
+        try:
+            seg = P.parse(frame)
+        except P.PacketError:
+            self.counters["not_tcp"] += 1
+            return []
+        out: list[Segment] = []
+        if seg.dst == self.vip and seg.dport == self.cfg.vip_port:
+            self.counters["from_client"] += 1
+            self._from_client(seg, out)
+        elif (seg.src, seg.sport) in self.backend_eps:
+            self.counters["from_backend"] += 1
+            self._from_backend(seg, out)
+        else:
+            self.counters["unexpected"] += 1
+        return [P.build(s) for o in out for s in P.split(o, self.cfg.segment_size)]
+
+    def tick(self) -> list[bytes]:
+        now = self.clock()
+        out: list[Segment] = []
+        for flow in list(self.flows.values()):
+            self._timers(flow, now, out)
+        return [P.build(s) for s in out]
+
+    def stats(self) -> dict[str, int]:
+        states = collections.Counter(f.state.value for f in self.flows.values())
+        return {**self.counters, **{f"flows_{k}": v for k, v in states.items()}, "flows": len(self.flows)}
+
+    # ----------------------------------------------------------------- client -> VIP
+
+    def _from_client(self, seg: Segment, out: list[Segment]) -> None:
+        if seg.syn:
+            self.counters["client_syn_ignored"] += 1      # the switch answers SYNs
+            return
+        flow = self.flows.get((seg.src, seg.sport))
+        if flow is None:
+            flow = self._open(seg, out)
+            if flow is None:
+                return
+        flow.last = self.clock()
+        flow.client_window = seg.window
+        if seg.has_ack and flow.state is State.ESTABLISHED:
+            flow.server_next = seg.ack
+        handler = {State.REQUEST: self._client_request, State.BACKEND_SYN: self._client_backend_syn,
+                   State.ESTABLISHED: self._client_established, State.LOCAL: self._client_local,
+                   State.CLOSED: self._client_closed}[flow.state]
+        handler(flow, seg, out)
+
+    def _open(self, seg: Segment, out: list[Segment]) -> Flow | None:
+        if seg.rst:
+            self.counters["rst_without_flow"] += 1
+            return None
+        if not seg.payload and not seg.fin:
+            self.counters["ack_without_flow"] += 1        # the handshake's ACK, or a stray one
+            return None
+        info = syncookie.validate(seg.ack, seg.src, seg.sport, self.vip, self.cfg.vip_port, self.secrets)
+        if info is None:
+            self.counters["bad_cookie"] += 1
+            return None
+        now = self.clock()
+        c = seq_add(seg.seq, -1)
+        flow = Flow(client_ip=seg.src, client_port=seg.sport, client_mac=seg.eth_src, info=info, c=c,
+                    state=State.REQUEST, created=now, last=now, client_window=seg.window,
+                    req_start=seg.seq, parser=RequestParser(self.cfg.max_request), server_next=seg.ack)
+        self.flows[flow.key] = flow
+        self.counters["flows_opened"] += 1
+        return flow
+
+    def _client_request(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
+        if seg.rst:
+            self._remove(flow, "client_rst")
+            return
+        if seg.payload:
+            self._collect(flow, seg, out)
+        if flow.state is State.REQUEST and seg.fin:
+            # The client closes without a (complete) request: acknowledge and close.
+            self.counters["client_fin_before_request"] += 1
+            self._respond(flow, b"", server_seq=seg.ack, client_next=seg.end_seq, out=out)
+
+    def _collect(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
+        """Append in-order request bytes; on a complete head, choose the back-end (or answer)."""
+        have = len(flow.parser.buf)
+        expected = seq_add(flow.req_start, have)
+        off = seq_diff(seg.seq, expected)
+        if off > 0:
+            self.counters["request_out_of_order"] += 1
+            return
+        new = seg.payload[-off:] if off < 0 else seg.payload
+        if not new:
+            return
+        new = new[: max(0, self.cfg.max_request + 4 - have)]
+        try:
+            req = flow.parser.feed(new)
+        except HttpError as e:
+            self.counters[f"http_{e.status}"] += 1
+            self._respond(flow, error_response(e.status, e.reason), server_seq=seg.ack,
+                          client_next=seq_add(flow.req_start, len(flow.parser.buf)), out=out)
+            return
+        if req is None:
+            # Acknowledge the partial request so that the client sends the rest (Nagle).
+            out.append(self._to_client(flow, seq=seg.ack, ack=seq_add(flow.req_start, len(flow.parser.buf)),
+                                       flags=P.ACK))
+            return
+        flow.request = req
+        flow.req_end = seq_add(flow.req_start, req.total_len)
+        try:
+            choice = self.balancer.choose(req.method, req.host, req.target, flow.client_ip)
+        except NoRule as e:
+            self.counters["http_404"] += 1
+            self._abort_backend(flow, out)
+            self._respond(flow, error_response(404, str(e)), server_seq=seg.ack,
+                          client_next=seq_add(flow.req_start, len(flow.parser.buf)), out=out)
+            return
+        except NoBackend as e:
+            self.counters["http_503"] += 1
+            self._abort_backend(flow, out)
+            self._respond(flow, error_response(503, str(e)), server_seq=seg.ack,
+                          client_next=seq_add(flow.req_start, len(flow.parser.buf)), out=out)
+            return
+        self.counters["requests"] += 1
+        flow.rule = choice.rule
+        if flow.state is State.ESTABLISHED and flow.backend == choice.backend:
+            self._forward_request(flow, seg, out)
+        else:
+            if flow.state is State.ESTABLISHED:
+                self.counters["resteered"] += 1
+                self._abort_backend(flow, out)
+            self._connect(flow, choice.backend, s=seq_add(seg.ack, -1), out=out)
+
+    # ----------------------------------------------------------------- back-end connection
+
+    def _connect(self, flow: Flow, backend: Backend, s: int, out: list[Segment]) -> None:
+        flow.backend = backend
+        flow.syn_seq = seq_add(flow.req_start, -1)
+        flow.syn_s = s
+        flow.syn_payload = bytes(flow.parser.buf[: self.cfg.segment_size]) if self.cfg.fastopen else b""
+        flow.syn_tries = 0
+        flow.offloaded = False
+        flow.state = State.BACKEND_SYN
+        self._send_syn(flow, out)
+
+    def _send_syn(self, flow: Flow, out: list[Segment]) -> None:
+        info = flow.info
+        opts = P.syn_options(info.mss, info.sack_ok, info.wscale)
+        out.append(self._to_backend(flow, seq=flow.syn_seq, ack=flow.syn_s, flags=P.SYN, window=65535,
+                                    options=opts, payload=flow.syn_payload))
+        flow.syn_sent = self.clock()
+        flow.syn_tries += 1
+        self.counters["backend_syn_sent" if flow.syn_tries == 1 else "backend_syn_retransmitted"] += 1
+
+    def _client_backend_syn(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
+        if seg.rst:
+            out.append(self._to_backend(flow, seq=seq_add(flow.syn_seq, 1), ack=0, flags=P.RST))
+            self._remove(flow, "client_rst")
+            return
+        if seg.payload:
+            self._collect_body(flow, seg)
+        if seg.fin:
+            flow.pending_fin = seq_add(seg.seq, len(seg.payload))
+
+    def _collect_body(self, flow: Flow, seg: Segment) -> None:
+        """While the back-end handshake runs, keep contiguous bytes (body) up to the buffer bound."""
+        expected = seq_add(flow.req_start, len(flow.parser.buf))
+        off = seq_diff(seg.seq, expected)
+        if off > 0 or len(flow.parser.buf) >= self.cfg.max_request:
+            return
+        flow.parser.buf += seg.payload[-off if off < 0 else 0:][: self.cfg.max_request - len(flow.parser.buf)]
+
+    def _backend_syn_ack(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
+        with_data = seq_add(flow.syn_seq, 1 + len(flow.syn_payload))
+        if seg.ack == with_data:
+            flow.sent_upto = with_data
+            if flow.syn_payload:
+                self.counters["fastopen_accepted"] += 1
+        elif seg.ack == seq_add(flow.syn_seq, 1):
+            flow.sent_upto = seg.ack
+            if flow.syn_payload:
+                self.counters["fastopen_refused"] += 1
+        else:
+            self.counters["synack_bad_ack"] += 1
+            return
+        if seg.seq != flow.syn_s:
+            self.counters["synack_seq_not_translated"] += 1   # no agent on the back-end?
+        flow.state = State.ESTABLISHED
+        if not flow.counted:
+            self.balancer.opened(flow.backend)
+            flow.counted = True
+        self.counters["established"] += 1
+        flow.server_next = seq_add(flow.syn_s, 1)
+        rest = bytes(flow.parser.buf[seq_diff(flow.sent_upto, flow.req_start):])
+        ack = seq_add(flow.syn_s, 1)
+        if rest:
+            self.counters["replayed"] += 1
+            out.append(self._to_backend(flow, seq=flow.sent_upto, ack=ack, flags=P.ACK | P.PSH, payload=rest))
+            flow.sent_upto = seq_add(flow.sent_upto, len(rest))
+        else:
+            out.append(self._to_backend(flow, seq=flow.sent_upto, ack=ack, flags=P.ACK))
+        self._request_done(flow)
+        self._offload_decision_at_request(flow)
+        if flow.pending_fin is not None and flow.pending_fin == flow.sent_upto:
+            out.append(self._to_backend(flow, seq=flow.sent_upto, ack=ack, flags=P.ACK | P.FIN))
+            flow.fin_c = flow.pending_fin
+        self._sync_fast_path(flow)
+
+    def _request_done(self, flow: Flow) -> None:
+        """The current request's buffered bytes went to the back-end: reset for the next one."""
+        flow.parser.reset()
+        if flow.req_end is not None and seq_diff(flow.sent_upto, flow.req_end) >= 0:
+            flow.req_end = flow.sent_upto
+        flow.req_start = flow.req_end if flow.req_end is not None else flow.sent_upto
+
+    def _offload_decision_at_request(self, flow: Flow) -> None:
+        mode = flow.rule.offload if flow.rule else "never"
+        if mode == "always" and not flow.offloaded:
+            self._offload_add(flow)
+        flow.await_response_head = mode == "auto" and not flow.offloaded
+
+    def _offload_add(self, flow: Flow) -> None:
+        flow.offloaded = True
+        self.counters["offload_add"] += 1
+        if self.offload is not None:
+            self.offload.add(flow.client_ip, flow.client_port, flow.backend.index)
+
+    def _sync_fast_path(self, flow: Flow) -> None:
+        if self.fastpath is None:
+            return
+        if not flow.fast_path_ok or flow.backend is None:
+            self.fastpath.delete_flow(flow.client_ip, flow.client_port)
+            return
+        flags = FLOW_F_C2B_ACK
+        if not flow.await_response_head:
+            flags |= FLOW_F_B2C
+        start = flow.sent_upto
+        end = flow.req_end if flow.req_end is not None else start
+        if seq_diff(end, start) > 0:
+            flags |= FLOW_F_C2B_DATA      # the rest of the request body goes straight through
+        b = flow.backend
+        self.fastpath.set_flow(flow.client_ip, flow.client_port, FlowEntry(
+            backend_ip=P.ip_bytes(b.ip), backend_port=b.port, flags=flags, backend_mac=P.mac_bytes(b.mac),
+            client_mac=self.client_mac, own_mac=self.own_mac, data_start=start, data_end=end))
+
+    # ----------------------------------------------------------------- established
+
+    def _client_established(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
+        if seg.rst:
+            out.append(self._rewrite_to_backend(flow, seg))
+            self._remove(flow, "client_rst")
+            return
+        payload = seg.payload
+        if payload:
+            in_body = max(0, min(len(payload), seq_diff(flow.req_start, seg.seq)))
+            if in_body:
+                # Body bytes (or retransmissions) of the request in progress: forward as they are.
+                body = seg.with_(payload=payload[:in_body], flags=seg.flags & ~P.FIN)
+                out.append(self._rewrite_to_backend(flow, body))
+                flow.sent_upto = max(flow.sent_upto, body.end_seq, key=lambda x: seq_diff(x, flow.sent_upto))
+            if in_body < len(payload):
+                rest = seg.with_(seq=seq_add(seg.seq, in_body), payload=payload[in_body:], flags=seg.flags & ~P.FIN)
+                self._collect(flow, rest, out)
+                if flow.state is not State.ESTABLISHED:
+                    return
+        elif not seg.fin:
+            out.append(self._rewrite_to_backend(flow, seg))
+        if seg.fin:
+            flow.fin_c = seq_add(seg.seq, len(payload))
+            out.append(self._rewrite_to_backend(flow, seg.with_(seq=flow.fin_c, payload=b"")))
+            self.counters["client_fin"] += 1
+            self._sync_fast_path(flow)
+        self._note_acks(flow, seg)
+
+    def _forward_request(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
+        data = bytes(flow.parser.buf)
+        out.append(self._to_backend(flow, seq=flow.req_start, ack=seg.ack, flags=P.ACK | P.PSH, payload=data,
+                                    window=seg.window))
+        flow.sent_upto = seq_add(flow.req_start, len(data))
+        self.counters["requests_forwarded"] += 1
+        self._request_done(flow)
+        self._offload_decision_at_request(flow)
+        self._sync_fast_path(flow)
+
+    def _note_acks(self, flow: Flow, seg: Segment) -> None:
+        if flow.fin_b is not None and seg.has_ack and seq_diff(seg.ack, seq_add(flow.fin_b, 1)) >= 0:
+            flow.fin_b_acked = True
+        self._maybe_closed(flow)
+
+    def _maybe_closed(self, flow: Flow) -> None:
+        # An offloaded flow's pure ACKs bypass the front-end: both FINs seen is all it can know.
+        both = (flow.fin_c_acked and flow.fin_b_acked) or \
+            (flow.offloaded and flow.fin_c is not None and flow.fin_b is not None)
+        if both and flow.state is not State.CLOSED:
+            self.counters["closed_gracefully"] += 1
+            self._close(flow)
+
+    def _close(self, flow: Flow) -> None:
+        flow.state = State.CLOSED
+        flow.linger_until = self.clock() + self.cfg.linger
+        self._release(flow)
+
+    def _client_closed(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
+        if flow.backend is not None and not flow.local_data and flow.fin_b is not None:
+            out.append(self._rewrite_to_backend(flow, seg))     # late ACKs and retransmitted FINs
+
+    # ----------------------------------------------------------------- back-end -> client
+
+    def _from_backend(self, seg: Segment, out: list[Segment]) -> None:
+        flow = self.flows.get((seg.dst, seg.dport))
+        if flow is None or flow.backend is None or (P.ip_bytes(flow.backend.ip), flow.backend.port) != \
+                (seg.src, seg.sport):
+            self.counters["backend_without_flow"] += 1
+            return
+        flow.last = self.clock()
+        if flow.state is State.BACKEND_SYN:
+            if seg.syn and seg.has_ack:
+                self._backend_syn_ack(flow, seg, out)
+            elif seg.rst:
+                self.counters["backend_refused"] += 1
+                self._backend_failed(flow, out)
+            return
+        if flow.state is State.CLOSED:
+            if flow.fin_c is not None and not flow.local_data:
+                out.append(self._rewrite_to_client(flow, seg))
+            return
+        if flow.state is not State.ESTABLISHED:
+            return
+        if seg.syn:
+            # Our handshake-completing segment was lost: acknowledge the SYN-ACK again.
+            out.append(self._to_backend(flow, seq=flow.sent_upto, ack=seq_add(flow.syn_s, 1), flags=P.ACK))
+            return
+        if seg.rst:
+            out.append(self._rewrite_to_client(flow, seg))
+            self.counters["backend_rst"] += 1
+            self._remove(flow, "backend_rst")
+            return
+        if flow.await_response_head and seg.payload:
+            self._response_head(flow, seg)
+        out.append(self._rewrite_to_client(flow, seg))
+        if seg.fin:
+            flow.fin_b = seq_add(seg.seq, len(seg.payload))
+            self.counters["backend_fin"] += 1
+        if flow.fin_c is not None and seg.has_ack and seq_diff(seg.ack, seq_add(flow.fin_c, 1)) >= 0:
+            flow.fin_c_acked = True
+        self._sync_fast_path(flow)
+        self._maybe_closed(flow)
+
+    def _response_head(self, flow: Flow, seg: Segment) -> None:
+        flow.await_response_head = False
+        head = parse_response_head(seg.payload)
+        length = head.content_length if head else None
+        threshold = flow.rule.offload_threshold if flow.rule else 0
+        if length is not None and length >= threshold and not flow.offloaded:
+            self.counters["offload_auto_large"] += 1
+            self._offload_add(flow)
+        else:
+            self.counters["offload_auto_small"] += 1
+
+    def _backend_failed(self, flow: Flow, out: list[Segment]) -> None:
+        if flow.backend is not None:
+            self.counters[f"backend_failed_{flow.backend.name}"] += 1
+        flow.backend = None
+        self.counters["http_503"] += 1
+        self._respond(flow, error_response(503, "back-end unreachable"), server_seq=seq_add(flow.syn_s, 1),
+                      client_next=seq_add(flow.req_start, len(flow.parser.buf)), out=out)
+
+    # ----------------------------------------------------------------- local responses
+
+    def _respond(self, flow: Flow, data: bytes, server_seq: int, client_next: int, out: list[Segment]) -> None:
+        """Answer the client ourselves from the VIP (data then FIN) and close; nothing to a back-end."""
+        if self.fastpath is not None:
+            self.fastpath.delete_flow(flow.client_ip, flow.client_port)
+        if flow.offloaded:
+            self._offload_delete(flow)
+        flow.state = State.LOCAL
+        flow.local_data, flow.local_seq, flow.local_ack = data, server_seq, client_next
+        flow.fin_c = None
+        flow.fin_c_acked = flow.fin_b_acked = False
+        self._send_local(flow, out)
+        self.counters["local_responses"] += 1
+
+    def _send_local(self, flow: Flow, out: list[Segment]) -> None:
+        if flow.local_data:
+            out.append(self._to_client(flow, seq=flow.local_seq, ack=flow.local_ack, flags=P.ACK | P.PSH | P.FIN,
+                                       payload=flow.local_data))
+        else:
+            out.append(self._to_client(flow, seq=flow.local_seq, ack=flow.local_ack, flags=P.ACK | P.FIN))
+
+    def _client_local(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
+        if seg.rst:
+            self._remove(flow, "client_rst")
+            return
+        our_fin_end = seq_add(flow.local_seq, len(flow.local_data) + 1)
+        if seg.has_ack and seq_diff(seg.ack, our_fin_end) >= 0:
+            flow.fin_b_acked = True
+        if seg.fin:
+            fin_end = seq_add(seg.seq, len(seg.payload) + 1)
+            if seq_diff(fin_end, flow.local_ack) > 0:
+                flow.local_ack = fin_end
+            flow.fin_c_acked = True
+            out.append(self._to_client(flow, seq=our_fin_end, ack=flow.local_ack, flags=P.ACK))
+        elif seg.payload and not flow.fin_b_acked:
+            self._send_local(flow, out)     # the client did not get the response: send it again
+        if flow.fin_c_acked and flow.fin_b_acked:
+            self._close(flow)
+
+    # ----------------------------------------------------------------- timers
+
+    def _timers(self, flow: Flow, now: float, out: list[Segment]) -> None:
+        if flow.state is State.CLOSED:
+            if now >= flow.linger_until:
+                self._remove(flow, "closed")
+            return
+        if flow.state is State.BACKEND_SYN:
+            if now - flow.syn_sent >= self.cfg.syn_rto * (2 ** (flow.syn_tries - 1)):
+                if flow.syn_tries > self.cfg.syn_retries:
+                    self.counters["backend_syn_timeout"] += 1
+                    self._backend_failed(flow, out)
+                else:
+                    self._send_syn(flow, out)
+            return
+        last = flow.last
+        if self.fastpath is not None and flow.state is State.ESTABLISHED:
+            ns = self.fastpath.last_seen_ns(flow.client_ip, flow.client_port)
+            if ns:
+                last = max(last, ns / 1e9 - (time.monotonic() - now))
+        limit = {State.REQUEST: self.cfg.request_timeout, State.LOCAL: self.cfg.request_timeout}.get(
+            flow.state, self.cfg.offloaded_idle_timeout if flow.offloaded else self.cfg.idle_timeout)
+        if now - last >= limit:
+            self.counters[f"timeout_{flow.state.value}"] += 1
+            if flow.state is State.ESTABLISHED:
+                out.append(self._to_backend(flow, seq=flow.sent_upto, ack=0, flags=P.RST))
+                out.append(self._to_client(flow, seq=flow.server_next, ack=0, flags=P.RST))
+            self._remove(flow, "timeout")
+
+    # ----------------------------------------------------------------- removal
+
+    def _abort_backend(self, flow: Flow, out: list[Segment]) -> None:
+        """Reset the current back-end connection (re-steer or a local answer on a spliced flow)."""
+        if flow.state is not State.ESTABLISHED or flow.backend is None:
+            return
+        out.append(self._to_backend(flow, seq=flow.req_start, ack=0, flags=P.RST))
+        if self.fastpath is not None:
+            self.fastpath.delete_flow(flow.client_ip, flow.client_port)
+        if flow.offloaded:
+            self._offload_delete(flow)
+        if flow.counted:
+            self.balancer.closed(flow.backend)
+            flow.counted = False
+
+    def _offload_delete(self, flow: Flow) -> None:
+        flow.offloaded = False
+        self.counters["offload_delete"] += 1
+        if self.offload is not None:
+            self.offload.delete(flow.client_ip, flow.client_port)
+
+    def _release(self, flow: Flow) -> None:
+        if self.fastpath is not None:
+            self.fastpath.delete_flow(flow.client_ip, flow.client_port)
+        if flow.offloaded:
+            self._offload_delete(flow)
+        if flow.counted and flow.backend is not None:
+            self.balancer.closed(flow.backend)
+            flow.counted = False
+
+    def _remove(self, flow: Flow, why: str) -> None:
+        self._release(flow)
+        self.flows.pop(flow.key, None)
+        self.counters[f"removed_{why}"] += 1
+
+    # ----------------------------------------------------------------- frames
+
+    def _window(self, flow: Flow) -> int:
+        return LOCAL_WINDOW_UNSCALED if flow.info.wscale is None else LOCAL_WINDOW_SCALED
+
+    def _to_client(self, flow: Flow, seq: int, ack: int, flags: int, payload: bytes = b"") -> Segment:
+        return Segment(eth_src=self.own_mac, eth_dst=self.client_mac, src=self.vip, dst=flow.client_ip,
+                       sport=self.cfg.vip_port, dport=flow.client_port, seq=seq, ack=ack, flags=flags,
+                       window=self._window(flow), payload=payload)
+
+    def _to_backend(self, flow: Flow, seq: int, ack: int, flags: int, payload: bytes = b"", options: bytes = b"",
+                    window: int | None = None) -> Segment:
+        b = flow.backend
+        return Segment(eth_src=self.own_mac, eth_dst=P.mac_bytes(b.mac), src=flow.client_ip, dst=P.ip_bytes(b.ip),
+                       sport=flow.client_port, dport=b.port, seq=seq, ack=ack, flags=flags,
+                       window=flow.client_window if window is None else window, options=options, payload=payload)
+
+    def _rewrite_to_backend(self, flow: Flow, seg: Segment) -> Segment:
+        b = flow.backend
+        self.counters["forwarded_c2b"] += 1
+        return seg.with_(eth_src=self.own_mac, eth_dst=P.mac_bytes(b.mac), dst=P.ip_bytes(b.ip), dport=b.port)
+
+    def _rewrite_to_client(self, flow: Flow, seg: Segment) -> Segment:
+        self.counters["forwarded_b2c"] += 1
+        return seg.with_(eth_src=self.own_mac, eth_dst=self.client_mac, src=self.vip, sport=self.cfg.vip_port)

@@ -1,0 +1,66 @@
+"""Per-connection state of the front-end (one `Flow` per client endpoint)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from system.frontend.balancer import Backend
+from system.frontend.httpparse import Request, RequestParser
+from system.frontend.syncookie import CookieInfo
+from system.rules import Rule
+
+
+class State(enum.Enum):
+    REQUEST = "request"            # cookie valid, collecting the first request's head
+    BACKEND_SYN = "backend_syn"    # crafted SYN sent, waiting for the back-end's SYN-ACK
+    ESTABLISHED = "established"    # spliced: segments rewritten (kernel fast path or user space)
+    LOCAL = "local"                # the front-end answered itself (4xx/5xx) and closes
+    CLOSED = "closed"              # both FINs acknowledged (or reset): lingering, then removed
+
+
+@dataclass
+class Flow:
+    client_ip: bytes
+    client_port: int
+    client_mac: bytes
+    info: CookieInfo               # s and the client's SYN options from the cookie
+    c: int                         # the client's ISN
+    state: State
+    created: float
+    last: float                    # last segment seen by user space
+    client_window: int
+    req_start: int                 # client sequence number of the current request's first byte
+    parser: RequestParser
+    server_next: int               # next server sequence number the client expects (client space)
+    request: Request | None = None
+    req_end: int | None = None     # client sequence number after the current request's body
+    rule: Rule | None = None
+    backend: Backend | None = None
+    counted: bool = False          # counted in the balancer's connections
+    syn_seq: int = 0               # seq of the crafted SYN (req_start - 1)
+    syn_s: int = 0                 # its ack field: s for this back-end connection (client space)
+    syn_payload: bytes = b""       # request bytes carried in the SYN (fast-open shortcut)
+    syn_sent: float = 0.0
+    syn_tries: int = 0
+    sent_upto: int = 0             # client sequence number up to which bytes went to the back-end
+    pending_fin: int | None = None  # client FIN seq seen before the back-end connection was up
+    offloaded: bool = False
+    await_response_head: bool = False
+    fin_c: int | None = None       # sequence number of the client's FIN
+    fin_b: int | None = None       # sequence number of the server's FIN (client space)
+    fin_c_acked: bool = False
+    fin_b_acked: bool = False
+    local_data: bytes = b""        # a local response (state LOCAL) and its first sequence number
+    local_seq: int = 0
+    local_ack: int = 0
+    linger_until: float = 0.0
+
+    @property
+    def key(self) -> tuple[bytes, int]:
+        return self.client_ip, self.client_port
+
+    @property
+    def fast_path_ok(self) -> bool:
+        """Segments may bypass user space (no FIN seen, established)."""
+        return self.state is State.ESTABLISHED and self.fin_c is None and self.fin_b is None

@@ -1,0 +1,137 @@
+"""Offload add/delete requests from the front-end to the switch control plane.
+
+Framed protocol of docs/controlplane-protocol.md over one TCP connection: requests are written in
+the order the front-end makes them (the control plane keeps requests on one key in order), acks are
+read by a background thread and counted by code. Failures (a non-OK ack, no connection) are visible
+in `counters`, never silent. Table `offload`: key (client_ip, client_port), action to_backend(index).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import socket
+import threading
+import time
+from typing import Any
+
+from system.controlplane.protocol import VERSION, ProtocolError, encode, read_frame
+from system.frontend.packets import ip_str
+
+TABLE = "offload"
+ACTION = "to_backend"
+
+
+class OffloadClient:
+    def __init__(self, address: tuple[str, int], name: str = "frontend", timeout: float = 5.0,
+                 reconnect_interval: float = 1.0) -> None:
+        self.address, self.name, self.timeout = address, name, timeout
+        self.reconnect_interval = reconnect_interval
+        self.counters: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._next_id = 0
+        self._pending: dict[int, tuple[str, float]] = {}
+        self._last_attempt = 0.0
+        self._reader: threading.Thread | None = None
+        self.latencies_ms: collections.deque[float] = collections.deque(maxlen=10000)
+
+    def _connect(self) -> socket.socket | None:
+        if self._sock is not None:
+            return self._sock
+        now = time.monotonic()
+        if now - self._last_attempt < self.reconnect_interval:
+            return None
+        self._last_attempt = now
+        try:
+            sock = socket.create_connection(self.address, timeout=self.timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(encode({"v": VERSION, "type": "hello", "id": 0, "client": self.name}))
+            sock.settimeout(None)
+        except OSError:
+            self.counters["connect_failed"] += 1
+            return None
+        self._sock = sock
+        self.counters["connected"] += 1
+        self._reader = threading.Thread(target=self._read, args=(sock,), name="offload-acks", daemon=True)
+        self._reader.start()
+        return sock
+
+    def _read(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                msg = read_frame(sock)
+            except (OSError, ProtocolError):
+                msg = None
+            if msg is None:
+                break
+            self._on_reply(msg)
+        with self._lock:
+            if self._sock is sock:
+                self._sock = None
+                lost = len(self._pending)
+                self._pending.clear()
+                self.counters["lost_unacked"] += lost
+                self.counters["disconnected"] += 1
+
+    def _on_reply(self, msg: dict[str, Any]) -> None:
+        typ = msg.get("type")
+        with self._lock:
+            if typ == "hello":
+                self.counters["hello"] += 1
+                return
+            if typ == "error":
+                self.counters["error_replies"] += 1
+                return
+            pending = self._pending.pop(msg.get("id"), None)
+            if pending is None:
+                self.counters["unexpected_replies"] += 1
+                return
+            op, t0 = pending
+            code = msg.get("code", "?")
+            self.counters[f"{op}_{code}"] += 1
+            if code != "OK":
+                self.counters["failed"] += 1
+            self.latencies_ms.append((time.monotonic() - t0) * 1000)
+
+    def _send(self, op: str, body: dict[str, Any]) -> None:
+        with self._lock:
+            sock = self._connect()
+            self.counters[f"{op}_requested"] += 1
+            if sock is None:
+                self.counters[f"{op}_unavailable"] += 1
+                self.counters["failed"] += 1
+                return
+            self._next_id += 1
+            rid = self._next_id
+            self._pending[rid] = (op, time.monotonic())
+            try:
+                sock.sendall(encode({"v": VERSION, "type": op, "id": rid, "table": TABLE, **body}))
+            except OSError:
+                self._pending.pop(rid, None)
+                self.counters[f"{op}_unavailable"] += 1
+                self.counters["failed"] += 1
+                with contextlib.suppress(OSError):
+                    sock.close()
+                self._sock = None
+
+    def add(self, client_ip: bytes, client_port: int, index: int) -> None:
+        self._send("add", {"key": {"client_ip": ip_str(client_ip), "client_port": client_port},
+                           "action": ACTION, "params": {"index": index}})
+
+    def delete(self, client_ip: bytes, client_port: int) -> None:
+        self._send("delete", {"key": {"client_ip": ip_str(client_ip), "client_port": client_port}})
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def close(self) -> None:
+        with self._lock:
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        if self._reader is not None:
+            self._reader.join(timeout=2)

@@ -1,0 +1,17 @@
+"""HTTP error responses the front-end sends itself, speaking for the VIP (always with a close)."""
+
+from __future__ import annotations
+
+REASONS = {400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large",
+           501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported"}
+
+
+def error_response(status: int, detail: str = "") -> bytes:
+    reason = REASONS.get(status, "Error")
+    body = f"{status} {reason}\n{detail}\n".encode() if detail else f"{status} {reason}\n".encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\n"
+            "Server: miresga-frontend\r\n"
+            "Content-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n")
+    return head.encode() + body

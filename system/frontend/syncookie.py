@@ -1,0 +1,88 @@
+"""Validation of the switch's SYN cookie (docs/miresga-datapath.md, "The SYN cookie").
+
+A client's first data segment acknowledges `cookie + 1`. The front-end recomputes the cookie's hash
+bits for the client endpoint with the current and the previous secret; on a match the low 7 bits
+(MSS class, SACK-permitted, window scale) are trusted and decoded. `system.switch.cookie` (the
+switch's encoder) is used when it is importable; the formula below is the contract's, and a test
+checks that both agree.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import zlib
+from dataclasses import dataclass
+
+MSS_TABLE = (536, 1220, 1440, 1460)
+HASH_MASK = 0xFFFFFF80
+WSCALE_NONE = 15
+
+
+def cookie_hash(client_ip: bytes, client_port: int, vip: bytes, vip_port: int, secret: int) -> int:
+    data = client_ip + struct.pack("!H", client_port) + vip + struct.pack("!H", vip_port) + struct.pack("!I", secret)
+    return zlib.crc32(data) & 0xFFFFFFFF
+
+
+def encode(client_ip: bytes, client_port: int, vip: bytes, vip_port: int, secret: int,
+           mss_idx: int, sack_ok: bool, wscale_code: int) -> int:
+    """The switch's ISN for this endpoint (used by tests to play the switch)."""
+    h = cookie_hash(client_ip, client_port, vip, vip_port, secret)
+    return (h & HASH_MASK) | (mss_idx << 5) | (int(sack_ok) << 4) | wscale_code
+
+
+def mss_index(mss: int | None) -> int:
+    """Index of the largest MSS_TABLE value <= the client's MSS (0 without an MSS option)."""
+    if mss is None:
+        return 0
+    idx = 0
+    for i, v in enumerate(MSS_TABLE):
+        if v <= mss:
+            idx = i
+    return idx
+
+
+@dataclass(frozen=True)
+class CookieInfo:
+    """What the cookie's low bits say about the client's SYN."""
+
+    s: int                 # the switch's ISN
+    mss: int               # MSS_TABLE[mss_idx]
+    sack_ok: bool
+    wscale: int | None     # the client's shift, None when it sent no window scale option
+
+    @classmethod
+    def decode(cls, cookie: int) -> CookieInfo:
+        code = cookie & 0xF
+        return cls(s=cookie, mss=MSS_TABLE[(cookie >> 5) & 3], sack_ok=bool(cookie & 0x10),
+                   wscale=None if code == WSCALE_NONE else min(code, 14))
+
+
+class Secrets:
+    """The current and previous cookie secrets (thread-safe; rotated by the control plane)."""
+
+    def __init__(self, current: int, previous: int | None = None) -> None:
+        self._lock = threading.Lock()
+        self._current, self._previous = current, previous
+
+    def set(self, current: int, previous: int | None) -> None:
+        with self._lock:
+            self._current, self._previous = current, previous
+
+    def rotate(self, new: int) -> None:
+        with self._lock:
+            self._current, self._previous = new, self._current
+
+    def values(self) -> tuple[int, ...]:
+        with self._lock:
+            return (self._current,) if self._previous is None else (self._current, self._previous)
+
+
+def validate(ack: int, client_ip: bytes, client_port: int, vip: bytes, vip_port: int,
+             secrets: Secrets) -> CookieInfo | None:
+    """The decoded cookie if `ack - 1` is the cookie of this endpoint under a valid secret, else None."""
+    cookie = (ack - 1) & 0xFFFFFFFF
+    for secret in secrets.values():
+        if (cookie_hash(client_ip, client_port, vip, vip_port, secret) & HASH_MASK) == (cookie & HASH_MASK):
+            return CookieInfo.decode(cookie)
+    return None

@@ -1,0 +1,326 @@
+"""The connection logic, frame in -> frames out, without namespaces (fast path absent: user space
+forwards everything). Frames are checked field by field with scapy, checksums recomputed."""
+
+from __future__ import annotations
+
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+
+from conftest import (
+    BACKENDS,
+    C_ISN,
+    CLIENT,
+    CLIENT_PORT,
+    FE_MAC,
+    SWITCH_MAC,
+    VIP,
+    VIP_PORT,
+    backend_seg,
+    client_seg,
+    cookie,
+    make_engine,
+)
+from system.frontend.flows import State
+
+REQ = b"GET /obj/1k HTTP/1.1\r\nHost: t\r\n\r\n"
+S = cookie()
+C = C_ISN
+BE1, BE2 = BACKENDS["be1"], BACKENDS["be2"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def add(self, ip: bytes, port: int, index: int) -> None:
+        self.calls.append(("add", ip, port, index))
+
+    def delete(self, ip: bytes, port: int) -> None:
+        self.calls.append(("delete", ip, port))
+
+
+def checksums_ok(p: Ether) -> bool:
+    fresh = Ether(bytes(p))
+    ip_c, tcp_c = fresh[IP].chksum, fresh[TCP].chksum
+    fresh[IP].chksum = None
+    fresh[TCP].chksum = None
+    again = Ether(bytes(fresh))
+    return again[IP].chksum == ip_c and again[TCP].chksum == tcp_c
+
+
+def run(fe, frame: bytes) -> list[Ether]:
+    out = [Ether(f) for f in fe.handle(frame)]
+    assert all(checksums_ok(p) for p in out)
+    return out
+
+
+def options(p: Ether) -> dict:
+    return dict((k, v) for k, v in p[TCP].options if k != "NOP")
+
+
+def establish(fe, req: bytes = REQ, be=BE1) -> list[Ether]:
+    (syn,) = run(fe, client_seg(req))
+    assert syn[IP].dst == be.ip
+    return run(fe, backend_seg(be, "SA", seq=S, ack=C + 1))
+
+
+def test_bad_cookie_opens_nothing_and_is_counted():
+    fe = make_engine()
+    assert run(fe, client_seg(REQ, s=(S ^ 0x100))) == []
+    assert fe.counters["bad_cookie"] == 1 and fe.flows == {}
+
+
+def test_stray_ack_and_syn_are_dropped_without_state():
+    fe = make_engine()
+    assert run(fe, client_seg(b"", flags="A")) == []
+    assert run(fe, client_seg(b"", flags="S")) == []
+    assert fe.flows == {} and fe.counters["ack_without_flow"] == 1
+
+
+def test_first_data_segment_becomes_the_backend_syn():
+    fe = make_engine()
+    (syn,) = run(fe, client_seg(REQ))
+    assert (syn[Ether].src, syn[Ether].dst) == (FE_MAC, BE1.mac)
+    assert (syn[IP].src, syn[IP].dst, syn[TCP].sport, syn[TCP].dport) == (CLIENT, BE1.ip, CLIENT_PORT, BE1.port)
+    assert syn[TCP].flags == "S" and syn[TCP].seq == C and syn[TCP].ack == S
+    assert options(syn) == {"MSS": 1460, "SAckOK": b"", "WScale": 7}
+    assert bytes(syn[TCP].payload) == b""
+    assert fe.flows[(bytes([198, 18, 7, 11]), CLIENT_PORT)].state is State.BACKEND_SYN
+
+
+def test_syn_options_follow_the_cookie_bits():
+    fe = make_engine()
+    s = cookie(mss_idx=1, sack=False, wscale=15)
+    (syn,) = run(fe, client_seg(REQ, s=s))
+    assert options(syn) == {"MSS": 1220} and syn[TCP].ack == s
+
+
+def test_replay_after_syn_ack_then_splice_both_ways():
+    fe = make_engine()
+    (replay,) = establish(fe)
+    assert replay[TCP].flags == "PA" and replay[TCP].seq == C + 1 and replay[TCP].ack == S + 1
+    assert bytes(replay[TCP].payload) == REQ and replay[TCP].window == 502
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    (out,) = run(fe, backend_seg(BE1, "PA", seq=S + 1, ack=C + 1 + len(REQ), payload=resp))
+    assert (out[IP].src, out[TCP].sport, out[IP].dst, out[TCP].dport) == (VIP, VIP_PORT, CLIENT, CLIENT_PORT)
+    assert (out[Ether].src, out[Ether].dst) == (FE_MAC, SWITCH_MAC)
+    assert out[TCP].seq == S + 1 and bytes(out[TCP].payload) == resp
+    (ack,) = run(fe, client_seg(b"", flags="A", seq_off=len(REQ), ack=S + 1 + len(resp)))
+    assert (ack[IP].dst, ack[TCP].dport, ack[TCP].ack) == (BE1.ip, BE1.port, S + 1 + len(resp))
+    assert fe.counters["offload_auto_small"] == 1 and fe.counters["offload_add"] == 0
+
+
+def test_fastopen_carries_the_request_in_the_syn():
+    fe = make_engine(fastopen=True)
+    (syn,) = run(fe, client_seg(REQ))
+    assert syn[TCP].flags == "S" and bytes(syn[TCP].payload) == REQ
+    (ack,) = run(fe, backend_seg(BE1, "SA", seq=S, ack=C + 1 + len(REQ)))
+    assert ack[TCP].flags == "A" and ack[TCP].seq == C + 1 + len(REQ) and bytes(ack[TCP].payload) == b""
+    assert fe.counters["fastopen_accepted"] == 1
+
+
+def test_fastopen_refused_falls_back_to_replay():
+    fe = make_engine(fastopen=True)
+    run(fe, client_seg(REQ))
+    (replay,) = run(fe, backend_seg(BE1, "SA", seq=S, ack=C + 1))
+    assert bytes(replay[TCP].payload) == REQ and replay[TCP].seq == C + 1
+    assert fe.counters["fastopen_refused"] == 1
+
+
+def test_split_request_is_acked_then_sent_once_complete():
+    fe = make_engine()
+    (ack,) = run(fe, client_seg(REQ[:10]))
+    assert (ack[IP].src, ack[TCP].sport, ack[TCP].flags) == (VIP, VIP_PORT, "A")
+    assert ack[TCP].seq == S + 1 and ack[TCP].ack == C + 1 + 10 and ack[TCP].window == 512
+    (syn,) = run(fe, client_seg(REQ[10:], seq_off=10))
+    assert syn[TCP].flags == "S" and syn[TCP].seq == C
+    (replay,) = run(fe, backend_seg(BE1, "SA", seq=S, ack=C + 1))
+    assert bytes(replay[TCP].payload) == REQ
+
+
+def _local_response(out: list[Ether]) -> tuple[Ether, bytes]:
+    (p,) = out
+    assert (p[IP].src, p[TCP].sport, p[IP].dst) == (VIP, VIP_PORT, CLIENT)
+    assert p[TCP].flags == "FPA" and p[TCP].seq == S + 1
+    return p, bytes(p[TCP].payload)
+
+
+def test_no_rule_is_answered_404_from_the_vip():
+    fe = make_engine()
+    req = b"GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n"
+    p, body = _local_response(run(fe, client_seg(req)))
+    assert body.startswith(b"HTTP/1.1 404 Not Found\r\n") and b"Connection: close" in body
+    assert p[TCP].ack == C + 1 + len(req)
+    assert fe.counters["http_404"] == 1
+    # The client acknowledges our FIN and sends its own: we acknowledge it and the flow closes.
+    end = S + 1 + len(body) + 1
+    assert run(fe, client_seg(b"", flags="A", seq_off=len(req), ack=end)) == []
+    (last,) = run(fe, client_seg(b"", flags="FA", seq_off=len(req), ack=end))
+    assert last[TCP].flags == "A" and last[TCP].ack == C + 1 + len(req) + 1 and last[TCP].seq == end
+    assert fe.flows[(bytes([198, 18, 7, 11]), CLIENT_PORT)].state is State.CLOSED
+
+
+def test_malformed_request_is_answered_400():
+    fe = make_engine()
+    _, body = _local_response(run(fe, client_seg(b"HELLO WORLD\r\n\r\n")))
+    assert body.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+
+def test_oversized_split_request_is_answered_431():
+    fe = make_engine()
+    head = b"GET /obj/1k HTTP/1.1\r\nHost: t\r\n"
+    pad = b"X-Pad: " + b"p" * 1400 + b"\r\n"
+    off, outs = 0, []
+    for chunk in [head] + [pad] * 6:
+        outs = run(fe, client_seg(chunk, seq_off=off))
+        off += len(chunk)
+    _, body = _local_response(outs)
+    assert body.startswith(b"HTTP/1.1 431 ")
+
+
+def test_no_healthy_backend_is_503():
+    fe = make_engine()
+    fe.balancer.set_health("be1", False)
+    fe.balancer.set_health("be2", False)
+    _, body = _local_response(run(fe, client_seg(REQ)))
+    assert body.startswith(b"HTTP/1.1 503 Service Unavailable")
+
+
+def test_backend_syn_retransmitted_then_503():
+    clock = Clock()
+    fe = make_engine(clock=clock, syn_rto=1.0, syn_retries=2)
+    (syn,) = run(fe, client_seg(REQ))
+    clock.t += 0.5
+    assert fe.tick() == []
+    clock.t += 0.6
+    (again,) = [Ether(f) for f in fe.tick()]
+    assert bytes(again)[14:] == bytes(syn)[14:]
+    clock.t += 2.1
+    assert len(fe.tick()) == 1
+    clock.t += 4.1
+    (resp,) = [Ether(f) for f in fe.tick()]
+    assert bytes(resp[TCP].payload).startswith(b"HTTP/1.1 503") and resp[TCP].seq == S + 1
+    assert fe.counters["backend_syn_retransmitted"] == 2 and fe.counters["backend_syn_timeout"] == 1
+
+
+def test_backend_rst_to_syn_gives_503():
+    fe = make_engine()
+    run(fe, client_seg(REQ))
+    _, body = _local_response(run(fe, backend_seg(BE1, "RA", seq=0, ack=C + 1)))
+    assert body.startswith(b"HTTP/1.1 503")
+
+
+def test_graceful_close_forwards_both_fins_and_lingers():
+    clock = Clock()
+    fe = make_engine(clock=clock, linger=2.0)
+    establish(fe)
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    run(fe, backend_seg(BE1, "PA", seq=S + 1, ack=C + 1 + len(REQ), payload=resp))
+    (fin,) = run(fe, client_seg(b"", flags="FA", seq_off=len(REQ), ack=S + 1 + len(resp)))
+    assert fin[TCP].flags == "FA" and fin[IP].dst == BE1.ip and fin[TCP].seq == C + 1 + len(REQ)
+    (bfin,) = run(fe, backend_seg(BE1, "FA", seq=S + 1 + len(resp), ack=C + 2 + len(REQ)))
+    assert bfin[TCP].flags == "FA" and bfin[IP].src == VIP
+    key = (bytes([198, 18, 7, 11]), CLIENT_PORT)
+    assert fe.flows[key].state is State.ESTABLISHED
+    (last,) = run(fe, client_seg(b"", flags="A", seq_off=len(REQ) + 1, ack=S + 2 + len(resp)))
+    assert last[IP].dst == BE1.ip
+    assert fe.flows[key].state is State.CLOSED and fe.counters["closed_gracefully"] == 1
+    clock.t += 2.5
+    fe.tick()
+    assert key not in fe.flows and fe.balancer.connections["be1"] == 0
+
+
+def test_half_close_keeps_the_response_flowing():
+    fe = make_engine()
+    establish(fe)
+    run(fe, client_seg(b"", flags="FA", seq_off=len(REQ), ack=S + 1))
+    (data,) = run(fe, backend_seg(BE1, "PA", seq=S + 1, ack=C + 2 + len(REQ), payload=b"x" * 100))
+    assert bytes(data[TCP].payload) == b"x" * 100 and data[IP].src == VIP
+
+
+def test_auto_offload_on_large_content_length():
+    rec = Recorder()
+    fe = make_engine(offload=rec)
+    establish(fe)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n"
+    run(fe, backend_seg(BE1, "A", seq=S + 1, ack=C + 1 + len(REQ), payload=head + b"a" * 100))
+    assert rec.calls == [("add", bytes([198, 18, 7, 11]), CLIENT_PORT, BE1.index)]
+    # Close: both FINs seen on an offloaded flow -> the entry is deleted.
+    run(fe, client_seg(b"", flags="FA", seq_off=len(REQ), ack=S + 1))
+    run(fe, backend_seg(BE1, "FA", seq=S + 1 + 1048576 + len(head), ack=C + 2 + len(REQ)))
+    assert rec.calls[-1] == ("delete", bytes([198, 18, 7, 11]), CLIENT_PORT)
+
+
+def test_always_offload_at_establishment():
+    rec = Recorder()
+    fe = make_engine(offload=rec)
+    req = b"GET /big/x HTTP/1.1\r\nHost: t\r\n\r\n"
+    establish(fe, req)
+    assert rec.calls == [("add", bytes([198, 18, 7, 11]), CLIENT_PORT, BE1.index)]
+
+
+def test_keepalive_request_to_another_pool_is_resteered():
+    fe = make_engine()
+    establish(fe)                                       # be1 (round robin's first)
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    run(fe, backend_seg(BE1, "PA", seq=S + 1, ack=C + 1 + len(REQ), payload=resp))
+    req2 = b"GET /two/y HTTP/1.1\r\nHost: t\r\n\r\n"        # pool "one": be2 only
+    a = S + 1 + len(resp)
+    rst, syn = run(fe, client_seg(req2, seq_off=len(REQ), ack=a))
+    assert rst[IP].dst == BE1.ip and rst[TCP].flags == "R" and rst[TCP].seq == C + 1 + len(REQ)
+    assert syn[IP].dst == BE2.ip and syn[TCP].flags == "S"
+    assert syn[TCP].seq == C + len(REQ) and syn[TCP].ack == a - 1
+    (replay,) = run(fe, backend_seg(BE2, "SA", seq=a - 1, ack=C + 1 + len(REQ)))
+    assert replay[IP].dst == BE2.ip and replay[TCP].ack == a and bytes(replay[TCP].payload) == req2
+    assert fe.counters["resteered"] == 1
+
+
+def test_keepalive_request_to_the_same_backend_is_forwarded():
+    fe = make_engine()
+    establish(fe, b"GET /two/a HTTP/1.1\r\nHost: t\r\n\r\n", be=BE2)
+    n = len(b"GET /two/a HTTP/1.1\r\nHost: t\r\n\r\n")
+    req2 = b"GET /two/b HTTP/1.1\r\nHost: t\r\n\r\n"
+    (fwd,) = run(fe, client_seg(req2, seq_off=n, ack=S + 50))
+    assert fwd[IP].dst == BE2.ip and fwd[TCP].seq == C + 1 + n and bytes(fwd[TCP].payload) == req2
+    assert fwd[TCP].ack == S + 50
+
+
+def test_keepalive_request_without_rule_resets_backend_and_answers_404():
+    fe = make_engine()
+    establish(fe)
+    rst, resp = run(fe, client_seg(b"GET /zzz HTTP/1.1\r\nHost: t\r\n\r\n", seq_off=len(REQ), ack=S + 9))
+    assert rst[IP].dst == BE1.ip and rst[TCP].flags == "R"
+    assert resp[IP].src == VIP and resp[TCP].seq == S + 9 and bytes(resp[TCP].payload).startswith(b"HTTP/1.1 404")
+
+
+def test_idle_timeout_resets_both_sides():
+    clock = Clock()
+    fe = make_engine(clock=clock, idle_timeout=5.0)
+    establish(fe)
+    clock.t += 6
+    out = [Ether(f) for f in fe.tick()]
+    assert {(p[IP].dst, str(p[TCP].flags)) for p in out} == {(BE1.ip, "R"), (CLIENT, "R")}
+    assert fe.flows == {} and fe.counters["timeout_established"] == 1
+
+
+def test_request_body_beyond_the_first_segment_is_forwarded():
+    fe = make_engine()
+    req = b"PUT /two/up HTTP/1.1\r\nHost: t\r\nContent-Length: 3000\r\n\r\n"
+    body = bytes(range(256)) * 12
+    run(fe, client_seg(req + body[:1000]))
+    (replay,) = run(fe, backend_seg(BE2, "SA", seq=S, ack=C + 1))
+    assert bytes(replay[TCP].payload) == req + body[:1000]
+    a, b = run(fe, client_seg(body[1000:3000], seq_off=len(req) + 1000))   # cut at 1460 bytes
+    assert {a[IP].dst, b[IP].dst} == {BE2.ip} and b[TCP].seq == a[TCP].seq + 1460
+    assert bytes(a[TCP].payload) + bytes(b[TCP].payload) == body[1000:3000]
+    # The next request starts after the body: it is parsed again.
+    (fwd,) = run(fe, client_seg(b"GET /two/n HTTP/1.1\r\nHost: t\r\n\r\n", seq_off=len(req) + 3000))
+    assert fwd[TCP].seq == C + 1 + len(req) + 3000 and fe.counters["requests_forwarded"] == 1

@@ -1,0 +1,95 @@
+"""HTTP request parsing: split over segments, malformed, oversized; the response head's length."""
+
+from __future__ import annotations
+
+import pytest
+
+from system.frontend.httpparse import HttpError, RequestParser, parse_request_head, parse_response_head
+
+REQ = b"GET /obj/1k?x=1 HTTP/1.1\r\nHost: www.example:80\r\nUser-Agent: t\r\n\r\n"
+
+
+def test_complete_request_fields():
+    r = parse_request_head(REQ)
+    assert (r.method, r.target, r.version, r.host) == ("GET", "/obj/1k?x=1", "HTTP/1.1", "www.example:80")
+    assert r.head_len == len(REQ) and r.content_length == 0 and r.keep_alive
+
+
+@pytest.mark.parametrize("cut", [1, 3, 10, 25, len(REQ) - 3, len(REQ) - 1])
+def test_split_anywhere_completes_only_at_the_end(cut):
+    p = RequestParser()
+    assert p.feed(REQ[:cut]) is None
+    r = p.feed(REQ[cut:])
+    assert r is not None and r.target == "/obj/1k?x=1" and r.head_len == len(REQ)
+
+
+def test_byte_by_byte():
+    p = RequestParser()
+    results = [p.feed(REQ[i:i + 1]) for i in range(len(REQ))]
+    assert all(r is None for r in results[:-1]) and results[-1].host == "www.example:80"
+
+
+def test_body_length_and_connection_close():
+    r = parse_request_head(b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 300\r\nConnection: close\r\n\r\nxx")
+    assert r.content_length == 300 and not r.keep_alive and r.total_len == r.head_len + 300
+
+
+def test_http10_default_close_and_keepalive_token():
+    assert not parse_request_head(b"GET / HTTP/1.0\r\n\r\n").keep_alive
+    assert parse_request_head(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").keep_alive
+
+
+@pytest.mark.parametrize("raw,status", [
+    (b"GET /\r\n\r\n", 400),
+    (b"GET / HTTP/1.1 extra\r\nHost: h\r\n\r\n", 400),
+    (b"G(T / HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    (b"GET nope HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    (b"GET http://x/ HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),                                   # no Host
+    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost a\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
+    (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    (b"GET / FTP/1.0\r\nHost: a\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+])
+def test_malformed(raw, status):
+    with pytest.raises(HttpError) as e:
+        parse_request_head(raw)
+    assert e.value.status == status
+
+
+def test_garbage_is_rejected_before_the_head_ends():
+    p = RequestParser()
+    with pytest.raises(HttpError) as e:
+        p.feed(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 TLS client hello")
+    assert e.value.status == 400
+
+
+def test_oversized_head_is_431_even_when_split():
+    p = RequestParser(limit=8192)
+    assert p.feed(b"GET / HTTP/1.1\r\nHost: a\r\n") is None
+    filler = b"X-Pad: " + b"a" * 4000 + b"\r\n"
+    assert p.feed(filler) is None
+    with pytest.raises(HttpError) as e:
+        p.feed(filler * 2)
+    assert e.value.status == 431
+
+
+def test_head_exactly_at_the_limit_is_accepted():
+    head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Pad: "
+    pad = 8192 - len(head) - 4
+    raw = head + b"p" * pad + b"\r\n\r\n"
+    assert len(raw) == 8192 and parse_request_head(raw, 8192).head_len == 8192
+    with pytest.raises(HttpError):
+        parse_request_head(head + b"p" * (pad + 1) + b"\r\n\r\n", 8192)
+
+
+def test_response_head_content_length():
+    h = parse_response_head(b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 1048576\r\n\r\nbody")
+    assert (h.status, h.content_length) == (200, 1048576)
+    assert parse_response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").content_length is None
+    assert parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Len").content_length is None
+    assert parse_response_head(b"garbage") is None
