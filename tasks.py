@@ -58,10 +58,17 @@ def testbed_down(c, inventory=None):
         raise _fail(e) from None
 
 
-@task(help={"system": "system under test: direct, haproxy", "inventory": "inventory (default: local)"})
-def deploy(c, system="haproxy", inventory=None):
+@task(help={"system": "system under test: direct, haproxy", "inventory": "inventory (default: local)",
+            "dry_run": "print what would be transferred and started on each host (and SDE steps for a Tofino)"})
+def deploy(c, system="haproxy", inventory=None, dry_run=False):
     """Deploy a system over SSH to every host (back-ends: nginx + catalog; front-ends: the LB)."""
     from harness import deploy as dep
+    if dry_run:
+        try:
+            print(dep.plan(_inv(c, inventory), system))
+        except dep.DeployError as e:
+            raise _fail(e) from None
+        return
     try:
         sysd = dep.deploy(_inv(c, inventory), system)
     except (dep.DeployError, dep.RemoteError) as e:

@@ -10,6 +10,7 @@ workdir; deploy checks that each one answers before it returns. `undeploy` stops
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -102,7 +103,23 @@ def project_files(*dirs: str, suffixes: tuple[str, ...] = (".py",)) -> dict[str,
     return files
 
 
+def ensure_python(r: Remote) -> None:
+    """A host with `python: venv` gets {workdir}/venv with the pinned packages (once per lock file)."""
+    if r.host.python != "venv":
+        return
+    lock = (ROOT / "requirements.lock").read_bytes()
+    want = hashlib.sha256(lock).hexdigest()
+    stamp = f"{r.workdir}/venv/.requirements.sha256"
+    if r.run(f"cat {stamp} 2>/dev/null", check=False).strip() == want:
+        return
+    log(f"{r.name}: creating {r.workdir}/venv (pinned packages; needs PyPI from the host)")
+    r.put_tree({"requirements.lock": lock})
+    r.run(f"python3 -m venv {r.workdir}/venv && {r.workdir}/venv/bin/pip install -q -r {r.workdir}/requirements.lock "
+          f"&& echo {want} > {stamp}", timeout=1800)
+
+
 def deploy_client(r: Remote) -> None:
+    ensure_python(r)
     r.run(f"rm -rf {r.workdir}/workloads")
     r.put_tree(project_files("workloads"))
     # The locustfile must import on the host (catches a missing transfer or package).
@@ -152,6 +169,7 @@ def deploy_switch(r: Remote, inv: Inventory, pipeline: str) -> None:
         raise DeployError(tofino_steps(inv, pipeline))
     for svc in ("controlplane", "p4rt"):
         r.stop(svc)
+    ensure_python(r)
     files = project_files("system", "harness/__init__.py", "harness/inventory.py",
                           suffixes=(".py", ".c", ".h", ".yaml"))
     files.update(project_files("p4src", suffixes=(".p4", ".txtpb")))
@@ -216,6 +234,7 @@ class System:
     targets: Callable[[Inventory], list[tuple[str, int]]]
     # (role, service) pairs whose CPU time is measured in every cell
     measured: tuple[tuple[str, str], ...]
+    pipeline: str = "forwarding"   # the switch pipeline the system runs on
 
 
 def _deploy_common(inv: Inventory, pipeline: str = "forwarding") -> None:
@@ -261,6 +280,34 @@ def get_system(name: str) -> System:
         return SYSTEMS[name]
     except KeyError:
         raise DeployError(f"unknown system {name!r} (known: {', '.join(SYSTEMS)})") from None
+
+
+def plan(inv: Inventory, system: str) -> str:
+    """What `deploy` would do, host by host, without touching anything (`fab deploy --dry-run`)."""
+    sysd = get_system(system)
+    lines = [f"deploy {system} on {inv.name} ({inv.kind}, switch target {inv.switch.target}): {sysd.description}"]
+    for h in inv.hosts:
+        where = f"  {h.name} ({h.role}, ssh {h.ssh_user}@{h.ssh_address}:{h.ssh_port}, workdir {h.workdir}):"
+        if h.role == "switch":
+            if inv.switch.target == "bridge":
+                lines.append(f"{where} nothing (placeholder bridge)")
+            elif inv.switch.target == "emulated":
+                lines.append(f"{where} system/ + p4src/ + inventory + port map; start the P4Runtime server "
+                             f"(:{inv.switch.p4runtime_port}, profile {inv.switch.profile.name}) and the control "
+                             f"plane (:{CONTROLPLANE_PORT}), which sets pipeline {sysd.pipeline} and its static tables")
+            else:
+                lines.append(f"{where} (not automated) " + tofino_steps(inv, sysd.pipeline).replace("\n", "\n    "))
+        elif h.role == "backend":
+            lines.append(f"{where} nginx config + catalog ({len(inv.catalog)} objects, "
+                         f"{sum(o.size for o in inv.catalog) / 2**20:.1f} MiB); start nginx on "
+                         f"{h.data_address}:{inv.vip_port}; check /health and {inv.catalog[0].path}")
+        elif h.role == "client":
+            lines.append(f"{where} workloads/ (Locust file and users); check that it imports")
+        elif h.role == "frontend":
+            lines.append(f"{where} " + ("HAProxy config from the rules; start HAProxy on "
+                                        f"{h.data_address}:{inv.vip_port}; check an object through it"
+                                        if system == "haproxy" else "nothing"))
+    return "\n".join(lines)
 
 
 def deploy(inv: Inventory, system: str) -> System:

@@ -211,6 +211,7 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path) -> No
         for r, svc in measured:
             (cell_dir / "logs").mkdir(exist_ok=True)
             (cell_dir / "logs" / f"{r.name}-{svc}.log").write_text(r.tail(svc, 200))
+        _collect_switch_stats(inv, cell_dir / "switch")
         cpu = _cpu_json(before, after, measure_end - measure_start)
         (cell_dir / "cpu.json").write_text(json.dumps(cpu, indent=2) + "\n")
         rec = cell.to_dict() | {
@@ -229,6 +230,18 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path) -> No
         master.stop("locust-master")
         for r in clients + [r for rs in others.values() for r in rs]:
             r.close()
+
+
+def _collect_switch_stats(inv: Inventory, dest: Path) -> None:
+    """The emulated switch's and control plane's counters after the cell (occupancy, insertions)."""
+    if inv.switch.target != "emulated":
+        return
+    with Remote(inv, inv.switch_host) as r:
+        for name in ("controlplane-stats.json", "p4rt-stats.json"):
+            text = r.run(f"cat {r.workdir}/run/{name} 2>/dev/null", check=False)
+            if text.strip():
+                dest.mkdir(parents=True, exist_ok=True)
+                (dest / name).write_text(text)
 
 
 def _tail(p: Path, n: int = 20) -> str:

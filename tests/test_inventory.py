@@ -33,7 +33,7 @@ def test_local_inventory_loads_with_roles_and_defaults():
 def test_cluster_example_loads():
     inv = inventory.load(INVENTORIES / "tofino-cluster.example.yaml")
     assert inv.kind == "cluster" and not inv.emulated
-    assert inv.host("be1").switch_port == "3/0"
+    assert inv.host("be1").switch_port == "148"
     assert inv.host("client1").ssh_address == "node1.lab.example"
     assert inv.workers_for(inv.host("client1")) == 6
 
@@ -80,3 +80,15 @@ def test_cluster_needs_macs_and_switch_ports():
     del d["hosts"][2]["data"]["mac"]
     with pytest.raises(InventoryError, match=r"hosts\[2\]\.data\.mac: is required on a cluster"):
         inventory.parse(d)
+
+
+def test_deploy_plan_names_every_host_and_the_sde_steps_for_a_tofino():
+    from harness import deploy
+    local = deploy.plan(inventory.load("local"), "haproxy")
+    for name in ("switch", "client1", "fe1", "be1", "be2"):
+        assert f"  {name} (" in local
+    assert "pipeline forwarding" in local and "HAProxy config" in local
+    tofino = deploy.plan(inventory.load(INVENTORIES / "tofino-cluster.example.yaml"), "haproxy")
+    assert "bf-p4c --target tofino --arch tna" in tofino and "not executed by this harness" in tofino
+    with pytest.raises(deploy.DeployError, match="unknown system 'nope'"):
+        deploy.plan(inventory.load("local"), "nope")

@@ -115,6 +115,8 @@ def test_short_suite_produces_a_complete_run_directory(inv, tmp_path):
         assert (d / "locust" / "stats.csv").exists()
         raw = list((d / "requests").glob("*.csv"))
         assert raw and sum(len(p.read_text().splitlines()) - 1 for p in raw) > 10
+        cp = json.loads((d / "switch" / "controlplane-stats.json").read_text())
+        assert cp["connected"] is True and cp["occupancy"]["route"] == 4
         cpu = json.loads((d / "cpu.json").read_text())
         services = {(p["host"], p["service"]) for p in cpu["processes"]}
         assert ("tcli1", "locust") in services and ("tbe1", "nginx") in services
