@@ -68,6 +68,7 @@ class ActionSpec:
     p4info_name: str     # e.g. "SwitchIngress.forwarding.forward"
     code: int            # action code stored at offset 0 of the value (u32, host order)
     params: tuple[ParamSpec, ...] = ()
+    default_only: bool = False   # @defaultonly: the table's default action, never in an entry
 
     def param(self, name: str) -> ParamSpec | None:
         return next((p for p in self.params if p.name == name), None)
@@ -89,6 +90,12 @@ class TableSpec:
     direct_counter_p4info_name: str | None = None
     counter_layout: tuple[int, int] | None = None  # value offsets of packets, bytes (u64 host)
     lpm_prefix_offset: int | None = None           # LPM trie: offset of the u32 prefixlen
+    const_default: bool = True    # False: the control plane may change the default action
+
+    @property
+    def keyless(self) -> bool:
+        """A table without key: only its default action (an array of one element, key 0)."""
+        return not self.match_fields
 
     def action(self, name: str) -> ActionSpec | None:
         return next((a for a in self.actions if a.name == name), None)
@@ -118,6 +125,7 @@ class PipelineSpec:
     tables: tuple[TableSpec, ...]
     maps: tuple[MapSpec, ...]
     program: str = "pipe_ingress"      # the entry function attached to every port
+    internal_maps: tuple[str, ...] = ()  # pinned maps that are no table (.rodata of the object)
 
     def table(self, name: str) -> TableSpec:
         for t in self.tables:
@@ -191,7 +199,83 @@ FORWARDING = PipelineSpec(
     maps=(*COMMON_MAPS, table_counters_map((ROUTE,))),
 )
 
-PIPELINES: dict[str, PipelineSpec] = {"forwarding": FORWARDING}
+# --- pipeline miresga (system/switch/bpf/miresga*.h, p4src/miresga.p4) ---------------------------
+
+VIP_TABLE_SIZE = 64                  # miresga_tables.h, p4src/include/miresga_sizes.p4
+BACKENDS_TABLE_SIZE = 1024
+FRONTEND_BUCKET_TABLE_SIZE = 256     # = FRONTEND_BUCKETS, the N of the bucket hash
+OFFLOAD_TABLE_SIZE = 143360
+BACKEND_BY_INDEX_TABLE_SIZE = 1024
+SYN_COOKIE_TABLE_SIZE = 1
+_MI = "SwitchIngress.miresga"
+
+
+def _endpoint_key(addr: str, port: str) -> tuple[MatchFieldSpec, ...]:
+    return (MatchFieldSpec(addr, 32, "exact", Layout(0, 4, "network")),
+            MatchFieldSpec(port, 16, "exact", Layout(4, 2, "network")))
+
+
+def _miss(name: str) -> ActionSpec:
+    return ActionSpec(name, f"{_MI}.{name}", 2, default_only=True)
+
+
+def _counted(name: str, table_id: int, key_size: int, value_size: int,
+             match_fields: tuple[MatchFieldSpec, ...], actions: tuple[ActionSpec, ...], size: int,
+             default_action: str) -> TableSpec:
+    return TableSpec(name=name, p4info_name=f"{_MI}.{name}", map_name=name, table_id=table_id,
+                     key_size=key_size, value_size=value_size, match_fields=match_fields,
+                     actions=actions, size=size, default_action=default_action,
+                     direct_counter=f"{name}_counter",
+                     direct_counter_p4info_name=f"{_MI}.{name}_counter",
+                     counter_layout=(value_size - 16, value_size - 8))
+
+
+VIP = _counted("vip", 1, 8, 24, _endpoint_key("dst_addr", "dst_port"),
+               (ActionSpec("mark_vip", f"{_MI}.mark_vip", 1), _miss("vip_miss")),
+               VIP_TABLE_SIZE, "vip_miss")
+BACKENDS = _counted("backends", 2, 8, 32, _endpoint_key("src_addr", "src_port"),
+                    (ActionSpec("mark_backend", f"{_MI}.mark_backend", 1, (
+                        ParamSpec("vip_addr", 32, Layout(4, 4, "network")),
+                        ParamSpec("vip_port", 16, Layout(8, 2, "network")),
+                    )), _miss("backends_miss")),
+                    BACKENDS_TABLE_SIZE, "backends_miss")
+FRONTEND_BUCKET = _counted("frontend_bucket", 3, 4, 32,
+                           (MatchFieldSpec("bucket", 16, "exact", Layout(0, 4, "host")),),
+                           (ActionSpec("to_frontend", f"{_MI}.to_frontend", 1, (
+                               ParamSpec("port", 9, Layout(4, 4, "host")),
+                               ParamSpec("dmac", 48, Layout(8, 6, "network")),
+                           )), _miss("frontend_bucket_drop")),
+                           FRONTEND_BUCKET_TABLE_SIZE, "frontend_bucket_drop")
+OFFLOAD = _counted("offload", 4, 8, 24, _endpoint_key("client_addr", "client_port"),
+                   (ActionSpec("to_backend", f"{_MI}.to_backend", 1, (
+                       ParamSpec("index", 16, Layout(4, 4, "host")),
+                   )), _miss("offload_miss")),
+                   OFFLOAD_TABLE_SIZE, "offload_miss")
+BACKEND_BY_INDEX = _counted("backend_by_index", 5, 4, 40,
+                            (MatchFieldSpec("index", 16, "exact", Layout(0, 4, "host")),),
+                            (ActionSpec("set_backend", f"{_MI}.set_backend", 1, (
+                                ParamSpec("port", 9, Layout(4, 4, "host")),
+                                ParamSpec("dmac", 48, Layout(8, 6, "network")),
+                                ParamSpec("dst_addr", 32, Layout(16, 4, "network")),
+                                ParamSpec("dst_port", 16, Layout(20, 2, "network")),
+                            )), _miss("backend_by_index_miss")),
+                            BACKEND_BY_INDEX_TABLE_SIZE, "backend_by_index_miss")
+SYN_COOKIE = TableSpec(
+    name="syn_cookie", p4info_name=f"{_MI}.syn_cookie", map_name="syn_cookie", table_id=6,
+    key_size=4, value_size=8, match_fields=(),
+    actions=(ActionSpec("set_cookie_secret", f"{_MI}.set_cookie_secret", 1, (
+        ParamSpec("secret", 32, Layout(4, 4, "host")),), default_only=True),),
+    size=SYN_COOKIE_TABLE_SIZE, default_action="set_cookie_secret", const_default=False)
+
+MIRESGA_TABLES = (ROUTE, VIP, BACKENDS, FRONTEND_BUCKET, OFFLOAD, BACKEND_BY_INDEX, SYN_COOKIE)
+MIRESGA = PipelineSpec(
+    name="miresga",
+    tables=MIRESGA_TABLES,
+    maps=(*COMMON_MAPS, table_counters_map(MIRESGA_TABLES)),
+    internal_maps=("miresga_rodata",),   # the CRC32 table (miresga_crc32.h), pinned by bpftool
+)
+
+PIPELINES: dict[str, PipelineSpec] = {"forwarding": FORWARDING, "miresga": MIRESGA}
 
 
 def pipeline_spec(name: str) -> PipelineSpec:
@@ -358,9 +442,20 @@ class PipelineTables:
                                  f"{what}: table {spec.name} is full ({spec.size} entries)") from None
             raise
 
+    @staticmethod
+    def _entry_action(spec: TableSpec, action: str, what: str) -> None:
+        if spec.keyless:
+            raise TableError("INVALID_ARGUMENT", f"{what}: table {spec.name} is keyless; "
+                                                 "write its default action (set_default)")
+        act = spec.action(action)
+        if act is not None and act.default_only:
+            raise TableError("INVALID_ARGUMENT", f"{what}: action {action} of table {spec.name} "
+                                                 "is default-only")
+
     def insert(self, table: str, key: dict[str, int | tuple[int, int]], action: str,
                params: dict[str, int]) -> None:
         spec = self.spec.table(table)
+        self._entry_action(spec, action, "insert")
         self._write(spec, encode_key(spec, key), encode_value(spec, action, params), BPF_NOEXIST,
                     "insert")
 
@@ -368,6 +463,7 @@ class PipelineTables:
                params: dict[str, int]) -> None:
         """Replace the action of an existing entry; its direct counter is kept."""
         spec = self.spec.table(table)
+        self._entry_action(spec, action, "modify")
         kb = encode_key(spec, key)
         value = bytearray(encode_value(spec, action, params))
         old = self._exact_lookup(spec, kb)
@@ -380,6 +476,8 @@ class PipelineTables:
 
     def delete(self, table: str, key: dict[str, int | tuple[int, int]]) -> None:
         spec = self.spec.table(table)
+        if spec.keyless:
+            raise TableError("INVALID_ARGUMENT", f"delete: table {spec.name} is keyless")
         try:
             self._map(spec.map_name).delete(encode_key(spec, key))
         except BpfError as exc:
@@ -399,6 +497,8 @@ class PipelineTables:
 
     def get(self, table: str, key: dict[str, int | tuple[int, int]]) -> Entry | None:
         spec = self.spec.table(table)
+        if spec.keyless:
+            return None   # no entries, only a default action (get_default)
         kb = encode_key(spec, key)
         raw = self._exact_lookup(spec, kb)
         if raw is None:
@@ -408,6 +508,8 @@ class PipelineTables:
 
     def read(self, table: str) -> list[Entry]:
         spec = self.spec.table(table)
+        if spec.keyless:
+            return []   # only a default action, read with get_default
         m = self._map(spec.map_name)
         out = []
         for kb in list(m.iter_keys()):
@@ -420,16 +522,42 @@ class PipelineTables:
 
     def count(self, table: str) -> int:
         spec = self.spec.table(table)
+        if spec.keyless:
+            return 0
         return sum(1 for _ in self._map(spec.map_name).iter_keys())
 
     def clear(self, table: str) -> int:
         """Delete every entry; return how many were deleted."""
         spec = self.spec.table(table)
+        if spec.keyless:
+            return 0
         m = self._map(spec.map_name)
         keys = list(m.iter_keys())
         for kb in keys:
             m.delete(kb)
         return len(keys)
+
+    # default actions (keyless tables: an array of one element, key 0)
+
+    def set_default(self, table: str, action: str, params: dict[str, int]) -> None:
+        """Change the default action of a table whose default is not const (syn_cookie)."""
+        spec = self.spec.table(table)
+        if spec.const_default or not spec.keyless:
+            raise TableError("INVALID_ARGUMENT", f"table {spec.name}: the default action is const")
+        self._map(spec.map_name).update(struct.pack("<I", 0), encode_value(spec, action, params))
+
+    def get_default(self, table: str) -> Entry:
+        """The default action of a table (for const defaults: the declared one, no params)."""
+        spec = self.spec.table(table)
+        act = spec.action(spec.default_action)
+        assert act is not None
+        if not spec.keyless:
+            return Entry(spec.name, {}, act.name, {})
+        raw = self._map(spec.map_name).lookup(struct.pack("<I", 0))
+        if raw is None or struct.unpack_from("<I", raw)[0] == 0:   # never written: params 0
+            return Entry(spec.name, {}, act.name, {p.name: 0 for p in act.params})
+        action, params = decode_value(spec, raw)
+        return Entry(spec.name, {}, action, params)
 
     # counters
 

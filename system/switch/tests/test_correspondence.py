@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from p4.config.v1 import p4info_pb2
 
+from system.bpf.build import compile_bpf
 from system.bpf.loader import load_object, unpin
 from system.bpf.syscall import Map
+from system.switch.package import source_of
 from system.switch.tables import DROP_REASONS, MAX_PORTS, PIPELINES, load_p4info
 from system.switch.tests.conftest import PIN_ROOT, require_root
 
@@ -38,7 +40,13 @@ def test_spec_matches_p4info_both_ways(pipeline):
             assert a.preamble.alias == aspec.name
             assert [(p.name, p.bitwidth) for p in a.params] == \
                    [(p.name, p.bitwidth) for p in aspec.params]
-        assert actions[t.const_default_action_id].preamble.alias == ts.default_action
+        if ts.const_default:
+            assert actions[t.const_default_action_id].preamble.alias == ts.default_action
+        else:
+            assert t.const_default_action_id == 0
+        default_only = {actions[r.id].preamble.alias for r in t.action_refs
+                        if r.scope == p4info_pb2.ActionRef.DEFAULT_ONLY}
+        assert default_only == {a.name for a in ts.actions if a.default_only}
         direct = [counters[i] for i in t.direct_resource_ids]
         assert [c.preamble.name for c in direct] == \
                ([ts.direct_counter_p4info_name] if ts.direct_counter else [])
@@ -56,26 +64,27 @@ def test_p4_source_declares_the_p4info_names_and_ids(pipeline):
         for it in items:
             pat = rf"@id\(0x{it.preamble.id:08x}\)\s*\n\s*{kind}\b[^;{{]*\b{it.preamble.alias}\b"
             assert re.search(pat, text, re.IGNORECASE), f"{kind} {it.preamble.name} @id not in p4src"
-    sizes = (P4SRC / "include" / "sizes.p4").read_text()
+    sizes = "\n".join(p.read_text() for p in sorted((P4SRC / "include").glob("*sizes.p4")))
     for t in info.tables:
         m = re.search(rf"#define {t.preamble.alias.upper()}_TABLE_SIZE (\d+)", sizes)
         assert m and int(m.group(1)) == t.size
 
 
 @pytest.mark.parametrize("pipeline", sorted(PIPELINES))
-def test_spec_matches_compiled_object(pipeline, forwarding_object):
+def test_spec_matches_compiled_object(pipeline, tmp_path):
     require_root()
     spec = PIPELINES[pipeline]
     pin = PIN_ROOT / f"corr-{pipeline}"
     unpin(pin)
-    obj = load_object(forwarding_object, pin)
+    compiled = compile_bpf(source_of(pipeline), tmp_path / f"{pipeline}.o").object_path
+    obj = load_object(compiled, pin)
     try:
         expected = {t.map_name: (t.key_size, t.value_size, t.size) for t in spec.tables}
         expected |= {m.name: (m.key_size, m.value_size, m.max_entries) for m in spec.maps}
-        assert set(obj.maps()) == set(expected)
+        assert set(obj.maps()) == set(expected) | set(spec.internal_maps)
         for name, sizes in expected.items():
             with Map.pinned(obj.map_path(name)) as m:
-                assert m.info.name == name
+                assert m.info.name == name[:15]   # the kernel keeps BPF_OBJ_NAME_LEN - 1
                 assert (m.info.key_size, m.info.value_size, m.info.max_entries) == sizes, name
         assert obj.programs() == [spec.program]
     finally:

@@ -1,0 +1,351 @@
+/* Control Miresga (docs/miresga-datapath.md): the tables vip, backends, frontend_bucket, offload,
+ * backend_by_index and syn_cookie, the SYN-ACK with its cookie, and the offload rewrites. It sets
+ * ig_md.path; SwitchIngress (p4src/miresga.p4) applies control Forwarding when it is PATH_ROUTE.
+ * The emulated target's twin is system/switch/bpf/miresga.c. Ids: tables 0x0200001x, actions
+ * 0x010000xx (from 0x11), direct counters 0x1300001x.
+ */
+#ifndef _MIRESGA_MIRESGA_CONTROL_P4_
+#define _MIRESGA_MIRESGA_CONTROL_P4_
+
+const bit<32> SYNACK_OPT_MSS = 0x020405b4;        /* kind 2, len 4, SWITCH_MSS 1460 */
+const bit<24> SYNACK_OPT_WSCALE = 0x030307;       /* kind 3, len 3, SWITCH_WSCALE 7 */
+
+control Miresga(inout ingress_headers_t hdr,
+                inout ingress_metadata_t ig_md,
+                in ingress_intrinsic_metadata_t ig_intr_md,
+                inout ingress_intrinsic_metadata_for_deparser_t ig_dprsr_md,
+                inout ingress_intrinsic_metadata_for_tm_t ig_tm_md) {
+
+    /* zlib's CRC32 (docs/miresga-datapath.md): reflected 0x04C11DB7, init/xor 0xFFFFFFFF. */
+    Hash<bit<32>>(HashAlgorithm_t.CRC32) cookie_hash;
+    Hash<bit<32>>(HashAlgorithm_t.CRC32) bucket_hash;
+
+    bit<2> mss_idx = 0;
+    bit<4> wscale_code = 15;
+
+    @id(0x13000011)
+    DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) vip_counter;
+    @id(0x13000012)
+    DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) backends_counter;
+    @id(0x13000013)
+    DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) frontend_bucket_counter;
+    @id(0x13000014)
+    DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) offload_counter;
+    @id(0x13000015)
+    DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) backend_by_index_counter;
+
+    /* --- vip: (dst IP, dst port) -> client -> VIP ---------------------------------------- */
+    @id(0x01000011)
+    action mark_vip() {
+        vip_counter.count();
+    }
+
+    @id(0x01000012)
+    action vip_miss() {
+        vip_counter.count();
+    }
+
+    @id(0x02000011)
+    table vip {
+        key = {
+            hdr.ipv4.dst_addr: exact @name("dst_addr");
+            hdr.tcp.dst_port: exact @name("dst_port");
+        }
+        actions = {
+            mark_vip;
+            @defaultonly vip_miss;
+        }
+        const default_action = vip_miss();
+        counters = vip_counter;
+        size = VIP_TABLE_SIZE;
+    }
+
+    /* --- backends: (src IP, src port) -> back-end -> client, and its VIP endpoint ------------ */
+    @id(0x01000013)
+    action mark_backend(ipv4_addr_t vip_addr, bit<16> vip_port) {
+        ig_md.vip_addr = vip_addr;
+        ig_md.vip_port = vip_port;
+        backends_counter.count();
+    }
+
+    @id(0x01000014)
+    action backends_miss() {
+        backends_counter.count();
+    }
+
+    @id(0x02000012)
+    table backends {
+        key = {
+            hdr.ipv4.src_addr: exact @name("src_addr");
+            hdr.tcp.src_port: exact @name("src_port");
+        }
+        actions = {
+            mark_backend;
+            @defaultonly backends_miss;
+        }
+        const default_action = backends_miss();
+        counters = backends_counter;
+        size = BACKENDS_TABLE_SIZE;
+    }
+
+    /* --- frontend_bucket: CRC32(client ip ++ port) mod N -> front-end ------------------------ */
+    @id(0x01000015)
+    action to_frontend(PortId_t port, mac_addr_t dmac) {
+        ig_tm_md.ucast_egress_port = port;
+        hdr.ethernet.dst_addr = dmac;
+        frontend_bucket_counter.count();
+    }
+
+    @id(0x01000016)
+    action frontend_bucket_drop() {
+        ig_dprsr_md.drop_ctl = 0x1;
+        frontend_bucket_counter.count();
+    }
+
+    @id(0x02000013)
+    table frontend_bucket {
+        key = {
+            ig_md.bucket: exact @name("bucket");
+        }
+        actions = {
+            to_frontend;
+            @defaultonly frontend_bucket_drop;
+        }
+        const default_action = frontend_bucket_drop();
+        counters = frontend_bucket_counter;
+        size = FRONTEND_BUCKET_TABLE_SIZE;
+    }
+
+    /* --- offload: (client IP, client port) -> back-end index (front-ends, at run time) ------ */
+    @id(0x01000017)
+    action to_backend(bit<16> index) {
+        ig_md.backend_index = index;
+        offload_counter.count();
+    }
+
+    @id(0x01000018)
+    action offload_miss() {
+        offload_counter.count();
+    }
+
+    @id(0x02000014)
+    table offload {
+        key = {
+            ig_md.client_addr: exact @name("client_addr");
+            ig_md.client_port: exact @name("client_port");
+        }
+        actions = {
+            to_backend;
+            @defaultonly offload_miss;
+        }
+        const default_action = offload_miss();
+        counters = offload_counter;
+        size = OFFLOAD_TABLE_SIZE;
+    }
+
+    /* --- backend_by_index: index -> the back-end's port, MAC, address, TCP port -------------- */
+    @id(0x01000019)
+    action set_backend(PortId_t port, mac_addr_t dmac, ipv4_addr_t dst_addr, bit<16> dst_port) {
+        ig_tm_md.ucast_egress_port = port;
+        hdr.ethernet.dst_addr = dmac;
+        hdr.ipv4.dst_addr = dst_addr;
+        hdr.tcp.dst_port = dst_port;
+        ig_md.l4_update = true;
+        backend_by_index_counter.count();
+    }
+
+    @id(0x0100001a)
+    action backend_by_index_miss() {
+        backend_by_index_counter.count();
+    }
+
+    @id(0x02000015)
+    table backend_by_index {
+        key = {
+            ig_md.backend_index: exact @name("index");
+        }
+        actions = {
+            set_backend;
+            @defaultonly backend_by_index_miss;
+        }
+        const default_action = backend_by_index_miss();
+        counters = backend_by_index_counter;
+        size = BACKEND_BY_INDEX_TABLE_SIZE;
+    }
+
+    /* --- syn_cookie: keyless; the control plane rewrites the default action's secret -------- */
+    @id(0x0100001b)
+    action set_cookie_secret(bit<32> secret) {
+        ig_md.secret = secret;
+    }
+
+    @id(0x02000016)
+    table syn_cookie {
+        actions = {
+            @defaultonly set_cookie_secret;
+        }
+        default_action = set_cookie_secret(0);
+        size = SYN_COOKIE_TABLE_SIZE;
+    }
+
+    /* --- the SYN-ACK ------------------------------------------------------------------------ */
+    action build_synack() {
+        mac_addr_t mac = hdr.ethernet.dst_addr;
+        hdr.ethernet.dst_addr = hdr.ethernet.src_addr;
+        hdr.ethernet.src_addr = mac;    /* the switch port's MAC the client addressed */
+        hdr.ipv4.dst_addr = hdr.ipv4.src_addr;
+        hdr.ipv4.src_addr = ig_md.vip_addr;
+        hdr.ipv4.diffserv = 0;
+        hdr.ipv4.total_len = 52;
+        hdr.ipv4.identification = 0;
+        hdr.ipv4.flags = 0b010;         /* DF */
+        hdr.ipv4.frag_offset = 0;
+        hdr.ipv4.ttl = 64;
+        hdr.tcp.dst_port = hdr.tcp.src_port;
+        hdr.tcp.src_port = ig_md.vip_port;
+        hdr.tcp.ack_no = hdr.tcp.seq_no + 1;
+        hdr.tcp.seq_no = ig_md.cookie;
+        hdr.tcp.data_offset = 8;
+        hdr.tcp.res = 0;
+        hdr.tcp.flags = TCP_FLAG_SYN | TCP_FLAG_ACK;
+        hdr.tcp.window = 65535;
+        hdr.tcp.urgent_ptr = 0;
+        hdr.synack_opts.setValid();
+        hdr.synack_opts.mss = SYNACK_OPT_MSS;
+        hdr.synack_opts.nop = 0x01;
+        hdr.synack_opts.nops = 0x0101;
+        ig_tm_md.ucast_egress_port = ig_intr_md.ingress_port;
+        ig_md.synack = true;
+    }
+
+    action drop_client_options() {
+        hdr.tcp_opts[0].setInvalid();
+        hdr.tcp_opts[1].setInvalid();
+        hdr.tcp_opts[2].setInvalid();
+        hdr.tcp_opts[3].setInvalid();
+        hdr.tcp_opts[4].setInvalid();
+        hdr.tcp_opts[5].setInvalid();
+        hdr.tcp_opts[6].setInvalid();
+        hdr.tcp_opts[7].setInvalid();
+        hdr.tcp_opts[8].setInvalid();
+        hdr.tcp_opts[9].setInvalid();
+        hdr.tcp_opts[10].setInvalid();
+        hdr.tcp_opts[11].setInvalid();
+        hdr.tcp_opts[12].setInvalid();
+        hdr.tcp_opts[13].setInvalid();
+        hdr.tcp_opts[14].setInvalid();
+        hdr.tcp_opts[15].setInvalid();
+        hdr.tcp_opts[16].setInvalid();
+        hdr.tcp_opts[17].setInvalid();
+        hdr.tcp_opts[18].setInvalid();
+        hdr.tcp_opts[19].setInvalid();
+        hdr.tcp_opts[20].setInvalid();
+        hdr.tcp_opts[21].setInvalid();
+        hdr.tcp_opts[22].setInvalid();
+        hdr.tcp_opts[23].setInvalid();
+        hdr.tcp_opts[24].setInvalid();
+        hdr.tcp_opts[25].setInvalid();
+        hdr.tcp_opts[26].setInvalid();
+        hdr.tcp_opts[27].setInvalid();
+        hdr.tcp_opts[28].setInvalid();
+        hdr.tcp_opts[29].setInvalid();
+        hdr.tcp_opts[30].setInvalid();
+        hdr.tcp_opts[31].setInvalid();
+        hdr.tcp_opts[32].setInvalid();
+        hdr.tcp_opts[33].setInvalid();
+        hdr.tcp_opts[34].setInvalid();
+        hdr.tcp_opts[35].setInvalid();
+        hdr.tcp_opts[36].setInvalid();
+        hdr.tcp_opts[37].setInvalid();
+        hdr.tcp_opts[38].setInvalid();
+        hdr.tcp_opts[39].setInvalid();
+    }
+
+    apply {
+        if (hdr.tcp.isValid()) {
+            ig_md.tcp_hdr_len = ((bit<16>)hdr.tcp.data_offset) << 2;
+            ig_md.ip_payload_len = hdr.ipv4.total_len - 20;
+            if (vip.apply().hit) {
+                ig_md.client_addr = hdr.ipv4.src_addr;
+                ig_md.client_port = hdr.tcp.src_port;
+                ig_md.vip_addr = hdr.ipv4.dst_addr;
+                ig_md.vip_port = hdr.tcp.dst_port;
+                if (hdr.tcp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN) {
+                    ig_md.path = PATH_SYNACK;
+                } else if (hdr.tcp.flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST | TCP_FLAG_ACK)
+                               == TCP_FLAG_ACK && ig_md.ip_payload_len == ig_md.tcp_hdr_len) {
+                    ig_md.path = PATH_CLIENT_ACK;
+                } else {
+                    ig_md.path = PATH_FRONTEND;
+                }
+            } else if (backends.apply().hit) {
+                ig_md.client_addr = hdr.ipv4.dst_addr;
+                ig_md.client_port = hdr.tcp.dst_port;
+                if (hdr.tcp.flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST) == 0) {
+                    ig_md.path = PATH_BACKEND;
+                } else {
+                    ig_md.path = PATH_FRONTEND;
+                }
+            }
+        }
+
+        if (ig_md.path == PATH_SYNACK) {
+            syn_cookie.apply();
+            /* Cookie: hash of the client and VIP endpoints and the secret, options in 7 bits. */
+            ig_md.cookie = cookie_hash.get({ig_md.client_addr, ig_md.client_port,
+                                            ig_md.vip_addr, ig_md.vip_port, ig_md.secret});
+            if (ig_md.opt_mss >= 1460) {
+                mss_idx = 3;
+            } else if (ig_md.opt_mss >= 1440) {
+                mss_idx = 2;
+            } else if (ig_md.opt_mss >= 1220) {
+                mss_idx = 1;
+            }
+            if (ig_md.opt_has_ws == 1) {
+                if (ig_md.opt_ws > 14) {
+                    wscale_code = 14;
+                } else {
+                    wscale_code = ig_md.opt_ws[3:0];
+                }
+            }
+            ig_md.cookie = (ig_md.cookie & 0xFFFFFF80) | (bit<32>)(mss_idx ++ ig_md.opt_sack ++ wscale_code);
+            build_synack();
+            drop_client_options();
+            if (ig_md.opt_sack == 1) {
+                hdr.synack_opts.sack = 0x0402;
+            } else {
+                hdr.synack_opts.sack = 0x0101;
+            }
+            if (ig_md.opt_has_ws == 1) {
+                hdr.synack_opts.wscale = SYNACK_OPT_WSCALE;
+            } else {
+                hdr.synack_opts.wscale = 0x010101;
+            }
+        } else if (ig_md.path == PATH_CLIENT_ACK || ig_md.path == PATH_BACKEND) {
+            if (offload.apply().hit) {
+                if (ig_md.path == PATH_CLIENT_ACK) {
+                    if (backend_by_index.apply().hit) {
+                        ig_md.path = PATH_DONE;
+                    } else {
+                        ig_md.path = PATH_FRONTEND;   /* unknown index: the front-end knows */
+                    }
+                } else {
+                    hdr.ipv4.src_addr = ig_md.vip_addr;
+                    hdr.tcp.src_port = ig_md.vip_port;
+                    ig_md.l4_update = true;
+                    ig_md.path = PATH_ROUTE;
+                }
+            } else {
+                ig_md.path = PATH_FRONTEND;
+            }
+        }
+
+        if (ig_md.path == PATH_FRONTEND) {
+            ig_md.bucket = (bit<16>)(bucket_hash.get({ig_md.client_addr, ig_md.client_port})
+                                     [FRONTEND_BUCKETS_LOG2 - 1:0]);
+            frontend_bucket.apply();
+        }
+    }
+}
+
+#endif

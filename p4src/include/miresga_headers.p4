@@ -1,0 +1,83 @@
+/* Headers and metadata of pipeline miresga. p4src/miresga.p4 includes the shared headers.p4 with
+ * its ingress structs renamed, then these, which extend them with TCP (same field names, so the
+ * shared control Forwarding works on them unchanged). */
+#ifndef _MIRESGA_MIRESGA_HEADERS_P4_
+#define _MIRESGA_MIRESGA_HEADERS_P4_
+
+const bit<8> IP_PROTO_TCP = 6;
+const bit<8> TCP_FLAG_FIN = 0x01;
+const bit<8> TCP_FLAG_SYN = 0x02;
+const bit<8> TCP_FLAG_RST = 0x04;
+const bit<8> TCP_FLAG_ACK = 0x10;
+
+#define TCP_OPT_BYTES 40
+
+header tcp_h {
+    bit<16> src_port;
+    bit<16> dst_port;
+    bit<32> seq_no;
+    bit<32> ack_no;
+    bit<4> data_offset;
+    bit<4> res;
+    bit<8> flags;
+    bit<16> window;
+    bit<16> checksum;
+    bit<16> urgent_ptr;
+}
+
+/* One byte of a SYN's options: a SYN's option area is extracted byte by byte into a stack, so
+ * that it is emitted unchanged (in packet order) when the SYN is not answered by the switch. */
+header tcp_opt_byte_h {
+    bit<8> value;
+}
+
+/* The 12 option bytes of the switch's SYN-ACK (docs/miresga-datapath.md). */
+header synack_opts_h {
+    bit<32> mss;       /* 02 04 05 b4 */
+    bit<16> sack;      /* 04 02, or 01 01 */
+    bit<8> nop;        /* 01 */
+    bit<24> wscale;    /* 03 03 07, or 01 01 01 */
+    bit<16> nops;      /* 01 01 */
+}
+
+struct ingress_headers_t {
+    ethernet_h ethernet;
+    ipv4_h ipv4;
+    tcp_h tcp;
+    synack_opts_h synack_opts;
+    tcp_opt_byte_h[TCP_OPT_BYTES] tcp_opts;
+}
+
+typedef bit<3> miresga_path_t;
+const miresga_path_t PATH_ROUTE = 0;        /* control Forwarding (table route) */
+const miresga_path_t PATH_SYNACK = 1;       /* answer the SYN */
+const miresga_path_t PATH_CLIENT_ACK = 2;   /* client pure ACK: offloaded -> back-end */
+const miresga_path_t PATH_BACKEND = 3;      /* back-end -> client: offloaded -> source := VIP */
+const miresga_path_t PATH_FRONTEND = 4;     /* to the client endpoint's front-end bucket */
+const miresga_path_t PATH_DONE = 5;         /* egress port chosen (rewritten to the back-end) */
+
+struct ingress_metadata_t {
+    bool ipv4_options;          /* IHL > 5 (the Forwarding control drops these) */
+    miresga_path_t path;
+    bool synack;                /* deparser: fresh TCP checksum over the SYN-ACK header */
+    bool l4_update;             /* deparser: incremental TCP checksum (addresses/ports rewritten) */
+    bit<16> l4_residual;        /* parser: TCP checksum minus addresses, ports and itself */
+    bit<16> tcp_hdr_len;        /* data offset * 4 */
+    bit<16> ip_payload_len;     /* total length - 20 */
+    bit<16> pseudo_proto;       /* 0x0006: protocol word of the pseudo header */
+    bit<16> synack_tcp_len;     /* 32: TCP length of the SYN-ACK */
+    ipv4_addr_t client_addr;    /* the client endpoint of the packet's connection */
+    bit<16> client_port;
+    ipv4_addr_t vip_addr;       /* backends: the VIP endpoint of the back-end */
+    bit<16> vip_port;
+    bit<16> backend_index;
+    bit<16> bucket;
+    bit<32> secret;
+    bit<32> cookie;
+    bit<16> opt_mss;            /* the client's MSS option, 0 without */
+    bit<1> opt_sack;
+    bit<1> opt_has_ws;
+    bit<8> opt_ws;              /* the client's window-scale shift */
+}
+
+#endif

@@ -1,0 +1,207 @@
+/* The switch's SYN-ACK (docs/miresga-datapath.md): a stateless answer to a client's SYN to a VIP.
+ *
+ * The client's options are parsed generically (any order, NOPs, unknown kinds skipped by their
+ * length, stop at EOL or at a malformed length; at most 40 bytes). The cookie is
+ *   (CRC32(client_ip|client_port|vip|vip_port|secret) & 0xFFFFFF80) | mss_idx<<5 | sack<<4 | ws
+ * The frame is rebuilt in place at exactly 66 bytes (Ethernet + IPv4 + TCP with 12 option bytes;
+ * a SYN is longer or shorter, payload included: bpf_skb_change_tail), both checksums fresh, and
+ * sent back out of the ingress port. Ethernet source := the SYN's destination (the switch port's
+ * MAC the client addressed: hosts have static neighbour entries pointing at it).
+ */
+#ifndef MIRESGA_SWITCH_MIRESGA_SYNACK_H
+#define MIRESGA_SWITCH_MIRESGA_SYNACK_H
+
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include "endian.h"
+#include "csum.h"
+#include "pipeline.h"
+#include "miresga_tables.h"
+#include "miresga_crc32.h"
+
+#define SYNACK_LEN 66   /* 14 + 20 + 32 */
+#define TCP_OPTS_MAX 40
+
+struct synack_frame {
+	__u16 align;              /* puts the IPv4 header on a 4-byte boundary */
+	struct ethhdr eth;
+	struct iphdr ip;
+	struct tcphdr tcp;
+	__u8 opts[12];
+};
+
+struct syn_opts {
+	__u16 mss;       /* 0: no MSS option */
+	__u8 sack_ok;
+	__u8 wscale;     /* NO_WSCALE: none */
+};
+
+struct opt_walk {
+	__u8 buf[64];
+	__u32 i;             /* offset of the next option */
+	__u32 len;           /* option bytes, <= 40 */
+	struct syn_opts *o;
+};
+
+/* One option per call (bpf_loop callback: verified once, not per iteration). 1 stops the walk. */
+static long opt_step(__u32 n, void *arg)
+{
+	struct opt_walk *w = arg;
+	__u32 i = w->i;
+	__u8 kind, olen, v;
+
+	if (i >= w->len || i >= TCP_OPTS_MAX)
+		return 1;
+	kind = w->buf[i & 63];
+	if (kind == 0)          /* EOL */
+		return 1;
+	if (kind == 1) {        /* NOP */
+		w->i = i + 1;
+		return 0;
+	}
+	if (i + 1 >= w->len)
+		return 1;
+	olen = w->buf[(i + 1) & 63];
+	if (olen < 2 || i + olen > w->len)
+		return 1;       /* malformed: keep what was found so far */
+	if (kind == 2 && olen == 4) {
+		w->o->mss = ((__u16)w->buf[(i + 2) & 63] << 8) | w->buf[(i + 3) & 63];
+	} else if (kind == 3 && olen == 3) {
+		v = w->buf[(i + 2) & 63];
+		w->o->wscale = v > MAX_WSCALE ? MAX_WSCALE : v;
+	} else if (kind == 4 && olen == 2) {
+		w->o->sack_ok = 1;
+	}
+	w->i = i + olen;
+	return 0;
+}
+
+/* Parse `len` (<= 40) bytes of TCP options at packet offset `off`: any order, NOPs, unknown
+ * kinds skipped by their length; stop at EOL or a malformed length. Every option takes >= 1 byte,
+ * so 40 steps cover the area. */
+static __always_inline void syn_parse_options(struct __sk_buff *skb, __u32 off, __u32 len,
+					      struct syn_opts *o)
+{
+	struct opt_walk w = {};
+
+	o->mss = 0;
+	o->sack_ok = 0;
+	o->wscale = NO_WSCALE;
+	if (len < 1 || len > TCP_OPTS_MAX)
+		return;
+	if (bpf_skb_load_bytes(skb, off, w.buf, len) < 0)
+		return;
+	w.len = len;
+	w.o = o;
+	bpf_loop(TCP_OPTS_MAX, opt_step, &w, 0);
+}
+
+static __always_inline __u32 mss_index(__u16 mss)
+{
+	if (mss >= 1460)
+		return 3;
+	if (mss >= 1440)
+		return 2;
+	if (mss >= 1220)
+		return 1;
+	return 0;       /* 536, also without an MSS option and below 536 */
+}
+
+static __always_inline __u32 syn_cookie_value(__be32 caddr, __be16 cport, __be32 vaddr, __be16 vport,
+					      __u32 secret, const struct syn_opts *o)
+{
+	__u8 in[16];
+	__be32 sec = host_to_be32(secret);
+	__u32 h;
+
+	__builtin_memcpy(in, &caddr, 4);
+	__builtin_memcpy(in + 4, &cport, 2);
+	__builtin_memcpy(in + 6, &vaddr, 4);
+	__builtin_memcpy(in + 10, &vport, 2);
+	__builtin_memcpy(in + 12, &sec, 4);
+	h = ~crc32_update(0xFFFFFFFFu, in, sizeof(in));
+	return (h & COOKIE_HASH_MASK) | (mss_index(o->mss) << 5) | ((__u32)o->sack_ok << 4) | o->wscale;
+}
+
+static __always_inline __u16 sum16(const void *p, int words)
+{
+	const __u16 *w = p;
+	__u32 sum = 0;
+
+#pragma unroll
+	for (int i = 0; i < words; i++)
+		sum += w[i];
+	return csum_fold32(sum);
+}
+
+/* Answer the SYN (headers already bounds-checked by the caller; IHL is 5). Returns DROP_NONE with
+ * md->egress_port = md->in_port, or a DROP_* reason. Invalidates packet pointers. */
+static __always_inline __u32 synack_apply(struct __sk_buff *skb, struct pipe_md *md,
+					  const struct ethhdr *eth, const struct iphdr *ip,
+					  const struct tcphdr *tcp)
+{
+	struct synack_frame f = {};
+	struct syn_cookie_value *sc;
+	struct syn_opts o;
+	__u32 zero = 0, secret = 0, optlen, sum;
+
+	optlen = tcp->doff * 4 - sizeof(*tcp);
+	__builtin_memcpy(f.eth.h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(f.eth.h_source, eth->h_dest, ETH_ALEN);
+	f.eth.h_proto = host_to_be16(ETH_P_IP);
+	f.ip.version = 4;
+	f.ip.ihl = 5;
+	f.ip.tot_len = host_to_be16(SYNACK_LEN - ETH_HLEN);
+	f.ip.frag_off = host_to_be16(0x4000);   /* DF */
+	f.ip.ttl = SYNACK_TTL;
+	f.ip.protocol = IPPROTO_TCP;
+	f.ip.saddr = ip->daddr;
+	f.ip.daddr = ip->saddr;
+	f.tcp.source = tcp->dest;
+	f.tcp.dest = tcp->source;
+	f.tcp.ack_seq = host_to_be32(be32_to_host(tcp->seq) + 1);
+	f.tcp.doff = 8;
+	f.tcp.syn = 1;
+	f.tcp.ack = 1;
+	f.tcp.window = host_to_be16(SWITCH_WINDOW);
+
+	syn_parse_options(skb, ETH_HLEN + sizeof(*ip) + sizeof(*tcp), optlen, &o);
+
+	sc = bpf_map_lookup_elem(&syn_cookie, &zero);
+	count_table(TABLE_SYN_COOKIE, 0, md->pkts, md->bytes);   /* keyless: the default action ran */
+	if (sc)
+		secret = sc->secret;
+	f.tcp.seq = host_to_be32(syn_cookie_value(f.ip.daddr, f.tcp.dest, f.ip.saddr, f.tcp.source,
+						  secret, &o));
+
+	f.opts[0] = 2;
+	f.opts[1] = 4;
+	f.opts[2] = SWITCH_MSS >> 8;
+	f.opts[3] = SWITCH_MSS & 0xff;
+	f.opts[4] = o.sack_ok ? 4 : 1;
+	f.opts[5] = o.sack_ok ? 2 : 1;
+	f.opts[6] = 1;
+	f.opts[7] = o.wscale != NO_WSCALE ? 3 : 1;
+	f.opts[8] = o.wscale != NO_WSCALE ? 3 : 1;
+	f.opts[9] = o.wscale != NO_WSCALE ? SWITCH_WSCALE : 1;
+	f.opts[10] = 1;
+	f.opts[11] = 1;
+
+	f.ip.check = ~sum16(&f.ip, sizeof(f.ip) / 2);
+	/* TCP: pseudo header (addresses, protocol, TCP length 32) + header + options. */
+	sum = sum16(&f.tcp, (sizeof(f.tcp) + sizeof(f.opts)) / 2);
+	sum += sum16(&f.ip.saddr, 4);
+	sum += host_to_be16(IPPROTO_TCP) + host_to_be16(sizeof(f.tcp) + sizeof(f.opts));
+	f.tcp.check = ~csum_fold32(sum);
+
+	if (bpf_skb_change_tail(skb, SYNACK_LEN, 0) < 0)
+		return DROP_MALFORMED;
+	if (bpf_skb_store_bytes(skb, 0, &f.eth, SYNACK_LEN, BPF_F_RECOMPUTE_CSUM) < 0)
+		return DROP_MALFORMED;
+	md->egress_port = md->in_port;
+	md->bytes = SYNACK_LEN;
+	return DROP_NONE;
+}
+
+#endif

@@ -1,0 +1,181 @@
+/* Tables of pipeline "miresga" (docs/miresga-datapath.md, p4src/miresga.p4): constants, key and
+ * value structs, maps. Mirrored in system/switch/tables.py (MIRESGA), checked by
+ * system/switch/tests/test_correspondence.py. Byte order per field: "network" as on the wire,
+ * "host" the CPU's order. Every value starts with a u32 action code (host order); values of
+ * tables with a direct counter end with packets and bytes (u64, host order). Pads are zero. */
+#ifndef MIRESGA_SWITCH_MIRESGA_TABLES_H
+#define MIRESGA_SWITCH_MIRESGA_TABLES_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+/* Table sizes (p4src/include/miresga_sizes.p4 has the same numbers). */
+#define VIP_TABLE_SIZE 64
+#define BACKENDS_TABLE_SIZE 1024
+#define FRONTEND_BUCKET_TABLE_SIZE 256
+#define OFFLOAD_TABLE_SIZE 143360
+#define BACKEND_BY_INDEX_TABLE_SIZE 1024
+#define SYN_COOKIE_TABLE_SIZE 1
+
+/* N of the bucket hash: CRC32(client_ip | client_port) mod N (a power of two: mod = mask). */
+#define FRONTEND_BUCKETS 256
+
+/* Table ids (index into table_counters); TABLE_ROUTE (0) is in consts.h. */
+#define TABLE_VIP 1
+#define TABLE_BACKENDS 2
+#define TABLE_FRONTEND_BUCKET 3
+#define TABLE_OFFLOAD 4
+#define TABLE_BACKEND_BY_INDEX 5
+#define TABLE_SYN_COOKIE 6
+#define MIRESGA_NUM_TABLES 7
+
+/* Action codes. The *_MISS codes are the tables' const default actions: never in an entry. */
+#define VIP_ACTION_MARK 1
+#define VIP_ACTION_MISS 2
+#define BACKENDS_ACTION_MARK 1
+#define BACKENDS_ACTION_MISS 2
+#define FRONTEND_BUCKET_ACTION_TO_FRONTEND 1
+#define FRONTEND_BUCKET_ACTION_DROP 2
+#define OFFLOAD_ACTION_TO_BACKEND 1
+#define OFFLOAD_ACTION_MISS 2
+#define BACKEND_BY_INDEX_ACTION_SET 1
+#define BACKEND_BY_INDEX_ACTION_MISS 2
+#define SYN_COOKIE_ACTION_SET_SECRET 1
+
+/* The SYN-ACK (docs/miresga-datapath.md). */
+#define SWITCH_MSS 1460
+#define SWITCH_WSCALE 7
+#define SWITCH_WINDOW 65535
+#define SYNACK_TTL 64
+#define NO_WSCALE 15
+#define MAX_WSCALE 14
+#define COOKIE_HASH_MASK 0xFFFFFF80u
+
+/* vip: (dst IP, dst port) -> mark_vip(). 8-byte key, 24-byte value. */
+struct vip_key {
+	__be32 dst_addr;   /* network */
+	__be16 dst_port;   /* network */
+	__u16 pad;
+};
+
+struct vip_value {
+	__u32 action;      /* host: VIP_ACTION_* */
+	__u32 pad;
+	__u64 packets;     /* host: direct counter */
+	__u64 bytes;
+};
+
+/* backends: (src IP, src port) -> mark_backend(vip_addr, vip_port). 8 / 32 bytes. */
+struct backends_key {
+	__be32 src_addr;   /* network */
+	__be16 src_port;   /* network */
+	__u16 pad;
+};
+
+struct backends_value {
+	__u32 action;      /* host: BACKENDS_ACTION_* */
+	__be32 vip_addr;   /* network: the VIP this back-end serves (source of offloaded replies) */
+	__be16 vip_port;   /* network */
+	__u16 pad;
+	__u32 pad2;
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* frontend_bucket: bucket index -> to_frontend(port, dmac). 4 / 32 bytes. */
+struct frontend_bucket_key {
+	__u32 bucket;      /* host: 0..FRONTEND_BUCKETS-1 */
+};
+
+struct frontend_bucket_value {
+	__u32 action;      /* host: FRONTEND_BUCKET_ACTION_* */
+	__u32 port;        /* host: P4 egress port of the front-end */
+	__u8 dmac[6];      /* network: the front-end's MAC */
+	__u16 pad;
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* offload: (client IP, client port) -> to_backend(index). 8 / 24 bytes. */
+struct offload_key {
+	__be32 client_addr; /* network */
+	__be16 client_port; /* network */
+	__u16 pad;
+};
+
+struct offload_value {
+	__u32 action;      /* host: OFFLOAD_ACTION_* */
+	__u32 index;       /* host: back-end index (key of backend_by_index) */
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* backend_by_index: index -> set_backend(port, dmac, dst_addr, dst_port). 4 / 40 bytes. */
+struct backend_by_index_key {
+	__u32 index;       /* host */
+};
+
+struct backend_by_index_value {
+	__u32 action;      /* host: BACKEND_BY_INDEX_ACTION_* */
+	__u32 port;        /* host: P4 egress port of the back-end */
+	__u8 dmac[6];      /* network */
+	__u16 pad;
+	__be32 dst_addr;   /* network: the back-end's IPv4 address */
+	__be16 dst_port;   /* network: the back-end's TCP port */
+	__u16 pad2;
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* syn_cookie: keyless; its default action set_cookie_secret(secret). 8 bytes, key u32 0. */
+struct syn_cookie_value {
+	__u32 action;      /* host: SYN_COOKIE_ACTION_SET_SECRET (0 before the first write: secret 0) */
+	__u32 secret;      /* host: the cookie secret (hashed big-endian) */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VIP_TABLE_SIZE);
+	__type(key, struct vip_key);
+	__type(value, struct vip_value);
+} vip SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BACKENDS_TABLE_SIZE);
+	__type(key, struct backends_key);
+	__type(value, struct backends_value);
+} backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FRONTEND_BUCKET_TABLE_SIZE);
+	__type(key, struct frontend_bucket_key);
+	__type(value, struct frontend_bucket_value);
+} frontend_bucket SEC(".maps");
+
+/* Filled at run time by the front-ends (through the control plane). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, OFFLOAD_TABLE_SIZE);
+	__type(key, struct offload_key);
+	__type(value, struct offload_value);
+} offload SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, BACKEND_BY_INDEX_TABLE_SIZE);
+	__type(key, struct backend_by_index_key);
+	__type(value, struct backend_by_index_value);
+} backend_by_index SEC(".maps");
+
+/* An array of one element: the emulated keyless table's default action. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SYN_COOKIE_TABLE_SIZE);
+	__type(key, __u32);
+	__type(value, struct syn_cookie_value);
+} syn_cookie SEC(".maps");
+
+#endif

@@ -1,0 +1,50 @@
+"""Pipeline miresga: constants of the C headers and the P4 includes against tables.py and cookie.py
+(the P4Info and the compiled object are checked for every pipeline by test_correspondence.py)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from system.switch import cookie
+from system.switch.tables import MIRESGA
+
+BPF_DIR = Path(__file__).resolve().parents[1] / "bpf"
+P4SRC = Path(__file__).resolve().parents[3] / "p4src"
+
+
+def _defines(path: Path) -> dict[str, int]:
+    return {k: int(v, 0) for k, v in re.findall(r"#define (\w+) (0x[0-9a-fA-F]+|\d+)u?\b", path.read_text())}
+
+
+def test_c_constants_match_the_spec():
+    d = _defines(BPF_DIR / "miresga_tables.h")
+    assert d["MIRESGA_NUM_TABLES"] == len(MIRESGA.tables)
+    for t in MIRESGA.tables:
+        if t.name == "route":
+            continue
+        assert d[f"{t.name.upper()}_TABLE_SIZE"] == t.size, t.name
+        assert d[f"TABLE_{t.name.upper()}"] == t.table_id, t.name
+        prefix = f"{t.name.upper()}_ACTION_"
+        codes = {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
+        assert sorted(codes.values()) == sorted(a.code for a in t.actions), t.name
+    assert sorted(t.table_id for t in MIRESGA.tables) == list(range(len(MIRESGA.tables)))
+    assert d["FRONTEND_BUCKETS"] == cookie.FRONTEND_BUCKETS == MIRESGA.table("frontend_bucket").size
+    assert (d["SWITCH_MSS"], d["SWITCH_WSCALE"], d["SWITCH_WINDOW"], d["NO_WSCALE"], d["MAX_WSCALE"]) == \
+        (cookie.SWITCH_MSS, cookie.SWITCH_WSCALE, cookie.SWITCH_WINDOW, cookie.NO_WSCALE, cookie.MAX_WSCALE)
+    assert d["COOKIE_HASH_MASK"] == cookie.HASH_MASK
+
+
+def test_p4_constants_match_the_spec():
+    sizes = _defines(P4SRC / "include" / "miresga_sizes.p4")
+    assert 1 << sizes["FRONTEND_BUCKETS_LOG2"] == cookie.FRONTEND_BUCKETS
+    control = (P4SRC / "include" / "miresga_control.p4").read_text()
+    opt_mss = re.search(r"SYNACK_OPT_MSS = (0x[0-9a-f]+)", control).group(1)
+    opt_ws = re.search(r"SYNACK_OPT_WSCALE = (0x[0-9a-f]+)", control).group(1)
+    opts = cookie.synack_options(cookie.SynOptions(sack_ok=True, wscale=1))
+    assert int(opt_mss, 16).to_bytes(4, "big") == opts[0:4]
+    assert int(opt_ws, 16).to_bytes(3, "big") == opts[7:10]
+    # every table of the spec is applied in the P4 source, and the bucket hash masks log2(N) bits
+    for t in MIRESGA.tables:
+        assert re.search(rf"\b{t.name}\.apply\(\)", control + (P4SRC / "include" / "forwarding.p4").read_text())
+    assert "[FRONTEND_BUCKETS_LOG2 - 1:0]" in control

@@ -1,0 +1,331 @@
+"""Packet cases of pipeline `miresga` (docs/miresga-datapath.md): the SYN-ACK with its cookie, the
+offload rewrites in both directions, the front-end buckets, and route for everything else.
+
+Ports: 1 client, 2 front-end, 3 back-end, 4 another host. The switch's cookie secret is SECRET:
+whoever loads the pipeline for these cases sets it (`set_secret`). MACs belong to no host, so the
+receiving host's kernel ignores every frame out (runners capture them on raw sockets).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.l2 import Ether
+from scapy.packet import Packet, Raw
+
+from system.switch import cookie
+from system.switch.tables import PipelineTables
+from system.testing.cases import Dropped, Forwarded, PacketCase, TableEntry, ip_checksum_ok
+from system.testing.runners import Outcome, VethRunner, _delta, _EntriesInstalled, _related, _snapshot
+
+SECRET = 0x5EC2E7A1
+CLIENT, CLIENT_MAC, CPORT = "198.18.210.10", "02:aa:00:00:00:01", 40123
+CLIENT2, CPORT2 = "198.18.210.11", 51000
+VIP, VIP_PORT = "198.18.210.100", 80
+BACKEND, BE_PORT, BE_INDEX = "198.18.210.30", 8080, 7
+SW_MAC = {p: f"02:bb:00:00:00:0{p}" for p in (1, 2, 3, 4)}   # the switch ports' MACs
+FE_MAC, FE2_MAC = "02:cc:00:00:00:02", "02:cc:00:00:00:04"
+BE_MAC = "02:cc:00:00:00:03"
+HOST_MAC = {1: CLIENT_MAC, 4: "02:cc:00:00:00:44"}
+PAYLOAD = b"GET /miresga HTTP/1.1\r\nHost: vip\r\n\r\n"
+
+
+def _ip(addr: str) -> int:
+    return int.from_bytes(bytes(int(x) for x in addr.split(".")), "big")
+
+
+def _mac(mac: str) -> int:
+    return int(mac.replace(":", ""), 16)
+
+
+def set_secret(tables: PipelineTables, secret: int = SECRET) -> None:
+    tables.set_default("syn_cookie", "set_cookie_secret", {"secret": secret})
+
+
+# --- entries ------------------------------------------------------------------------------------
+
+VIP_ENTRY = TableEntry("vip", {"dst_addr": _ip(VIP), "dst_port": VIP_PORT}, "mark_vip")
+BACKENDS_ENTRY = TableEntry("backends", {"src_addr": _ip(BACKEND), "src_port": BE_PORT},
+                            "mark_backend", {"vip_addr": _ip(VIP), "vip_port": VIP_PORT})
+OFFLOAD_ENTRY = TableEntry("offload", {"client_addr": _ip(CLIENT), "client_port": CPORT},
+                           "to_backend", {"index": BE_INDEX})
+BACKEND_ENTRY = TableEntry("backend_by_index", {"index": BE_INDEX}, "set_backend",
+                           {"port": 3, "dmac": _mac(BE_MAC), "dst_addr": _ip(BACKEND),
+                            "dst_port": BE_PORT})
+ROUTE_CLIENT = TableEntry("route", {"dst_addr": (_ip(CLIENT), 32)}, "forward",
+                          {"port": 1, "smac": _mac(SW_MAC[1]), "dmac": _mac(CLIENT_MAC)})
+
+
+def bucket_entry(client: str, cport: int, port: int = 2, dmac: str = FE_MAC) -> TableEntry:
+    return TableEntry("frontend_bucket", {"bucket": cookie.frontend_bucket(client, cport)},
+                      "to_frontend", {"port": port, "dmac": _mac(dmac)})
+
+
+def all_buckets_but(client: str, cport: int) -> list[TableEntry]:
+    """Every bucket to the front-end on port 4, the client endpoint's bucket to port 2: a wrong
+    hash in the switch shows as a packet out on port 4."""
+    mine = cookie.frontend_bucket(client, cport)
+    return [TableEntry("frontend_bucket", {"bucket": b}, "to_frontend",
+                       {"port": 2 if b == mine else 4, "dmac": _mac(FE_MAC if b == mine else FE2_MAC)})
+            for b in range(cookie.FRONTEND_BUCKETS)]
+
+
+STATIC = [VIP_ENTRY, BACKENDS_ENTRY, BACKEND_ENTRY, ROUTE_CLIENT, bucket_entry(CLIENT, CPORT)]
+OFFLOADED = [*STATIC, OFFLOAD_ENTRY]
+
+# --- packets ------------------------------------------------------------------------------------
+
+
+def opts_bytes(*opts: bytes) -> bytes:
+    """Raw option bytes, padded with EOL to a multiple of 4."""
+    raw = b"".join(opts)
+    return raw + b"\x00" * ((-len(raw)) % 4)
+
+
+def MSS(value: int) -> bytes:
+    return bytes([2, 4]) + value.to_bytes(2, "big")
+
+
+def WS(shift: int) -> bytes:
+    return bytes([3, 3, shift])
+
+
+SACKOK = bytes([4, 2])
+NOP = bytes([1])
+TS = bytes([8, 10]) + (123456).to_bytes(4, "big") + bytes(4)
+LINUX_OPTS = opts_bytes(MSS(1460), SACKOK, TS, NOP, WS(7))                  # 20 bytes
+
+
+def syn(options: bytes = b"", payload: bytes = b"", seq: int = 0x1234ABCD, client: str = CLIENT,
+        cport: int = CPORT) -> Packet:
+    tcp = TCP(sport=cport, dport=VIP_PORT, flags="S", seq=seq, window=64240,
+              dataofs=5 + len(options) // 4)
+    return (Ether(src=CLIENT_MAC, dst=SW_MAC[1]) / IP(src=client, dst=VIP, ttl=63, id=777, flags="DF")
+            / tcp / Raw(options + payload))
+
+
+def client_seg(flags: str, payload: bytes = b"", dport: int = VIP_PORT) -> Packet:
+    pkt = (Ether(src=CLIENT_MAC, dst=SW_MAC[1]) / IP(src=CLIENT, dst=VIP, ttl=63, id=778)
+           / TCP(sport=CPORT, dport=dport, flags=flags, seq=0x1234ABCE, ack=0x77770001, window=502))
+    return pkt / Raw(payload) if payload else pkt
+
+
+def backend_seg(flags: str, payload: bytes = PAYLOAD * 4) -> Packet:
+    pkt = (Ether(src=BE_MAC, dst=SW_MAC[3]) / IP(src=BACKEND, dst=CLIENT, ttl=64, id=999, flags="DF")
+           / TCP(sport=BE_PORT, dport=CPORT, flags=flags, seq=0x55550001, ack=0x1234ABCE + 40,
+                 window=501))
+    return pkt / Raw(payload) if payload else pkt
+
+
+# --- checks -------------------------------------------------------------------------------------
+
+def tcp_checksum_ok(pkt: Packet) -> bool:
+    ip = pkt[IP]
+    fresh = ip.copy()
+    fresh[TCP].chksum = None
+    return IP(bytes(fresh))[TCP].chksum == ip[TCP].chksum
+
+
+def synack(expect: cookie.SynOptions) -> Callable[[Packet, Packet], bool]:
+    """out is the switch's SYN-ACK to `sent`; the cookie's low bits encode `expect`."""
+
+    def check(out: Packet, sent: Packet) -> bool:
+        o, s = out[IP], sent[IP]
+        ot, st = out[TCP], sent[TCP]
+        want = cookie.encode(s.src, st.sport, s.dst, st.dport, SECRET, expect)
+        fields = (
+            len(bytes(out)) == 66,
+            out[Ether].src == sent[Ether].dst, out[Ether].dst == sent[Ether].src,
+            out[Ether].type == 0x0800,
+            (o.version, o.ihl, o.tos, o.len, o.id, int(o.flags), o.frag, o.ttl, o.proto)
+            == (4, 5, 0, 52, 0, 2, 0, 64, 6),
+            (o.src, o.dst) == (s.dst, s.src),
+            (ot.sport, ot.dport) == (st.dport, st.sport),
+            ot.seq == want, ot.ack == (st.seq + 1) & 0xFFFFFFFF,
+            str(ot.flags) == "SA", ot.window == 65535, ot.urgptr == 0, ot.dataofs == 8,
+            bytes(ot)[20:32] == cookie.synack_options(expect),
+            bytes(ot.payload) == b"",
+            ip_checksum_ok(out), tcp_checksum_ok(out),
+        )
+        return all(fields)
+
+    return check
+
+
+def _same_tcp(o: Packet, s: Packet) -> bool:
+    ot, st = o[TCP], s[TCP]
+    return ((ot.seq, ot.ack, ot.flags, ot.window, ot.dataofs, bytes(ot.payload))
+            == (st.seq, st.ack, st.flags, st.window, st.dataofs, bytes(st.payload)))
+
+
+def to_backend(out: Packet, sent: Packet) -> bool:
+    """Destination MAC, IP and port := the back-end's; TTL and the rest unchanged."""
+    o, s = out[IP], sent[IP]
+    return (out[Ether].dst == BE_MAC and out[Ether].src == sent[Ether].src
+            and o.dst == BACKEND and o.src == s.src and o.ttl == s.ttl and o.id == s.id
+            and out[TCP].dport == BE_PORT and out[TCP].sport == s[TCP].sport
+            and _same_tcp(out, sent) and ip_checksum_ok(out) and tcp_checksum_ok(out))
+
+
+def to_frontend(dmac: str = FE_MAC) -> Callable[[Packet, Packet], bool]:
+    """The frame unchanged but its destination MAC."""
+
+    def check(out: Packet, sent: Packet) -> bool:
+        return out[Ether].dst == dmac and bytes(out)[6:] == bytes(sent)[6:]
+
+    return check
+
+
+def from_vip(out: Packet, sent: Packet) -> bool:
+    """Source := VIP:port, routed to the client (MACs of the route, TTL - 1), checksums right."""
+    o, s = out[IP], sent[IP]
+    return (out[Ether].src == SW_MAC[1] and out[Ether].dst == CLIENT_MAC
+            and o.src == VIP and o.dst == s.dst and o.ttl == s.ttl - 1 and o.id == s.id
+            and out[TCP].sport == VIP_PORT and out[TCP].dport == s[TCP].dport
+            and _same_tcp(out, sent) and ip_checksum_ok(out) and tcp_checksum_ok(out))
+
+
+def routed(port: int) -> Callable[[Packet, Packet], bool]:
+    def check(out: Packet, sent: Packet) -> bool:
+        o, s = out[IP], sent[IP]
+        return (out[Ether].src == SW_MAC[port] and out[Ether].dst == HOST_MAC[port]
+                and o.ttl == s.ttl - 1 and ip_checksum_ok(out) and bytes(o.payload) == bytes(s.payload))
+
+    return check
+
+
+Opts = cookie.SynOptions
+ROUTE_OTHER = TableEntry("route", {"dst_addr": (_ip("198.18.210.44"), 32)}, "forward",
+                         {"port": 4, "smac": _mac(SW_MAC[4]), "dmac": _mac(HOST_MAC[4])})
+ROUTE_VIP = TableEntry("route", {"dst_addr": (_ip(VIP), 32)}, "forward",
+                       {"port": 4, "smac": _mac(SW_MAC[4]), "dmac": _mac(HOST_MAC[4])})
+
+
+def _syn_case(desc: str, options: bytes, expect: cookie.SynOptions, payload: bytes = b"") -> PacketCase:
+    return PacketCase(desc, entries=STATIC, send=syn(options, payload),
+                      expect=Forwarded(1, synack(expect)))
+
+
+SYN_CASES = [
+    _syn_case("SYN with Linux options (MSS, SACK, TS, NOP, WS) -> SYN-ACK, cookie with all bits",
+              LINUX_OPTS, Opts(mss=1460, sack_ok=True, wscale=7)),
+    _syn_case("SYN without options (shorter than the SYN-ACK) -> MSS 536 class, no SACK, no WS",
+              b"", Opts()),
+    _syn_case("SYN with MSS 1440 only -> class 1440", opts_bytes(MSS(1440)), Opts(mss=1440)),
+    _syn_case("SYN with MSS 1300 -> class 1220", opts_bytes(MSS(1300)), Opts(mss=1300)),
+    _syn_case("SYN with MSS 500 (below the table) -> class 536", opts_bytes(MSS(500)), Opts(mss=500)),
+    _syn_case("SYN with MSS 9000 (jumbo) -> class 1460", opts_bytes(MSS(9000), WS(0)),
+              Opts(mss=9000, wscale=0)),
+    _syn_case("SYN with SACK but no window scale", opts_bytes(MSS(1460), SACKOK), Opts(mss=1460, sack_ok=True)),
+    _syn_case("SYN with window scale 0 (offered, no shift) keeps WS in the SYN-ACK",
+              opts_bytes(NOP, WS(0)), Opts(wscale=0)),
+    _syn_case("SYN with window scale 15 is clamped to 14", opts_bytes(MSS(1460), NOP, WS(15)),
+              Opts(mss=1460, wscale=14)),
+    _syn_case("options in odd order: WS, NOP, unknown kind 30 len 6, SACK, MSS last",
+              opts_bytes(WS(9), NOP, bytes([30, 6, 1, 2, 3, 4]), SACKOK, MSS(1220)),
+              Opts(mss=1220, sack_ok=True, wscale=9)),
+    _syn_case("macOS-like 24 option bytes (MSS, NOP, WS, NOP, NOP, TS, SACK, EOL)",
+              opts_bytes(MSS(1460), NOP, WS(6), NOP, NOP, TS, SACKOK), Opts(mss=1460, sack_ok=True, wscale=6)),
+    _syn_case("40 option bytes, the maximum, with WS at the very end",
+              opts_bytes(MSS(1440), bytes([254, 30]) + bytes(28), NOP, NOP, NOP, WS(3)),
+              Opts(mss=1440, wscale=3)),
+    _syn_case("a malformed option (length 0) stops the parse: options after it are ignored",
+              opts_bytes(MSS(1460), bytes([77, 0]), SACKOK, WS(7)), Opts(mss=1460)),
+    _syn_case("an option overrunning the area stops the parse", opts_bytes(SACKOK, NOP, bytes([3, 9, 1])),
+              Opts(sack_ok=True)),
+    _syn_case("EOL ends the options: a MSS after it is padding, not an option",
+              bytes([1, 0]) + MSS(1460) + bytes(2), Opts()),
+    _syn_case("SYN carrying data (fast open style): the SYN-ACK is 66 bytes, data not acked",
+              LINUX_OPTS, Opts(mss=1460, sack_ok=True, wscale=7), payload=PAYLOAD),
+    PacketCase("another secret gives another cookie: the SYN-ACK uses the switch's secret",
+               entries=STATIC, send=syn(LINUX_OPTS, seq=0xFFFFFFFF, cport=CPORT),
+               expect=Forwarded(1, synack(Opts(mss=1460, sack_ok=True, wscale=7)))),
+]
+
+PATH_CASES = [
+    PacketCase("pure ACK of an offloaded endpoint -> destination rewritten to the back-end",
+               entries=OFFLOADED, send=client_seg("A"), expect=Forwarded(3, to_backend)),
+    PacketCase("pure ACK with ECE/CWR/PSH bits of an offloaded endpoint is still a pure ACK",
+               entries=OFFLOADED, send=client_seg("APEC"), expect=Forwarded(3, to_backend)),
+    PacketCase("pure ACK of a non-offloaded endpoint -> its front-end bucket, unchanged",
+               entries=STATIC, send=client_seg("A"), expect=Forwarded(2, to_frontend())),
+    PacketCase("data segment of an offloaded endpoint -> front-end (requests are re-evaluated)",
+               entries=OFFLOADED, send=client_seg("PA", PAYLOAD), expect=Forwarded(2, to_frontend())),
+    PacketCase("FIN of an offloaded endpoint -> front-end", entries=OFFLOADED,
+               send=client_seg("FA"), expect=Forwarded(2, to_frontend())),
+    PacketCase("RST of an offloaded endpoint -> front-end", entries=OFFLOADED,
+               send=client_seg("R"), expect=Forwarded(2, to_frontend())),
+    PacketCase("SYN+ACK from a client to the VIP is not answered: front-end", entries=STATIC,
+               send=client_seg("SA"), expect=Forwarded(2, to_frontend())),
+    PacketCase("offloaded pure ACK whose back-end index is unknown -> front-end",
+               entries=[VIP_ENTRY, bucket_entry(CLIENT, CPORT), OFFLOAD_ENTRY],
+               send=client_seg("A"), expect=Forwarded(2, to_frontend())),
+    PacketCase("bucket = CRC32(client ip|port) mod 256 (every other bucket leads elsewhere)",
+               entries=[VIP_ENTRY, *all_buckets_but(CLIENT, CPORT)], send=client_seg("PA", PAYLOAD),
+               expect=Forwarded(2, to_frontend())),
+    PacketCase("no front-end bucket for the client endpoint: const default drop (table miss)",
+               entries=[VIP_ENTRY, bucket_entry(CLIENT2, CPORT2)], send=client_seg("PA", PAYLOAD),
+               expect=Dropped("table_miss")),
+    PacketCase("back-end -> offloaded client: source := VIP:port, routed to the client",
+               entries=OFFLOADED, send=backend_seg("PA"), in_port=3, expect=Forwarded(1, from_vip)),
+    PacketCase("back-end pure ACK to an offloaded client is rewritten too",
+               entries=OFFLOADED, send=backend_seg("A", b""), in_port=3, expect=Forwarded(1, from_vip)),
+    PacketCase("back-end -> non-offloaded client: to the client endpoint's front-end, unchanged",
+               entries=STATIC, send=backend_seg("PA"), in_port=3, expect=Forwarded(2, to_frontend())),
+    PacketCase("back-end FIN to an offloaded client -> front-end", entries=OFFLOADED,
+               send=backend_seg("FA", b""), in_port=3, expect=Forwarded(2, to_frontend())),
+    PacketCase("back-end RST to an offloaded client -> front-end", entries=OFFLOADED,
+               send=backend_seg("R", b""), in_port=3, expect=Forwarded(2, to_frontend())),
+    PacketCase("back-end SYN-ACK (even of an offloaded endpoint) -> front-end", entries=OFFLOADED,
+               send=backend_seg("SA", b""), in_port=3, expect=Forwarded(2, to_frontend())),
+    PacketCase("TCP to the VIP's address on another port: not a VIP endpoint, routed",
+               entries=[*STATIC, ROUTE_VIP], send=client_seg("S", dport=81), expect=Forwarded(4, routed(4))),
+    PacketCase("UDP to the VIP endpoint is routed, never answered",
+               entries=[*STATIC, ROUTE_VIP],
+               send=Ether(src=CLIENT_MAC, dst=SW_MAC[1]) / IP(src=CLIENT, dst=VIP) / UDP(sport=CPORT, dport=80)
+               / Raw(PAYLOAD), expect=Forwarded(4, routed(4))),
+    PacketCase("other TCP (neither VIP nor back-end) is routed", entries=[*STATIC, ROUTE_OTHER],
+               send=Ether(src=CLIENT_MAC, dst=SW_MAC[1]) / IP(src=CLIENT, dst="198.18.210.44")
+               / TCP(sport=CPORT, dport=22, flags="S"), expect=Forwarded(4, routed(4))),
+    PacketCase("a TCP fragment to the VIP is routed (the switch parses no fragments)",
+               entries=[*STATIC, ROUTE_VIP],
+               send=Ether(src=CLIENT_MAC, dst=SW_MAC[1]) / IP(src=CLIENT, dst=VIP, flags="MF", proto=6)
+               / Raw(bytes(TCP(sport=CPORT, dport=80, flags="S")) + PAYLOAD), expect=Forwarded(4, routed(4))),
+    PacketCase("other traffic without a route: const default drop", entries=STATIC,
+               send=Ether(src=CLIENT_MAC, dst=SW_MAC[1]) / IP(src=CLIENT, dst="198.18.210.45")
+               / TCP(sport=CPORT, dport=22, flags="S"), expect=Dropped("table_miss")),
+]
+
+CASES = SYN_CASES + PATH_CASES
+
+
+# --- the veth runner for this pipeline ----------------------------------------------------------
+
+def related(out: bytes, sent: bytes) -> bool:
+    """Is `out` the sent frame after the pipeline (forwarded, rewritten, or answered)?"""
+    if _related(out, sent):
+        return True
+    o, s = Ether(out), Ether(sent)
+    if TCP not in o or TCP not in s:
+        return False
+    ot, st = o[TCP], s[TCP]
+    if (ot.seq, ot.ack) == (st.seq, st.ack):
+        return True        # an address rewrite
+    return str(ot.flags) == "SA" and ot.ack == (st.seq + 1) & 0xFFFFFFFF and ot.dport == st.sport
+
+
+class MiresgaVethRunner(VethRunner):
+    """VethRunner whose capture also recognises SYN-ACKs and rewritten frames as the case's."""
+
+    def run(self, case: PacketCase, timeout: float = 0.3) -> Outcome:
+        sent = bytes(case.send)
+        with _EntriesInstalled(self.tables, case):
+            self.pio.drain()
+            before = _snapshot(self.tables)
+            self.pio.send(case.in_port, sent)
+            frames = self.pio.collect(timeout)
+            after = _snapshot(self.tables)
+        drops, rx, tx = _delta(before, after)
+        out = {p: [Ether(f) for f in fs if related(f, sent)] for p, fs in frames.items()}
+        return Outcome(out={p: v for p, v in out.items() if v}, drops=drops, rx=rx, tx=tx)
