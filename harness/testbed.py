@@ -208,7 +208,10 @@ def _ensure_data(inv: Inventory, h: Host, port: SwitchPort, sw: Host) -> None:
         run_in(ns, ["ip", "addr", "add", f"{h.data_address}/{inv.data_network.prefixlen}", "dev",
                     h.data_interface])
     run_in(ns, ["ip", "link", "set", h.data_interface, "up"])
-    # Static neighbours for every other host on the data network (no ARP on the data plane).
+    # Static neighbours for every other host on the data network (no ARP on the data plane), and for
+    # the VIP: it is the switch's (its port's MAC), which answers handshakes for it.
+    run_in(ns, ["ip", "neigh", "replace", str(inv.vip), "lladdr", port.mac, "nud", "permanent",
+                "dev", h.data_interface])
     for other in inv.hosts:
         if other.data_address is None or other.name == h.name:
             continue

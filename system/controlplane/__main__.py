@@ -6,7 +6,9 @@
 
 Connects to the switch as primary (p4runtime-shell), sets the pipeline (built here with
 system.switch.package.build_package, P4Info from p4src/), installs the static tables derived from the
-inventory and the port map, and serves front-ends (protocol: docs/controlplane-protocol.md).
+inventory and the port map, and serves front-ends (protocol: docs/controlplane-protocol.md). With
+pipeline miresga it also owns the SYN cookie secret: drawn at start, set in the switch, rotated
+every --cookie-rotation-s, served to front-ends (request `cookie_secrets`).
 SIGTERM/SIGINT stop it (pending requests are acknowledged UNAVAILABLE).
 """
 
@@ -42,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-batch", type=int, default=256, help="max updates per Write")
     ap.add_argument("--request-timeout", type=float, default=5.0,
                     help="ack UNAVAILABLE for requests waiting longer than this for the switch")
+    ap.add_argument("--cookie-rotation-s", type=float, default=60.0,
+                    help="SYN cookie secret rotation period (pipelines with a syn_cookie table)")
     ap.add_argument("--stats-file", type=Path, default=None)
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
@@ -63,13 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     except (InventoryError, PortMapError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.max_batch < 1 or args.window_ms < 0:
-        print("error: --max-batch must be >= 1 and --window-ms >= 0", file=sys.stderr)
+    if args.max_batch < 1 or args.window_ms < 0 or args.cookie_rotation_s <= 0:
+        print("error: --max-batch must be >= 1, --window-ms >= 0 and --cookie-rotation-s > 0", file=sys.stderr)
         return 2
     cfg = ControllerConfig(switch=args.switch, p4info=p4info, device_config=package, static=static,
                            device_id=args.device_id, election_id=(0, args.election_id),
                            window_s=args.window_ms / 1e3, max_batch=args.max_batch,
-                           request_timeout_s=args.request_timeout)
+                           request_timeout_s=args.request_timeout, cookie_rotation_s=args.cookie_rotation_s)
     controller = Controller(cfg)
     try:
         server = FrontendServer(args.listen, controller, args.pipeline)

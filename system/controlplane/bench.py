@@ -1,6 +1,6 @@
 """`python -m system.controlplane.bench`: insertion rate and latency of the emulated switch.
 
-Brings up the test namespaces (mrsd-*), runs the P4Runtime server as a subprocess per profile, and
+Brings up the test namespaces (mrsi-*), runs the P4Runtime server as a subprocess per profile, and
 measures on the `forwarding` pipeline's `route` table (1024 entries; every pass inserts then deletes
 `--entries` /32 routes, so both operations are measured):
   single   one update per Write through p4runtime-shell's TableEntry.insert()/delete()

@@ -9,6 +9,13 @@ the arrival order; P4Runtime lets a server reorder updates within one batch), an
 Write. Each request is acknowledged with its update's P4Runtime code. When the switch goes away, the
 batch in flight is kept and retried after the reconnect; requests older than `request_timeout_s`
 are acknowledged UNAVAILABLE instead.
+
+SYN cookie secret (pipelines with a `syn_cookie` table, docs/miresga-datapath.md): a random 32-bit
+secret is drawn at start and set as syn_cookie's default action (a P4Runtime MODIFY of the default
+entry) at every (re)connect; every `cookie_rotation_s` while connected a new one is drawn, the old one
+kept as `previous` (front-ends accept both; protocol request `cookie_secrets`), and the new one set.
+The new secret is published to front-ends before the switch uses it, so a front-end never sees a
+cookie made with a secret it cannot know about (it may fetch again when validation fails).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import collections
 import hashlib
 import logging
 import queue
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -56,6 +64,43 @@ class ControllerConfig:
     request_timeout_s: float = 5.0
     reconnect_s: float = 0.5
     latency_samples: int = 20000
+    cookie_rotation_s: float = 60.0
+    cookie_table: str = "syn_cookie"
+    cookie_action: str = "set_cookie_secret"
+    cookie_param: str = "secret"
+
+
+class CookieSecrets:
+    """The SYN cookie secrets: current, previous (None before the first rotation), rotation time."""
+
+    def __init__(self, rotation_s: float, draw: Callable[[], int] = lambda: secrets.randbits(32)) -> None:
+        self.rotation_s = rotation_s
+        self._draw = draw
+        self._lock = threading.Lock()
+        self.current = draw()
+        self.previous: int | None = None
+        self.rotated_at = time.time()
+        self.due = time.monotonic() + rotation_s
+        self.rotations = 0
+        self.installs = 0
+
+    def rotate(self) -> int:
+        with self._lock:
+            new = self._draw()
+            while new == self.current:
+                new = self._draw()
+            self.current, self.previous = new, self.current
+            self.rotated_at = time.time()
+            self.due = time.monotonic() + self.rotation_s
+            self.rotations += 1
+            return new
+
+    def snapshot(self) -> dict[str, Any]:
+        """The `cookie_secrets` reply's fields (docs/controlplane-protocol.md)."""
+        with self._lock:
+            rot = self.rotation_s
+            return {"current": self.current, "previous": self.previous, "rotated_at": self.rotated_at,
+                    "rotation_s": int(rot) if float(rot).is_integer() else rot}
 
 
 class Stats:
@@ -112,6 +157,12 @@ class Controller:
         self.queue: queue.Queue[Op | None] = queue.Queue()
         self.stats = Stats(cfg.latency_samples)
         self.state: dict[tuple[int, bytes], p4runtime_pb2.Update] = {}   # acknowledged offload entries
+        self.secrets: CookieSecrets | None = None
+        if self.codec.has_table(cfg.cookie_table):
+            if cfg.cookie_rotation_s <= 0:
+                raise ValueError("cookie_rotation_s must be > 0")
+            self.secrets = CookieSecrets(cfg.cookie_rotation_s)
+            self._cookie_update(self.secrets.current)   # names checked now, not at the first connect
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._carry: collections.deque[Op] = collections.deque()
@@ -150,8 +201,15 @@ class Controller:
             occ[self.codec.index.table(ident[0]).alias] += 1
         return dict(occ)
 
+    def cookie_secrets(self) -> dict[str, Any] | None:
+        """Current/previous secret, rotation time and period; None when the pipeline has no cookie."""
+        return self.secrets.snapshot() if self.secrets else None
+
     def snapshot(self) -> dict[str, Any]:
         snap = self.stats.snapshot()
+        if self.secrets:
+            snap["cookie"] = {"rotations": self.secrets.rotations, "installs": self.secrets.installs,
+                              "rotated_at": self.secrets.rotated_at, "rotation_s": self.secrets.rotation_s}
         snap.update({"switch": self.cfg.switch, "connected": self.connected.is_set(),
                      "occupancy": self.occupancy(), "queued": self.queue.qsize() + len(self._carry),
                      "window_s": self.cfg.window_s, "max_batch": self.cfg.max_batch})
@@ -167,6 +225,18 @@ class Controller:
                 if not self._connect():
                     self._expire(pending)
                     self._stop.wait(self.cfg.reconnect_s)
+                    continue
+            if self.secrets is not None and time.monotonic() >= self.secrets.due:
+                try:
+                    self._install_secret(self.secrets.rotate())
+                    log.info("cookie secret rotated")
+                except SwitchUnavailable as e:   # installed again at the reconnect
+                    log.warning("switch %s unavailable while rotating the cookie secret: %s", self.cfg.switch, e)
+                    self.connected.clear()
+                    continue
+                except SwitchRefused as e:
+                    log.error("switch refused the cookie secret: %s", e)
+                    self.connected.clear()
                     continue
             if not pending:
                 pending = self._gather()
@@ -308,6 +378,8 @@ class Controller:
                 with self.stats.lock:
                     self.stats.pipeline_sets += 1
             self._install([*self.static_updates, *self.state.values()])
+            if self.secrets is not None:
+                self._install_secret(self.secrets.current)
         except (SwitchUnavailable, SwitchRefused) as e:
             log.warning("connecting to switch %s: %s", self.cfg.switch, e)
             self.conn.close()
@@ -318,6 +390,19 @@ class Controller:
         log.info("switch %s: primary, pipeline cookie %#x, %d static + %d offload entries installed",
                  self.cfg.switch, self.cookie, len(self.static_updates), len(self.state))
         return True
+
+    def _cookie_update(self, secret: int) -> p4runtime_pb2.Update:
+        c = self.cfg
+        return self.codec.default_update(c.cookie_table, c.cookie_action, {c.cookie_param: secret})
+
+    def _install_secret(self, secret: int) -> None:
+        """Sets syn_cookie's default action to `secret` (raises SwitchUnavailable/SwitchRefused)."""
+        (r,) = self.conn.write([self._cookie_update(secret)])
+        if r.code != "OK":
+            raise SwitchRefused(r.code, f"setting the cookie secret: {r.message}")
+        assert self.secrets is not None
+        with self.stats.lock:
+            self.secrets.installs += 1
 
     def _install(self, updates: list[p4runtime_pb2.Update]) -> None:
         """INSERTs `updates`; entries that exist already (the switch kept its state) are MODIFYed."""

@@ -3,7 +3,8 @@
 Documented in docs/controlplane-protocol.md. A frame is a 4-byte big-endian unsigned length followed
 by that many bytes of UTF-8 JSON: one object per frame, at most MAX_FRAME bytes. Every object has
 "v" (the protocol version, 1), "type" and, for requests, "id" (an integer the client chooses; the
-reply carries it back). Requests: hello, add, modify, delete, stats. Replies: hello, ack, stats, error.
+reply carries it back). Requests: hello, add, modify, delete, stats, cookie_secrets. Replies: hello,
+ack, stats, cookie_secrets, error.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 VERSION = 1
 MAX_FRAME = 1 << 20
 _LEN = struct.Struct("!I")
-REQUEST_TYPES = ("hello", "add", "modify", "delete", "stats")
+REQUEST_TYPES = ("hello", "add", "modify", "delete", "stats", "cookie_secrets")
 ENTRY_TYPES = ("add", "modify", "delete")
 
 
@@ -154,5 +155,23 @@ class Client:
     def stats(self) -> dict[str, Any]:
         return self.call({"type": "stats"})
 
+    def cookie_secrets(self) -> dict[str, Any]:
+        """The `cookie_secrets` reply (current, previous, rotated_at, rotation_s), or an `error`
+        reply (code FAILED_PRECONDITION) when the pipeline has no SYN cookie."""
+        return self.call({"type": "cookie_secrets"})
+
     def close(self) -> None:
         self.sock.close()
+
+
+def parse_cookie_secrets(msg: dict[str, Any]) -> tuple[int, int | None]:
+    """(current, previous) of a `cookie_secrets` reply; ProtocolError if it is not a valid one."""
+    if msg.get("type") != "cookie_secrets":
+        raise ProtocolError(f"expected a cookie_secrets reply, got {msg.get('type')!r}: {msg.get('message', '')}")
+    cur, prev = msg.get("current"), msg.get("previous")
+
+    def ok(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 32
+    if not ok(cur) or not (prev is None or ok(prev)):
+        raise ProtocolError(f"cookie_secrets: current/previous must be 32-bit integers, got {cur!r}, {prev!r}")
+    return cur, prev

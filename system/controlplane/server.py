@@ -59,6 +59,13 @@ class _Handler(socketserver.BaseRequestHandler):
                 reply({"v": protocol.VERSION, "type": "hello", "id": msg["id"],
                        "server": "miresga-controlplane", "pipeline": self.server.pipeline,
                        "tables": sorted(t.alias for t in ctl.codec.index.tables.values())})
+            elif msg["type"] == "cookie_secrets":
+                sec = ctl.cookie_secrets()
+                if sec is None:    # not a protocol error: the connection stays open
+                    reply({"v": protocol.VERSION, "type": "error", "id": msg["id"], "code": "FAILED_PRECONDITION",
+                           "message": f"pipeline {self.server.pipeline} has no SYN cookie (no syn_cookie table)"})
+                else:
+                    reply({"v": protocol.VERSION, "type": "cookie_secrets", "id": msg["id"], **sec})
             else:  # stats
                 reply({"v": protocol.VERSION, "type": "stats", "id": msg["id"], "stats": ctl.snapshot()})
 

@@ -6,6 +6,17 @@ it from YAML/JSON: `{client1: {port: 1, mac: "02:..", switch_mac: "02:.."}, ...}
 
 For the `forwarding` pipeline: one /32 route per host data address to the host's switch port,
 source MAC := the switch port's MAC, destination MAC := the host's MAC.
+
+For the `miresga` pipeline (docs/miresga-datapath.md), the same routes plus:
+- `vip`: (inventory vip, vip_port) -> mark_vip;
+- `backends`: (each back-end's data address, vip_port) -> mark_backend(vip, vip_port) (back-ends
+  listen on vip_port, as deploy configures them);
+- `frontend_bucket`: every bucket 0..N-1 (N = FRONTEND_BUCKETS, the modulus of the switch's bucket
+  hash) -> to_frontend(port, dmac), buckets spread round robin over the inventory's front-ends
+  (bucket b -> front-end b mod F, in inventory order);
+- `backend_by_index`: index i, 1-based in inventory order of the back-ends (harness.deploy's
+  backend_index) -> set_backend(port, dmac, dst_addr, dst_port=vip_port).
+The `syn_cookie` secret is no static entry: the controller sets and rotates it.
 """
 
 from __future__ import annotations
@@ -17,7 +28,8 @@ from typing import Any
 
 import yaml
 
-from harness.inventory import Inventory
+from harness.inventory import Host, Inventory
+from system.switch.cookie import FRONTEND_BUCKETS
 
 StaticEntry = tuple[str, dict[str, Any], str, dict[str, Any]]   # (table, key, action, params)
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -72,15 +84,53 @@ def forwarding_entries(inventory: Inventory, ports: dict[str, HostPort]) -> list
     for h in inventory.hosts:
         if h.data_address is None:
             continue
-        hp = ports.get(h.name)
-        if hp is None:
-            raise PortMapError(f"host {h.name} ({h.data_address}) has no entry in the port map")
+        hp = _port_of(h, ports)
         out.append(("route", {"dst_addr": [str(h.data_address), 32]}, "forward",
                     {"port": hp.port, "smac": hp.switch_mac, "dmac": hp.mac}))
     return out
 
 
-STATIC_BUILDERS = {"forwarding": forwarding_entries}
+def _port_of(host: Host, ports: dict[str, HostPort]) -> HostPort:
+    hp = ports.get(host.name)
+    if hp is None:
+        raise PortMapError(f"host {host.name} ({host.data_address}) has no entry in the port map")
+    return hp
+
+
+def backend_index(inventory: Inventory) -> dict[str, int]:
+    """backend_by_index's indexes: 1-based, in inventory order of the back-ends."""
+    return {b.name: i for i, b in enumerate(inventory.backends, start=1)}
+
+
+def miresga_entries(inventory: Inventory, ports: dict[str, HostPort],
+                    buckets: int = FRONTEND_BUCKETS) -> list[StaticEntry]:
+    """Routes, the VIP, the back-ends' endpoints, the front-end buckets and the back-end indexes."""
+    fes = inventory.frontends
+    bes = inventory.backends
+    if not fes:
+        raise ValueError(f"inventory {inventory.name}: pipeline miresga needs at least one front-end")
+    if not bes:
+        raise ValueError(f"inventory {inventory.name}: pipeline miresga needs at least one back-end")
+    vip, vport = str(inventory.vip), inventory.vip_port
+    out = forwarding_entries(inventory, ports)
+    out.append(("vip", {"dst_addr": vip, "dst_port": vport}, "mark_vip", {}))
+    for b in bes:
+        if b.data_address is None:
+            raise ValueError(f"back-end {b.name} has no data address")
+        out.append(("backends", {"src_addr": str(b.data_address), "src_port": vport}, "mark_backend",
+                    {"vip_addr": vip, "vip_port": vport}))
+    fe_ports = [_port_of(h, ports) for h in fes]
+    for bucket in range(buckets):
+        hp = fe_ports[bucket % len(fe_ports)]
+        out.append(("frontend_bucket", {"bucket": bucket}, "to_frontend", {"port": hp.port, "dmac": hp.mac}))
+    for b, i in zip(bes, backend_index(inventory).values(), strict=True):
+        hp = _port_of(b, ports)
+        out.append(("backend_by_index", {"index": i}, "set_backend",
+                    {"port": hp.port, "dmac": hp.mac, "dst_addr": str(b.data_address), "dst_port": vport}))
+    return out
+
+
+STATIC_BUILDERS = {"forwarding": forwarding_entries, "miresga": miresga_entries}
 
 
 def static_entries(pipeline: str, inventory: Inventory, ports: dict[str, HostPort]) -> list[StaticEntry]:

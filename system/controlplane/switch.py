@@ -162,10 +162,12 @@ class SwitchConnection:
                 return [UpdateResult(code_name(details[0].canonical_code), details[0].message)]
             self._raise(e)
 
-    def read_entries(self, table_id: int = 0) -> list[p4runtime_pb2.TableEntry]:
+    def read_entries(self, table_id: int = 0, default: bool = False) -> list[p4runtime_pb2.TableEntry]:
+        """The entries of one table (every table with 0), or its default entry with `default`."""
         c = self._need()
         ent = p4runtime_pb2.Entity()
         ent.table_entry.table_id = table_id
+        ent.table_entry.is_default_action = default
         try:
             return [e.table_entry for rep in c.read_one(ent) for e in rep.entities]
         except grpc.RpcError as e:
@@ -237,6 +239,41 @@ class EntryCodec:
         u = p4runtime_pb2.Update(type=typ)
         u.entity.table_entry.CopyFrom(entry)
         return u
+
+    def default_update(self, table: str, action: str, params: dict[str, Any]) -> p4runtime_pb2.Update:
+        """A MODIFY of `table`'s default entry (is_default_action): its default action and params.
+        Raises ValueError on unknown names, bad values or a missing param."""
+        try:
+            t = self.index.table_by_name(table)
+        except KeyError:
+            raise ValueError(f"unknown table {table!r}") from None
+        try:
+            a = self.index.action_by_name(action)
+        except KeyError:
+            raise ValueError(f"unknown action {action!r}") from None
+        if a.id not in t.default_action_ids:
+            raise ValueError(f"action {action} cannot be the default action of table {table}")
+        names = {q.name: q for q in a.params}
+        p: dict[str, int] = {}
+        for pname, value in params.items():
+            q = names.get(pname)
+            if q is None:
+                raise ValueError(f"action {action}: unknown param {pname!r}")
+            p[q.name] = _value(value, q.bitwidth, pname)
+        missing = [q.name for q in a.params if q.name not in p]
+        if missing:
+            raise ValueError(f"action {action}: missing param(s) {', '.join(missing)}")
+        u = p4runtime_pb2.Update(type=p4runtime_pb2.Update.MODIFY)
+        u.entity.table_entry.CopyFrom(_encode_partial(t, {}, a, p))
+        u.entity.table_entry.is_default_action = True
+        return u
+
+    def has_table(self, table: str) -> bool:
+        try:
+            self.index.table_by_name(table)
+        except KeyError:
+            return False
+        return True
 
     def entry_key(self, entry: p4runtime_pb2.TableEntry) -> tuple[int, bytes]:
         """A hashable identity of an entry's table and match (for per-key ordering)."""

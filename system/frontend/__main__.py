@@ -1,8 +1,10 @@
 """Run a Miresga front-end: `python -m system.frontend --netns NS --dev IF --vip A --backend ... ...`.
 
 Back-ends are given as NAME=IP:PORT:INDEX:MAC (INDEX: the switch's backend_by_index entry; MAC: the
-next hop of frames to it). Cookie secrets come from --secret/--previous-secret or a --secrets-file
-(JSON {"current": n, "previous": n}, re-read every second), written by the control plane's host.
+next hop of frames to it). Cookie secrets come from the control plane (--controlplane; request
+`cookie_secrets`, fetched at start and every --secrets-interval seconds, and again when a cookie
+matches neither secret), or, for tests, from --secret/--previous-secret or a --secrets-file (JSON
+{"current": n, "previous": n}, re-read every second).
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 from pathlib import Path
 
 from system import rules
 from system.frontend.balancer import Backend, Balancer
+from system.frontend.cpsecrets import SecretsFetcher, SecretsUnavailable
 from system.frontend.daemon import Daemon
 from system.frontend.engine import Config, FrontEnd
 from system.frontend.fastpath import FastPath
@@ -46,26 +50,44 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rules", type=Path, default=Path("system/rules/default.yaml"))
     ap.add_argument("--secret", type=lambda v: int(v, 0))
     ap.add_argument("--previous-secret", type=lambda v: int(v, 0))
-    ap.add_argument("--secrets-file", type=Path)
-    ap.add_argument("--controlplane", help="HOST:PORT of the switch control plane (offload requests)")
+    ap.add_argument("--secrets-file", type=Path, help="tests: JSON {current, previous}, re-read every second")
+    ap.add_argument("--controlplane", help="HOST:PORT of the switch control plane (offload requests and, "
+                    "unless --secret/--secrets-file is given, the cookie secrets)")
+    ap.add_argument("--secrets-interval", type=float, default=1.0,
+                    help="seconds between cookie secret fetches from the control plane")
+    ap.add_argument("--secrets-wait", type=float, default=30.0,
+                    help="how long to wait at start for the control plane's cookie secrets")
     ap.add_argument("--fastopen", action="store_true", help="send the request inside the back-end SYN")
     ap.add_argument("--pin-dir", type=Path, default=Path("/sys/fs/bpf/miresga-frontend"))
     ap.add_argument("--stats-file", type=Path)
     ap.add_argument("--idle-timeout", type=float, default=120.0)
     args = ap.parse_args(argv)
 
+    cp_address = None
+    if args.controlplane:
+        host, _, port = args.controlplane.rpartition(":")
+        if not port.isdigit():
+            ap.error(f"--controlplane {args.controlplane!r} is not HOST:PORT")
+        cp_address = (host, int(port))
+    fetcher = None
     if args.secrets_file:
         secrets = Secrets(*read_secrets(args.secrets_file))
     elif args.secret is not None:
         secrets = Secrets(args.secret, args.previous_secret)
+    elif cp_address is not None:
+        fetcher = SecretsFetcher(cp_address, name=f"frontend-{args.dev}", interval=args.secrets_interval)
+        try:
+            secrets = fetcher.wait_first(args.secrets_wait)
+        except SecretsUnavailable as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     else:
-        ap.error("give --secret or --secrets-file")
+        ap.error("give --controlplane (cookie secrets from the control plane), --secret or --secrets-file")
     backends = {b.name: b for b in args.backend}
     ruleset = rules.load(args.rules, tuple(backends))
     offload = None
-    if args.controlplane:
-        host, _, port = args.controlplane.rpartition(":")
-        offload = OffloadClient((host, int(port)), name=f"frontend-{args.dev}")
+    if cp_address is not None:
+        offload = OffloadClient(cp_address, name=f"frontend-{args.dev}")
     fastpath = FastPath(args.netns, args.dev, args.punt_dev, args.pin_dir)
     fastpath.start(args.vip, args.vip_port)
     try:
@@ -75,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                      client_next_hop_mac=args.client_next_hop_mac, fastopen=args.fastopen,
                      idle_timeout=args.idle_timeout)
         engine = FrontEnd(cfg, Balancer(ruleset, backends), secrets, fastpath=fastpath, offload=offload)
-        daemon = Daemon(engine, fastpath, stats_file=args.stats_file, offload=offload)
+        daemon = Daemon(engine, fastpath, stats_file=args.stats_file, offload=offload, secrets_source=fetcher)
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
@@ -87,12 +109,17 @@ def main(argv: list[str] | None = None) -> int:
                     except (OSError, ValueError, KeyError):
                         engine.counters["secrets_file_errors"] += 1
             threading.Thread(target=reread, daemon=True).start()
+        if fetcher is not None:
+            fetcher.failures = lambda: engine.counters["bad_cookie"]
+            fetcher.start()
         daemon.run(stop)
         daemon.close()
     finally:
         fastpath.stop()
         if offload is not None:
             offload.close()
+        if fetcher is not None:
+            fetcher.close()
     return 0
 
 

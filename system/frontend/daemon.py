@@ -24,9 +24,10 @@ PACKET_OUTGOING = 4
 
 class Daemon:
     def __init__(self, engine: FrontEnd, fastpath: FastPath, tick: float = 0.05,
-                 stats_file: Path | None = None, offload=None) -> None:
+                 stats_file: Path | None = None, offload=None, secrets_source=None) -> None:
         self.engine, self.fastpath, self.tick = engine, fastpath, tick
         self.stats_file, self.offload = stats_file, offload
+        self.secrets_source = secrets_source     # cpsecrets.SecretsFetcher (its counters go in stats)
         self.rx = fastpath.open_punt_socket()
         self.rx.setblocking(False)
         ctx = in_netns(fastpath.netns) if fastpath.netns else contextlib.nullcontext()
@@ -66,6 +67,8 @@ class Daemon:
                "io": {"sent": self.sent, "send_errors": self.send_errors}}
         if self.offload is not None:
             out["offload"] = dict(self.offload.counters)
+        if self.secrets_source is not None:
+            out["cookie_secrets"] = dict(self.secrets_source.counters)
         return out
 
     def run(self, stop: threading.Event) -> None:

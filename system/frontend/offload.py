@@ -3,7 +3,8 @@
 Framed protocol of docs/controlplane-protocol.md over one TCP connection: requests are written in
 the order the front-end makes them (the control plane keeps requests on one key in order), acks are
 read by a background thread and counted by code. Failures (a non-OK ack, no connection) are visible
-in `counters`, never silent. Table `offload`: key (client_ip, client_port), action to_backend(index).
+in `counters`, never silent. Table `offload`: key (client_addr, client_port) (the P4Info's match
+field names), action to_backend(index).
 """
 
 from __future__ import annotations
@@ -116,11 +117,11 @@ class OffloadClient:
                 self._sock = None
 
     def add(self, client_ip: bytes, client_port: int, index: int) -> None:
-        self._send("add", {"key": {"client_ip": ip_str(client_ip), "client_port": client_port},
+        self._send("add", {"key": {"client_addr": ip_str(client_ip), "client_port": client_port},
                            "action": ACTION, "params": {"index": index}})
 
     def delete(self, client_ip: bytes, client_port: int) -> None:
-        self._send("delete", {"key": {"client_ip": ip_str(client_ip), "client_port": client_port}})
+        self._send("delete", {"key": {"client_addr": ip_str(client_ip), "client_port": client_port}})
 
     def pending(self) -> int:
         with self._lock:

@@ -30,7 +30,7 @@ class FramedServer:
                 if msg["type"] == "hello":
                     conn.sendall(encode({"v": 1, "type": "hello", "id": msg["id"], "server": "t"}))
                     continue
-                key = (msg["key"]["client_ip"], msg["key"]["client_port"])
+                key = (msg["key"]["client_addr"], msg["key"]["client_port"])
                 code = "OK"
                 if msg["type"] == "add":
                     keys.add(key)
@@ -64,7 +64,7 @@ def test_add_delete_in_order_and_counted():
         entries = [r for r in srv.requests if r["type"] != "hello"]
         assert [r["type"] for r in entries] == ["add", "delete", "delete"]
         assert entries[0] == {"v": 1, "type": "add", "id": entries[0]["id"], "table": "offload",
-                              "key": {"client_ip": "198.18.0.11", "client_port": 40000},
+                              "key": {"client_addr": "198.18.0.11", "client_port": 40000},
                               "action": "to_backend", "params": {"index": 1}}
         assert cl.counters["add_OK"] == 1 and cl.counters["delete_OK"] == 1 and cl.counters["failed"] == 1
     finally:

@@ -61,6 +61,7 @@ class TableInfo:
     size: int
     const_default_action_id: int
     direct_resource_ids: tuple[int, ...]
+    default_action_ids: frozenset[int] = frozenset()   # actions allowed as default (not TABLE_ONLY)
 
     def field(self, fid: int) -> FieldInfo | None:
         return next((f for f in self.fields if f.id == fid), None)
@@ -91,9 +92,11 @@ class P4InfoIndex:
                                      f"match type {MatchType.Name(mf.match_type)}")
                 fields.append(FieldInfo(mf.id, mf.name, mf.bitwidth, kind))
             allowed = frozenset(r.id for r in t.action_refs if r.scope != p4info_pb2.ActionRef.DEFAULT_ONLY)
+            defaults = frozenset(r.id for r in t.action_refs if r.scope != p4info_pb2.ActionRef.TABLE_ONLY)
             self.tables[t.preamble.id] = TableInfo(
                 t.preamble.id, t.preamble.name, t.preamble.alias or t.preamble.name.split(".")[-1],
-                tuple(fields), allowed, t.size, t.const_default_action_id, tuple(t.direct_resource_ids))
+                tuple(fields), allowed, t.size, t.const_default_action_id, tuple(t.direct_resource_ids),
+                defaults)
         self.counters: dict[int, p4info_pb2.Counter] = {c.preamble.id: c for c in p4info.counters}
         self.direct_counters: dict[int, p4info_pb2.DirectCounter] = {
             c.preamble.id: c for c in p4info.direct_counters}
@@ -191,8 +194,8 @@ def decode_match(table: TableInfo, matches: list[p4runtime_pb2.FieldMatch]) -> K
     return key
 
 
-def decode_action(idx: P4InfoIndex, table: TableInfo, action: p4runtime_pb2.TableAction) -> tuple[
-        ActionInfo, dict[str, int]]:
+def decode_action(idx: P4InfoIndex, table: TableInfo, action: p4runtime_pb2.TableAction,
+                  default: bool = False) -> tuple[ActionInfo, dict[str, int]]:
     which = action.WhichOneof("type")
     if which is None:
         raise bad(f"table {table.alias}: the entry has no action")
@@ -202,7 +205,9 @@ def decode_action(idx: P4InfoIndex, table: TableInfo, action: p4runtime_pb2.Tabl
     a = idx.actions.get(action.action.action_id)
     if a is None:
         raise bad(f"unknown action id {action.action.action_id:#x}")
-    if a.id not in table.action_ids:
+    if default and a.id not in table.default_action_ids:
+        raise bad(f"action {a.alias} cannot be the default action of table {table.alias}")
+    if not default and a.id not in table.action_ids:
         raise bad(f"action {a.alias} is not an entry action of table {table.alias}")
     params: dict[str, int] = {}
     for p in action.action.params:
@@ -218,11 +223,29 @@ def decode_action(idx: P4InfoIndex, table: TableInfo, action: p4runtime_pb2.Tabl
     return a, params
 
 
+def decode_default_entry(idx: P4InfoIndex, entry: p4runtime_pb2.TableEntry, *,
+                         with_action: bool) -> DecodedEntry:
+    """A default entry (is_default_action set): no match, no priority; for a write (`with_action`) the
+    table's default must not be const (PERMISSION_DENIED) and the action must be a default action."""
+    table = idx.table(entry.table_id)
+    if len(entry.match):
+        raise bad(f"table {table.alias}: a default entry has no match fields")
+    if entry.priority != 0:
+        raise bad(f"table {table.alias}: a default entry has no priority")
+    if not with_action:
+        return DecodedEntry(table, {}, None, {})
+    if table.const_default_action_id:
+        raise P4RTError(grpc.StatusCode.PERMISSION_DENIED,
+                        f"table {table.alias}: the default action is const in this pipeline")
+    action, params = decode_action(idx, table, entry.action, default=True)
+    return DecodedEntry(table, {}, action, params)
+
+
 def decode_entry(idx: P4InfoIndex, entry: p4runtime_pb2.TableEntry, *, with_action: bool) -> DecodedEntry:
     table = idx.table(entry.table_id)
     if entry.is_default_action:
-        raise P4RTError(grpc.StatusCode.PERMISSION_DENIED,
-                        f"table {table.alias}: the default action is const in this pipeline")
+        raise bad(f"table {table.alias}: a default entry can only be modified or read "
+                  "(decode it with decode_default_entry)")
     if table.needs_priority:
         if entry.priority <= 0:
             raise bad(f"table {table.alias} has ternary fields: priority must be > 0")

@@ -24,7 +24,13 @@ from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2
 
 from system.switch.p4rt import compat
-from system.switch.p4rt.codec import DecodedEntry, P4InfoIndex, decode_entry, encode_entry
+from system.switch.p4rt.codec import (
+    DecodedEntry,
+    P4InfoIndex,
+    decode_default_entry,
+    decode_entry,
+    encode_entry,
+)
 from system.switch.p4rt.errors import P4RTError
 from system.switch.p4rt.insertion import InsertionPacer
 from system.switch.profiles import SwitchProfile
@@ -210,6 +216,9 @@ class Device:
         if u.type not in (Update.INSERT, Update.MODIFY, Update.DELETE):
             raise P4RTError(grpc.StatusCode.INVALID_ARGUMENT, f"update type {u.type} is not "
                             "INSERT, MODIFY or DELETE")
+        if u.entity.table_entry.is_default_action:
+            self._apply_default(loaded, u)
+            return
         d = decode_entry(loaded.prepared.index, u.entity.table_entry, with_action=u.type != Update.DELETE)
         bind = compat.Binding(loaded.prepared.spec, d.table)
         name = bind.table
@@ -230,12 +239,56 @@ class Device:
         except compat.TableError as e:
             raise compat.table_error(e) from None
 
+    def _apply_default(self, loaded: Loaded, u: p4runtime_pb2.Update) -> None:
+        """MODIFY of a table's default entry (P4Runtime 1.4, 9.1.3): sets the default action of a
+        table whose default is not const (syn_cookie's secret); without an action it resets the
+        default to the declared one with zero parameters. INSERT/DELETE: INVALID_ARGUMENT."""
+        entry = u.entity.table_entry
+        if u.type != Update.MODIFY:
+            raise P4RTError(grpc.StatusCode.INVALID_ARGUMENT, f"{Update.Type.Name(u.type)} of a default "
+                            "entry: the default entry can only be modified")
+        reset = entry.action.WhichOneof("type") is None
+        d = decode_default_entry(loaded.prepared.index, entry, with_action=not reset)
+        if reset and d.table.const_default_action_id:
+            raise P4RTError(grpc.StatusCode.PERMISSION_DENIED,
+                            f"table {d.table.alias}: the default action is const in this pipeline")
+        bind = compat.Binding(loaded.prepared.spec, d.table)
+        try:
+            if reset:
+                act = bind.spec_table.action(bind.spec_table.default_action)
+                loaded.tables.set_default(bind.table, act.name, {p.name: 0 for p in act.params})
+            else:
+                loaded.tables.set_default(bind.table, bind.action(d.action), bind.params(d.action, d.params))
+        except compat.TableError as e:
+            raise compat.table_error(e) from None
+
     # -- reads -------------------------------------------------------------------------------
+
+    def read_default_entry(self, req: p4runtime_pb2.TableEntry) -> p4runtime_pb2.TableEntry:
+        """The default entry of table `req.table_id` (is_default_action set in the reply)."""
+        with self._lock:
+            loaded = self._require()
+            idx = loaded.prepared.index
+            if req.table_id == 0:
+                raise P4RTError(grpc.StatusCode.INVALID_ARGUMENT,
+                                "reading a default entry needs a table_id")
+            d = decode_default_entry(idx, req, with_action=False)
+            bind = compat.Binding(loaded.prepared.spec, d.table)
+            try:
+                e = loaded.tables.get_default(bind.table)
+            except compat.TableError as err:
+                raise compat.table_error(err) from None
+            action = bind.action_info(idx, e.action)
+            msg = encode_entry(d.table, {}, action, bind.p4_params(action, e.params))
+            msg.is_default_action = True
+            return msg
 
     def read_table_entries(self, req: p4runtime_pb2.TableEntry,
                            with_counters: bool | None = None) -> list[p4runtime_pb2.TableEntry]:
         """Entries matching `req`: every table (table_id 0), one table (no match) or one entry.
         Direct counter data is included when the request sets counter_data (or `with_counters`)."""
+        if req.is_default_action:
+            return [self.read_default_entry(req)]
         if with_counters is None:
             with_counters = req.HasField("counter_data")
         with self._lock:

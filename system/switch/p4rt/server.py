@@ -6,6 +6,12 @@ RECONCILE_AND_COMMIT is treated as VERIFY_AND_COMMIT: the target keeps no state 
 the reconciliation is a full replacement), GetForwardingPipelineConfig (all response types), Write
 (table entries; CONTINUE_ON_ERROR only), Read (table entries and counters), Capabilities.
 
+Default entries (P4Runtime 1.4, 9.1.3): a MODIFY with `is_default_action` sets the default action of
+a table whose default is not const (pipeline miresga's keyless `syn_cookie`: the cookie secret), or
+resets it when it has no action; INSERT/DELETE of a default entry is INVALID_ARGUMENT, a MODIFY of a
+const default PERMISSION_DENIED. A Read of one table's entry with `is_default_action` returns its
+default entry (the const one too); wildcard reads return entries only.
+
 Server counters are written as JSON to `--stats-file` (once a second while they change, and at exit);
 see `Device.stats()` for the fields.
 """

@@ -1,8 +1,8 @@
 """Test support shared by the P4Runtime server's and the control plane's tests (root only).
 
-`SwitchNamespaces` builds the emulated switch's namespace `mrsd-sw` with veth ports `mdsw<N>`
-whose peers `mdh<N>` sit in host namespaces `mrsd-h<N>` (198.18.200.<N>/24), and removes exactly
-those namespaces at the end. Everything is prefixed `mrsd-`/`md` (engineer D's test prefix).
+`SwitchNamespaces` builds the emulated switch's namespace `mrsi-sw` with veth ports `misw<N>`
+whose peers `mih<N>` sit in host namespaces `mrsi-h<N>` (198.18.200.<N>/24), and removes exactly
+those namespaces at the end. Everything is prefixed `mrsi-`/`mi` (this component's test prefix).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SW_NS = "mrsd-sw"
+SW_NS = "mrsi-sw"
 PIN_ROOT = Path("/sys/fs/bpf")
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -51,10 +51,10 @@ class SwitchNamespaces:
 
     @property
     def ports(self) -> dict[int, str]:
-        return {i: f"mdsw{i}" for i in range(1, self.n_ports + 1)}
+        return {i: f"misw{i}" for i in range(1, self.n_ports + 1)}
 
     def host_ns(self, i: int) -> str:
-        return f"mrsd-h{i}"
+        return f"mrsi-h{i}"
 
     def host_ip(self, i: int) -> str:
         return f"198.18.200.{i}"
@@ -70,18 +70,18 @@ class SwitchNamespaces:
             sh("ip", "-n", ns, "link", "set", "lo", "up")
         for i in range(1, self.n_ports + 1):
             h = self.host_ns(i)
-            sh("ip", "-n", SW_NS, "link", "add", f"mdsw{i}", "type", "veth", "peer", "name", f"mdh{i}",
+            sh("ip", "-n", SW_NS, "link", "add", f"misw{i}", "type", "veth", "peer", "name", f"mih{i}",
                "netns", h)
-            sh("ip", "-n", SW_NS, "link", "set", f"mdsw{i}", "up")
-            sh("ip", "-n", h, "addr", "add", f"{self.host_ip(i)}/24", "dev", f"mdh{i}")
-            sh("ip", "-n", h, "link", "set", f"mdh{i}", "up")
+            sh("ip", "-n", SW_NS, "link", "set", f"misw{i}", "up")
+            sh("ip", "-n", h, "addr", "add", f"{self.host_ip(i)}/24", "dev", f"mih{i}")
+            sh("ip", "-n", h, "link", "set", f"mih{i}", "up")
         # Static neighbours: the switch answers no ARP; each host sends to its switch port's MAC.
         for i in range(1, self.n_ports + 1):
-            sw_mac = self.mac(SW_NS, f"mdsw{i}")
+            sw_mac = self.mac(SW_NS, f"misw{i}")
             for j in range(1, self.n_ports + 1):
                 if j != i:
                     sh("ip", "-n", self.host_ns(i), "neigh", "replace", self.host_ip(j), "lladdr", sw_mac,
-                       "dev", f"mdh{i}", "nud", "permanent")
+                       "dev", f"mih{i}", "nud", "permanent")
         return self
 
     def down(self) -> None:
@@ -99,12 +99,12 @@ class SwitchNamespaces:
 
 def make_server(switch_ns: SwitchNamespaces, profile: str = "unlimited", tag: str = "p4rt",
                 stats_file: Path | None = None) -> Any:
-    """A started in-process P4RuntimeServer on a free loopback port (pins under mrsd-<tag>)."""
+    """A started in-process P4RuntimeServer on a free loopback port (pins under mrsi-<tag>)."""
     from system.switch.p4rt.device import Device
     from system.switch.p4rt.server import P4RuntimeServer
     from system.switch.profiles import load_profile
 
-    device = Device(SW_NS, switch_ns.ports, PIN_ROOT / f"mrsd-{tag}", load_profile(profile))
+    device = Device(SW_NS, switch_ns.ports, PIN_ROOT / f"mrsi-{tag}", load_profile(profile))
     server = P4RuntimeServer(device, "127.0.0.1:0", stats_file=stats_file)
     server.start()
     return server
@@ -117,7 +117,7 @@ class SwitchProcess:
     ns: SwitchNamespaces
     port: int
     profile: str = "unlimited"
-    pin_dir: Path = PIN_ROOT / "mrsd-cp"
+    pin_dir: Path = PIN_ROOT / "mrsi-cp"
     log: Path | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
 

@@ -1,4 +1,4 @@
-"""The P4Runtime server against the real emulated target (BPF maps in namespace mrsd-sw), driven by
+"""The P4Runtime server against the real emulated target (BPF maps in namespace mrsi-sw), driven by
 p4runtime-shell 0.0.6 as the client, plus raw gRPC requests where the shell cannot express them."""
 
 from __future__ import annotations
@@ -134,8 +134,8 @@ def test_data_plane_forwards_with_written_routes_and_counts(shell, switch_ns: Sw
     ns = switch_ns
     assert not ns.ping(1, 2), "forwarded without routes"
     for i in (1, 2):
-        route(sh, f"{ns.host_ip(i)}/32", port=i, smac=ns.mac(SW_NS, f"mdsw{i}"),
-              dmac=ns.mac(ns.host_ns(i), f"mdh{i}")).insert()
+        route(sh, f"{ns.host_ip(i)}/32", port=i, smac=ns.mac(SW_NS, f"misw{i}"),
+              dmac=ns.mac(ns.host_ns(i), f"mih{i}")).insert()
     assert ns.ping(1, 2)
     dc = sh.DirectCounterEntry("route_counter")
     dc.table_entry.match["dst_addr"] = f"{ns.host_ip(2)}/32"
