@@ -37,6 +37,8 @@ SERVICES = {
 
 
 CONTROLPLANE_PORT = 9600
+SWITCH_WSCALE = 7                  # the window-scale shift the switch's SYN-ACK promises (datapath contract)
+WSCALE_RMEM_MAX = 6291456          # a tcp_rmem maximum for which Linux picks that shift
 ROUTER_MAC = "02:00:5e:00:00:01"   # the switch ports' MAC on a cluster (configure it on the Tofino)
 
 
@@ -218,6 +220,68 @@ def tofino_steps(inv: Inventory, pipeline: str) -> str:
     ])
 
 
+# ---- Miresga ------------------------------------------------------------------------------------
+
+def backend_index(inv: Inventory) -> dict[str, int]:
+    """The switch's backend_by_index entries: 1-based, in inventory order of the back-ends."""
+    return {b.name: i for i, b in enumerate(inv.backends, start=1)}
+
+
+def switch_mac_of(inv: Inventory, host_name: str) -> str:
+    """The MAC of the switch port a host is on: its next hop for everything on the data plane."""
+    return str(port_map(inv)[host_name]["switch_mac"])
+
+
+def deploy_agent(r: Remote, inv: Inventory) -> None:
+    """The back-end agent (eBPF sequence translation) on a back-end's data interface, and the kernel
+    settings Miresga needs there: data in SYN accepted without a cookie (the fast-open shortcut), and
+    the window-scale shift the switch promises clients (docs/miresga-datapath.md)."""
+    h = r.host
+    r.stop("agent")
+    r.run("sysctl -qw net.ipv4.tcp_fastopen=0x203")
+    # Linux derives its window-scale shift from max(tcp_rmem[2], rmem_max): a maximum receive
+    # buffer of 6 MiB (Linux's default) gives the shift the switch promises.
+    low, default, _ = r.run("sysctl -n net.ipv4.tcp_rmem").split()
+    r.run(f"sysctl -qw net.ipv4.tcp_rmem='{low} {default} {WSCALE_RMEM_MAX}'")
+    rmem = r.run("sysctl -n net.ipv4.tcp_rmem; sysctl -n net.core.rmem_max").split()
+    space = max(int(rmem[2]), int(rmem[3]))
+    shift = max(0, min(14, space.bit_length() - 1 - 15))
+    if shift != SWITCH_WSCALE:
+        raise DeployError(f"{h.name}: its kernel would choose window scale {shift} (tcp_rmem max {rmem[2]}, "
+                          f"net.core.rmem_max {rmem[3]}), but the switch promises clients {SWITCH_WSCALE}: "
+                          "lower net.core.rmem_max below 2^23 on that host")
+    r.run(f"rm -rf {r.workdir}/system")
+    r.put_tree(project_files("system", suffixes=(".py", ".c", ".h", ".yaml")))
+    pin = f"/sys/fs/bpf/{testbed.netns(h)}-agent" if inv.kind == "local" else "/sys/fs/bpf/miresga-agent"
+    r.start("agent", f"{r.python()} -m system.agent --interface {h.data_interface} --pin-dir {pin} --interval 5")
+    wait_for(lambda: "agent_ingress" in r.run(f"tc filter show dev {h.data_interface} ingress", check=False),
+             30, f"the agent on {h.name} to attach to {h.data_interface}")
+
+
+def deploy_frontend(r: Remote, inv: Inventory, fastopen: bool = True) -> None:
+    h = r.host
+    r.stop("frontend")
+    r.run(f"rm -rf {r.workdir}/system")
+    files = project_files("system", suffixes=(".py", ".c", ".h", ".yaml"))
+    files["rules.yaml"] = inv.rules.read_bytes()
+    r.put_tree(files)
+    hop = switch_mac_of(inv, h.name)
+    idx = backend_index(inv)
+    backends = " ".join(f"--backend {b.name}={b.data_address}:{inv.vip_port}:{idx[b.name]}:{hop}"
+                        for b in inv.backends)
+    mgmt = str(inv.switch_host.mgmt_address or inv.switch_host.ssh_address)
+    pin = f"/sys/fs/bpf/{testbed.netns(h)}-frontend" if inv.kind == "local" else "/sys/fs/bpf/miresga-frontend"
+    own = h.data_mac or port_map(inv)[h.name]["mac"]
+    r.start("frontend", f"{r.python()} -m system.frontend --dev {h.data_interface} --own-mac {own} "
+            f"--client-next-hop-mac {hop} --vip {inv.vip} --vip-port {inv.vip_port} {backends} "
+            f"--rules {r.workdir}/rules.yaml --controlplane {mgmt}:{CONTROLPLANE_PORT} --pin-dir {pin} "
+            f"--stats-file {r.workdir}/run/frontend-stats.json" + (" --fastopen" if fastopen else ""))
+    wait_for(lambda: r.run(f"test -s {r.workdir}/run/frontend-stats.json && echo ok", check=False).strip() == "ok"
+             or r.service_pid("frontend") is None, 30, f"the front-end on {h.name} to start")
+    if r.service_pid("frontend") is None:
+        raise DeployError(f"{h.name}: the front-end exited:\n{r.tail('frontend')}")
+
+
 def load_rules(inv: Inventory) -> rules_mod.RuleSet:
     return rules_mod.load(inv.rules, tuple(b.name for b in inv.backends))
 
@@ -237,14 +301,14 @@ class System:
     pipeline: str = "forwarding"   # the switch pipeline the system runs on
 
 
-def _deploy_common(inv: Inventory, pipeline: str = "forwarding") -> None:
+def _deploy_common(inv: Inventory, pipeline: str = "forwarding", fastopen: int | None = None) -> None:
     with remotes(inv, "switch") as rs:
         for r in rs:
             deploy_switch(r, inv, pipeline)
     with remotes(inv, "backend") as rs:
         for r in rs:
             log(f"{r.name}: nginx and the object catalog ({len(inv.catalog)} objects)")
-            deploy_backend(r, inv)
+            deploy_backend(r, inv, fastopen=fastopen)
     with remotes(inv, "client") as rs:
         for r in rs:
             log(f"{r.name}: workload code")
@@ -263,6 +327,25 @@ def _deploy_haproxy(inv: Inventory) -> None:
             deploy_haproxy(r, inv)
 
 
+def _deploy_miresga(inv: Inventory) -> None:
+    _deploy_common(inv, pipeline="miresga", fastopen=1024)
+    with remotes(inv, "backend") as rs:
+        for r in rs:
+            log(f"{r.name}: back-end agent (sequence translation)")
+            deploy_agent(r, inv)
+    with remotes(inv, "frontend") as rs:
+        for r in rs:
+            log(f"{r.name}: Miresga front-end (rules from {inv.rules})")
+            deploy_frontend(r, inv)
+    # The whole path: a client fetches an object through the VIP.
+    with remotes(inv, "client") as rs:
+        probe = inv.catalog[0]
+        url = f"http://{inv.vip}:{inv.vip_port}{probe.path}"
+        got = rs[0].run(f"curl -s -m 5 -o /dev/null -w '%{{http_code}} %{{size_download}}' {url}", check=False)
+        if got.strip() != f"200 {probe.size}":
+            raise DeployError(f"Miresga is deployed but {url} from {rs[0].name} gave {got.strip() or 'nothing'}")
+
+
 SYSTEMS: dict[str, System] = {
     "direct": System(
         "direct", "clients fetch directly from nginx on the first back-end (no load balancer): a reference",
@@ -272,6 +355,10 @@ SYSTEMS: dict[str, System] = {
         "haproxy", "software L7 load balancer: HAProxy in HTTP mode on the front-end host(s)",
         _deploy_haproxy, lambda inv: [(str(f.data_address), inv.vip_port) for f in inv.frontends],
         (("frontend", "haproxy"), ("backend", "nginx"))),
+    "miresga": System(
+        "miresga", "Miresga: switch handshakes and offloads elephants, front-ends parse HTTP, agents translate "
+        "sequence numbers", _deploy_miresga, lambda inv: [(str(inv.vip), inv.vip_port)],
+        (("frontend", "frontend"), ("backend", "agent"), ("backend", "nginx")), pipeline="miresga"),
 }
 
 

@@ -233,15 +233,19 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path) -> No
 
 
 def _collect_switch_stats(inv: Inventory, dest: Path) -> None:
-    """The emulated switch's and control plane's counters after the cell (occupancy, insertions)."""
-    if inv.switch.target != "emulated":
-        return
-    with Remote(inv, inv.switch_host) as r:
-        for name in ("controlplane-stats.json", "p4rt-stats.json"):
-            text = r.run(f"cat {r.workdir}/run/{name} 2>/dev/null", check=False)
-            if text.strip():
-                dest.mkdir(parents=True, exist_ok=True)
-                (dest / name).write_text(text)
+    """Counters after the cell: the emulated switch's and control plane's (occupancy, insertions) and
+    each Miresga front-end's (offloads, fast-path and user-space forwarding)."""
+    hosts = [(inv.switch_host, ("controlplane-stats.json", "p4rt-stats.json"))] if inv.switch.target == "emulated" \
+        else []
+    hosts += [(h, ("frontend-stats.json",)) for h in inv.frontends]
+    for host, names in hosts:
+        with Remote(inv, host) as r:
+            for name in names:
+                text = r.run(f"cat {r.workdir}/run/{name} 2>/dev/null", check=False)
+                if text.strip():
+                    dest.mkdir(parents=True, exist_ok=True)
+                    target = name if host.role == "switch" else f"{host.name}-{name}"
+                    (dest / target).write_text(text)
 
 
 def _tail(p: Path, n: int = 20) -> str:

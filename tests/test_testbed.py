@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,68 @@ def test_short_suite_produces_a_complete_run_directory(inv, tmp_path):
         section = report.split(f"### {wl}")[1].split("###")[0]
         assert "| direct |" in section and "| haproxy |" in section
     assert list((run_dir / "figures").glob("*.png"))
+
+
+def _frontend_stats(inv) -> dict:
+    with Remote(inv, inv.host("tfe1")) as r:
+        return json.loads(r.run(f"cat {r.workdir}/run/frontend-stats.json"))["engine"]
+
+
+def _agent_flows(inv, host: str) -> dict:
+    from system.agent.tables import FlowTable
+    from system.bpf.syscall import Map
+    pin = Path(f"/sys/fs/bpf/{testbed.netns(inv.host(host))}-agent")
+    flows = next(pin.rglob("flows"))
+    return FlowTable(Map.pinned(flows)).entries()
+
+
+def _offload_occupancy(inv) -> int:
+    with Remote(inv, inv.switch_host) as r:
+        return json.loads(r.run(f"cat {r.workdir}/run/controlplane-stats.json"))["occupancy"].get("offload", 0)
+
+
+def test_miresga_serves_byte_exact_objects_through_the_vip(inv):
+    """The whole data path: the switch's cookie SYN-ACK, the front-end's crafted SYN (request inside),
+    the agents' sequence translation, offloaded large responses; then nothing left behind."""
+    sysd = deploy.deploy(inv, "miresga")
+    address, port = sysd.targets(inv)[0]
+    assert address == str(inv.vip)
+    cli = testbed.netns(inv.host("tcli1"))
+
+    def get(*paths: str) -> bytes:
+        # several URLs in one curl: one keep-alive connection, re-evaluated per request
+        return subprocess.run(["ip", "netns", "exec", cli, "curl", "-sf", "--max-time", "30",
+                               *(f"http://{address}:{port}{p}" for p in paths)], capture_output=True).stdout
+
+    before = _frontend_stats(inv)
+    for o in inv.catalog:
+        assert get(o.path) == object_bytes(o.name, o.size), o.name
+    both = [inv.catalog[0], inv.catalog[-1], inv.catalog[0]]
+    assert get(*(o.path for o in both)) == b"".join(object_bytes(o.name, o.size) for o in both)
+    code = subprocess.run(["ip", "netns", "exec", cli, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                           f"http://{address}:{port}/nothing-here"], capture_output=True, text=True).stdout
+    assert code == "404"
+    after = _frontend_stats(inv)
+    assert after["offload_add"] > before.get("offload_add", 0)           # 1m and 10m were offloaded
+    assert after["fastopen_accepted"] > before.get("fastopen_accepted", 0)
+
+    # A spoofed first data segment with a wrong cookie opens nothing.
+    syns = after["backend_syn_sent"]
+    spoof = ("from scapy.all import Ether, IP, TCP, Raw, sendp; "
+             f"sendp(Ether(dst='{testbed.switch_ports(inv)['tcli1'].mac}')/IP(src='198.18.1.11', dst='{address}')/"
+             f"TCP(sport=40000, dport={port}, flags='PA', seq=1000, ack=123456)/"
+             "Raw(b'GET /obj/1k HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'), iface='eth0', verbose=False)")
+    subprocess.run(["ip", "netns", "exec", cli, sys.executable, "-c", spoof], check=True)
+    time.sleep(2)   # the stats file is written every second
+    after = _frontend_stats(inv)
+    assert after["bad_cookie"] >= 1 and after["backend_syn_sent"] == syns
+
+    # After the connections closed: no offload entry in the switch, no agent entry on a back-end.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (_offload_occupancy(inv) or _agent_flows(inv, "tbe1")
+                                            or _agent_flows(inv, "tbe2")):
+        time.sleep(0.5)
+    assert _offload_occupancy(inv) == 0
+    assert _agent_flows(inv, "tbe1") == {} and _agent_flows(inv, "tbe2") == {}
+    deploy.undeploy(inv)
+    assert not list(Path("/sys/fs/bpf").glob(f"{testbed.netns(inv.host('tbe1'))}-agent*/**/flows"))
