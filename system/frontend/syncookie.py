@@ -9,19 +9,22 @@ checks that both agree.
 
 from __future__ import annotations
 
-import struct
 import threading
-import zlib
 from dataclasses import dataclass
 
-MSS_TABLE = (536, 1220, 1440, 1460)
-HASH_MASK = 0xFFFFFF80
-WSCALE_NONE = 15
+from system.switch import cookie as switch_cookie
+from system.switch.cookie import HASH_MASK, mss_index
+
+__all__ = ["HASH_MASK", "MSS_TABLE", "WSCALE_NONE", "CookieInfo", "Secrets", "cookie_hash", "encode", "mss_index"]
+
+MSS_TABLE = tuple(switch_cookie.MSS_TABLE)
+WSCALE_NONE = switch_cookie.NO_WSCALE
 
 
 def cookie_hash(client_ip: bytes, client_port: int, vip: bytes, vip_port: int, secret: int) -> int:
-    data = client_ip + struct.pack("!H", client_port) + vip + struct.pack("!H", vip_port) + struct.pack("!I", secret)
-    return zlib.crc32(data) & 0xFFFFFFFF
+    """The switch's cookie hash (system/switch/cookie.py) for addresses as packed bytes."""
+    return switch_cookie.cookie_hash(int.from_bytes(client_ip, "big"), client_port,
+                                     int.from_bytes(vip, "big"), vip_port, secret)
 
 
 def encode(client_ip: bytes, client_port: int, vip: bytes, vip_port: int, secret: int,
@@ -29,17 +32,6 @@ def encode(client_ip: bytes, client_port: int, vip: bytes, vip_port: int, secret
     """The switch's ISN for this endpoint (used by tests to play the switch)."""
     h = cookie_hash(client_ip, client_port, vip, vip_port, secret)
     return (h & HASH_MASK) | (mss_idx << 5) | (int(sack_ok) << 4) | wscale_code
-
-
-def mss_index(mss: int | None) -> int:
-    """Index of the largest MSS_TABLE value <= the client's MSS (0 without an MSS option)."""
-    if mss is None:
-        return 0
-    idx = 0
-    for i, v in enumerate(MSS_TABLE):
-        if v <= mss:
-            idx = i
-    return idx
 
 
 @dataclass(frozen=True)
