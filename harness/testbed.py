@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -269,7 +268,7 @@ def _ensure_sshd(inv: Inventory, h: Host) -> None:
     conf = _sshd_config(inv, h)
     if pidf.exists():
         pid = int(pidf.read_text())
-        if _pid_alive(pid, str(conf)) and _port_open(str(h.mgmt_address), h.ssh_port):
+        if _pid_alive(pid, str(conf)) and _listening(netns(h), h.ssh_port):
             return
     Path("/run/sshd").mkdir(exist_ok=True)
     log = open(state_dir(inv) / "logs" / f"{h.name}-sshd.log", "ab")  # noqa: SIM115 (kept by sshd)
@@ -280,19 +279,18 @@ def _ensure_sshd(inv: Inventory, h: Host) -> None:
     log.close()
     pidf.write_text(str(p.pid))
     deadline = time.monotonic() + 10
-    while not _port_open(str(h.mgmt_address), h.ssh_port):
+    while not _listening(netns(h), h.ssh_port):
         if p.poll() is not None or time.monotonic() > deadline:
             tail = (state_dir(inv) / "logs" / f"{h.name}-sshd.log").read_text()[-800:]
             raise TestbedError(f"sshd of {h.name} did not start:\n{tail}")
         time.sleep(0.05)
 
 
-def _port_open(addr: str, port: int) -> bool:
-    try:
-        with socket.create_connection((addr, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+def _listening(ns: str, port: int) -> bool:
+    """Whether a TCP socket listens on `port` in `ns`. Read from the socket table rather than by
+    connecting: a probe connection makes sshd fork a pre-authentication child that outlives it."""
+    p = run(["ip", "netns", "exec", ns, "ss", "-Hltn", f"sport = :{port}"], check=False)
+    return p.returncode == 0 and bool(p.stdout.strip())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,13 +308,13 @@ def status(inv: Inventory) -> dict[str, object]:
     for h in inv.hosts:
         ns = netns(h)
         exists = _ns_exists(ns)
-        pids = _ns_pids(ns) if exists else []
+        pids = [p for p in _ns_pids(ns) if not _is_transient_sshd(p)] if exists else []
         hosts[h.name] = {
             "role": h.role,
             "namespace": ns if exists else None,
             "mgmt": str(h.mgmt_address),
             "data": str(h.data_address) if h.data_address else None,
-            "ssh": exists and _port_open(str(h.mgmt_address), h.ssh_port),
+            "ssh": exists and _listening(ns, h.ssh_port),
             "processes": len(pids),
         }
     return {"testbed": inv.name, "switch_target": inv.switch.target,
@@ -326,6 +324,16 @@ def status(inv: Inventory) -> dict[str, object]:
 def _ns_pids(ns: str) -> list[int]:
     p = run(["ip", "netns", "pids", ns], check=False)
     return [int(x) for x in p.stdout.split() if x.isdigit()]
+
+
+def _is_transient_sshd(pid: int) -> bool:
+    """sshd's per-connection child before authentication ("sshd: [accepted]", "... [preauth]", ...):
+    it lives only as long as a connection attempt, so status does not count it."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return True  # gone already
+    return cmd.startswith("sshd: ") and "[" in cmd and "@" not in cmd
 
 
 def down(inv: Inventory) -> None:
