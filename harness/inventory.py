@@ -76,6 +76,7 @@ class SwitchConfig:
     target: str
     profile: Path
     p4runtime_port: int
+    cpu_port: int = 64        # P4 port of the switch CPU (switch-only baseline's slow path)
 
 
 @dataclass(frozen=True)
@@ -237,8 +238,13 @@ def parse(data: Any, source: Path | None = None) -> Inventory:
     if target not in SWITCH_TARGETS:
         raise ctx.fail("switch.target", f"must be one of {', '.join(SWITCH_TARGETS)}, not {target!r}")
     profile = _project_path(ctx.get(sw, "profile", "switch.", str, "system/switch/profiles/tofino1.yaml"))
+    cpu_port = ctx.get(sw, "cpu_port", "switch.", int, 64)
+    if not 0 <= cpu_port < 512:
+        raise ctx.fail("switch.cpu_port", f"{cpu_port} is not a P4 port (0..511, 9 bits)")
+    if target == "emulated" and not 1 <= cpu_port <= 64:
+        raise ctx.fail("switch.cpu_port", f"{cpu_port}: the emulated switch's ports are 1..64")
     switch = SwitchConfig(target=target, profile=profile,
-                          p4runtime_port=ctx.get(sw, "p4runtime_port", "switch.", int, 9559))
+                          p4runtime_port=ctx.get(sw, "p4runtime_port", "switch.", int, 9559), cpu_port=cpu_port)
 
     defaults = ctx.get(data, "defaults", "", dict, {})
     hosts_raw = ctx.get(data, "hosts", "", list)

@@ -27,6 +27,7 @@
 #include "include/miresga_headers.p4"
 #include "include/miresga_parser.p4"
 #include "include/forwarding.p4"
+#include "include/synack.p4"
 #include "include/miresga_control.p4"
 
 control SwitchIngress(inout ingress_headers_t hdr,

@@ -1,14 +1,12 @@
 /* Control Miresga (docs/miresga-datapath.md): the tables vip, backends, frontend_bucket, offload,
  * backend_by_index and syn_cookie, the SYN-ACK with its cookie, and the offload rewrites. It sets
  * ig_md.path; SwitchIngress (p4src/miresga.p4) applies control Forwarding when it is PATH_ROUTE.
+ * The SYN-ACK itself is control SynAck (synack.p4, shared with switch_only), offering SACK.
  * The emulated target's twin is system/switch/bpf/miresga.c. Ids: tables 0x0200001x, actions
  * 0x010000xx (from 0x11), direct counters 0x1300001x.
  */
 #ifndef _MIRESGA_MIRESGA_CONTROL_P4_
 #define _MIRESGA_MIRESGA_CONTROL_P4_
-
-const bit<32> SYNACK_OPT_MSS = 0x020405b4;        /* kind 2, len 4, SWITCH_MSS 1460 */
-const bit<24> SYNACK_OPT_WSCALE = 0x030307;       /* kind 3, len 3, SWITCH_WSCALE 7 */
 
 control Miresga(inout ingress_headers_t hdr,
                 inout ingress_metadata_t ig_md,
@@ -17,11 +15,8 @@ control Miresga(inout ingress_headers_t hdr,
                 inout ingress_intrinsic_metadata_for_tm_t ig_tm_md) {
 
     /* zlib's CRC32 (docs/miresga-datapath.md): reflected 0x04C11DB7, init/xor 0xFFFFFFFF. */
-    Hash<bit<32>>(HashAlgorithm_t.CRC32) cookie_hash;
     Hash<bit<32>>(HashAlgorithm_t.CRC32) bucket_hash;
-
-    bit<2> mss_idx = 0;
-    bit<4> wscale_code = 15;
+    SynAck(true) synack;
 
     @id(0x13000011)
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) vip_counter;
@@ -188,79 +183,6 @@ control Miresga(inout ingress_headers_t hdr,
         size = SYN_COOKIE_TABLE_SIZE;
     }
 
-    /* --- the SYN-ACK ------------------------------------------------------------------------ */
-    action build_synack() {
-        mac_addr_t mac = hdr.ethernet.dst_addr;
-        hdr.ethernet.dst_addr = hdr.ethernet.src_addr;
-        hdr.ethernet.src_addr = mac;    /* the switch port's MAC the client addressed */
-        hdr.ipv4.dst_addr = hdr.ipv4.src_addr;
-        hdr.ipv4.src_addr = ig_md.vip_addr;
-        hdr.ipv4.diffserv = 0;
-        hdr.ipv4.total_len = 52;
-        hdr.ipv4.identification = 0;
-        hdr.ipv4.flags = 0b010;         /* DF */
-        hdr.ipv4.frag_offset = 0;
-        hdr.ipv4.ttl = 64;
-        hdr.tcp.dst_port = hdr.tcp.src_port;
-        hdr.tcp.src_port = ig_md.vip_port;
-        hdr.tcp.ack_no = hdr.tcp.seq_no + 1;
-        hdr.tcp.seq_no = ig_md.cookie;
-        hdr.tcp.data_offset = 8;
-        hdr.tcp.res = 0;
-        hdr.tcp.flags = TCP_FLAG_SYN | TCP_FLAG_ACK;
-        hdr.tcp.window = 65535;
-        hdr.tcp.urgent_ptr = 0;
-        hdr.synack_opts.setValid();
-        hdr.synack_opts.mss = SYNACK_OPT_MSS;
-        hdr.synack_opts.nop = 0x01;
-        hdr.synack_opts.nops = 0x0101;
-        ig_tm_md.ucast_egress_port = ig_intr_md.ingress_port;
-        ig_md.synack = true;
-    }
-
-    action drop_client_options() {
-        hdr.tcp_opts[0].setInvalid();
-        hdr.tcp_opts[1].setInvalid();
-        hdr.tcp_opts[2].setInvalid();
-        hdr.tcp_opts[3].setInvalid();
-        hdr.tcp_opts[4].setInvalid();
-        hdr.tcp_opts[5].setInvalid();
-        hdr.tcp_opts[6].setInvalid();
-        hdr.tcp_opts[7].setInvalid();
-        hdr.tcp_opts[8].setInvalid();
-        hdr.tcp_opts[9].setInvalid();
-        hdr.tcp_opts[10].setInvalid();
-        hdr.tcp_opts[11].setInvalid();
-        hdr.tcp_opts[12].setInvalid();
-        hdr.tcp_opts[13].setInvalid();
-        hdr.tcp_opts[14].setInvalid();
-        hdr.tcp_opts[15].setInvalid();
-        hdr.tcp_opts[16].setInvalid();
-        hdr.tcp_opts[17].setInvalid();
-        hdr.tcp_opts[18].setInvalid();
-        hdr.tcp_opts[19].setInvalid();
-        hdr.tcp_opts[20].setInvalid();
-        hdr.tcp_opts[21].setInvalid();
-        hdr.tcp_opts[22].setInvalid();
-        hdr.tcp_opts[23].setInvalid();
-        hdr.tcp_opts[24].setInvalid();
-        hdr.tcp_opts[25].setInvalid();
-        hdr.tcp_opts[26].setInvalid();
-        hdr.tcp_opts[27].setInvalid();
-        hdr.tcp_opts[28].setInvalid();
-        hdr.tcp_opts[29].setInvalid();
-        hdr.tcp_opts[30].setInvalid();
-        hdr.tcp_opts[31].setInvalid();
-        hdr.tcp_opts[32].setInvalid();
-        hdr.tcp_opts[33].setInvalid();
-        hdr.tcp_opts[34].setInvalid();
-        hdr.tcp_opts[35].setInvalid();
-        hdr.tcp_opts[36].setInvalid();
-        hdr.tcp_opts[37].setInvalid();
-        hdr.tcp_opts[38].setInvalid();
-        hdr.tcp_opts[39].setInvalid();
-    }
-
     apply {
         if (hdr.tcp.isValid()) {
             ig_md.tcp_hdr_len = ((bit<16>)hdr.tcp.data_offset) << 2;
@@ -291,36 +213,7 @@ control Miresga(inout ingress_headers_t hdr,
 
         if (ig_md.path == PATH_SYNACK) {
             syn_cookie.apply();
-            /* Cookie: hash of the client and VIP endpoints and the secret, options in 7 bits. */
-            ig_md.cookie = cookie_hash.get({ig_md.client_addr, ig_md.client_port,
-                                            ig_md.vip_addr, ig_md.vip_port, ig_md.secret});
-            if (ig_md.opt_mss >= 1460) {
-                mss_idx = 3;
-            } else if (ig_md.opt_mss >= 1440) {
-                mss_idx = 2;
-            } else if (ig_md.opt_mss >= 1220) {
-                mss_idx = 1;
-            }
-            if (ig_md.opt_has_ws == 1) {
-                if (ig_md.opt_ws > 14) {
-                    wscale_code = 14;
-                } else {
-                    wscale_code = ig_md.opt_ws[3:0];
-                }
-            }
-            ig_md.cookie = (ig_md.cookie & 0xFFFFFF80) | (bit<32>)(mss_idx ++ ig_md.opt_sack ++ wscale_code);
-            build_synack();
-            drop_client_options();
-            if (ig_md.opt_sack == 1) {
-                hdr.synack_opts.sack = 0x0402;
-            } else {
-                hdr.synack_opts.sack = 0x0101;
-            }
-            if (ig_md.opt_has_ws == 1) {
-                hdr.synack_opts.wscale = SYNACK_OPT_WSCALE;
-            } else {
-                hdr.synack_opts.wscale = 0x010101;
-            }
+            synack.apply(hdr, ig_md, ig_intr_md, ig_tm_md);
         } else if (ig_md.path == PATH_CLIENT_ACK || ig_md.path == PATH_BACKEND) {
             if (offload.apply().hit) {
                 if (ig_md.path == PATH_CLIENT_ACK) {

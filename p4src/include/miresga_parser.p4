@@ -9,9 +9,16 @@
  *
  * The TCP checksum residual (checksum minus addresses and ports) is deposited for the incremental
  * update of the rewrite paths; the SYN-ACK's checksum is computed fresh over its 32-byte header.
+ * TCP_REWRITTEN_FIELDS lists the header fields a rewrite may change (left out of the residual,
+ * added back by the deparser); pipeline switch_only (p4src/switch_only.p4) defines it with seq and
+ * ack too before including this file.
  */
 #ifndef _MIRESGA_MIRESGA_PARSER_P4_
 #define _MIRESGA_MIRESGA_PARSER_P4_
+
+#ifndef TCP_REWRITTEN_FIELDS
+#define TCP_REWRITTEN_FIELDS hdr.ipv4.src_addr, hdr.ipv4.dst_addr, hdr.tcp.src_port, hdr.tcp.dst_port
+#endif
 
 parser SwitchIngressParser(packet_in pkt,
                            out ingress_headers_t hdr,
@@ -71,8 +78,7 @@ parser SwitchIngressParser(packet_in pkt,
 
     state parse_tcp {
         pkt.extract(hdr.tcp);
-        tcp_checksum.subtract({hdr.ipv4.src_addr, hdr.ipv4.dst_addr,
-                               hdr.tcp.src_port, hdr.tcp.dst_port});
+        tcp_checksum.subtract({TCP_REWRITTEN_FIELDS});
         tcp_checksum.subtract({hdr.tcp.checksum});
         tcp_checksum.subtract_all_and_deposit(ig_md.l4_residual);
         transition select(hdr.tcp.flags) {
@@ -388,9 +394,7 @@ control SwitchIngressDeparser(packet_out pkt,
                 hdr.synack_opts.wscale, hdr.synack_opts.nops});
         } else if (ig_md.l4_update) {
             /* Incremental: the parser's residual plus the (rewritten) addresses and ports. */
-            hdr.tcp.checksum = tcp_checksum.update({
-                hdr.ipv4.src_addr, hdr.ipv4.dst_addr, hdr.tcp.src_port, hdr.tcp.dst_port,
-                ig_md.l4_residual});
+            hdr.tcp.checksum = tcp_checksum.update({TCP_REWRITTEN_FIELDS, ig_md.l4_residual});
         }
         pkt.emit(hdr);
     }

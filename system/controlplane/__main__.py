@@ -7,8 +7,9 @@
 Connects to the switch as primary (p4runtime-shell), sets the pipeline (built here with
 system.switch.package.build_package, P4Info from p4src/), installs the static tables derived from the
 inventory and the port map, and serves front-ends (protocol: docs/controlplane-protocol.md). With
-pipeline miresga it also owns the SYN cookie secret: drawn at start, set in the switch, rotated
-every --cookie-rotation-s, served to front-ends (request `cookie_secrets`).
+pipelines miresga and switch_only it also owns the SYN cookie secret: drawn at start, set in the
+switch, rotated every --cookie-rotation-s, served to front-ends and the switch-only slow path
+(request `cookie_secrets`); with switch_only it sets slow_path's CPU port (inventory switch.cpu_port).
 SIGTERM/SIGINT stop it (pending requests are acknowledged UNAVAILABLE).
 """
 

@@ -10,10 +10,14 @@ Write. Each request is acknowledged with its update's P4Runtime code. When the s
 batch in flight is kept and retried after the reconnect; requests older than `request_timeout_s`
 are acknowledged UNAVAILABLE instead.
 
-SYN cookie secret (pipelines with a `syn_cookie` table, docs/miresga-datapath.md): a random 32-bit
-secret is drawn at start and set as syn_cookie's default action (a P4Runtime MODIFY of the default
-entry) at every (re)connect; every `cookie_rotation_s` while connected a new one is drawn, the old one
-kept as `previous` (front-ends accept both; protocol request `cookie_secrets`), and the new one set.
+Static entries of a keyless table (switch_only's `slow_path`: the CPU port) are default actions,
+written as MODIFYs of the table's default entry at every (re)connect.
+
+SYN cookie secret (pipelines with a `syn_cookie` table: miresga and switch_only,
+docs/miresga-datapath.md): a random 32-bit secret is drawn at start and set as syn_cookie's default
+action (a P4Runtime MODIFY of the default entry) at every (re)connect; every `cookie_rotation_s`
+while connected a new one is drawn, the old one kept as `previous` (front-ends and the switch-only
+slow path accept both; protocol request `cookie_secrets`), and the new one set.
 The new secret is published to front-ends before the switch uses it, so a front-end never sees a
 cookie made with a secret it cannot know about (it may fetch again when validation fails).
 """
@@ -152,7 +156,7 @@ class Controller:
         self.codec = EntryCodec(cfg.p4info)
         self.cookie = int.from_bytes(hashlib.sha256(cfg.p4info.SerializeToString(deterministic=True)
                                                     + cfg.device_config).digest()[:8], "big") >> 1
-        self.static_updates = [self.codec.update("add", t, k, a, p) for t, k, a, p in cfg.static]
+        self.static_updates = [self._static_update(t, k, a, p) for t, k, a, p in cfg.static]
         self.conn = SwitchConnection(cfg.switch, cfg.device_id, cfg.election_id)
         self.queue: queue.Queue[Op | None] = queue.Queue()
         self.stats = Stats(cfg.latency_samples)
@@ -196,7 +200,8 @@ class Controller:
     def occupancy(self) -> dict[str, int]:
         occ: collections.Counter[str] = collections.Counter()
         for u in self.static_updates:
-            occ[self.codec.index.table(u.entity.table_entry.table_id).alias] += 1
+            if not u.entity.table_entry.is_default_action:
+                occ[self.codec.index.table(u.entity.table_entry.table_id).alias] += 1
         for ident in list(self.state):
             occ[self.codec.index.table(ident[0]).alias] += 1
         return dict(occ)
@@ -390,6 +395,17 @@ class Controller:
         log.info("switch %s: primary, pipeline cookie %#x, %d static + %d offload entries installed",
                  self.cfg.switch, self.cookie, len(self.static_updates), len(self.state))
         return True
+
+    def _static_update(self, table: str, key: dict[str, Any], action: str,
+                       params: dict[str, Any]) -> p4runtime_pb2.Update:
+        """An INSERT; for a keyless table (switch_only's slow_path) a MODIFY of its default entry."""
+        try:
+            keyless = not self.codec.index.table_by_name(table).fields
+        except KeyError:
+            keyless = False        # update() raises the ValueError that names the table
+        if keyless and not key:
+            return self.codec.default_update(table, action, params)
+        return self.codec.update("add", table, key, action, params)
 
     def _cookie_update(self, secret: int) -> p4runtime_pb2.Update:
         c = self.cfg

@@ -17,6 +17,15 @@ For the `miresga` pipeline (docs/miresga-datapath.md), the same routes plus:
 - `backend_by_index`: index i, 1-based in inventory order of the back-ends (harness.deploy's
   backend_index) -> set_backend(port, dmac, dst_addr, dst_port=vip_port).
 The `syn_cookie` secret is no static entry: the controller sets and rotates it.
+
+For the `switch_only` pipeline (docs/switch-only-datapath.md), first the keyless `slow_path`'s
+default action set_slow_path(port = the inventory's switch.cpu_port, default 64), then the same
+routes plus `vip` as for miresga and `backends`: (each back-end's data address, vip_port) ->
+mark_backend() (no params). conn_in/conn_out are written at run time by the slow path; the
+`syn_cookie` secret by the controller, as for miresga.
+
+An entry of a keyless table (no key fields: slow_path) is its default action: the controller writes
+it as a MODIFY of the default entry, not as an INSERT.
 """
 
 from __future__ import annotations
@@ -130,7 +139,24 @@ def miresga_entries(inventory: Inventory, ports: dict[str, HostPort],
     return out
 
 
-STATIC_BUILDERS = {"forwarding": forwarding_entries, "miresga": miresga_entries}
+def switch_only_entries(inventory: Inventory, ports: dict[str, HostPort]) -> list[StaticEntry]:
+    """The CPU port (slow_path's default action), routes, the VIP and the back-ends' endpoints."""
+    bes = inventory.backends
+    if not bes:
+        raise ValueError(f"inventory {inventory.name}: pipeline switch_only needs at least one back-end")
+    vip, vport = str(inventory.vip), inventory.vip_port
+    out: list[StaticEntry] = [("slow_path", {}, "set_slow_path", {"port": inventory.switch.cpu_port})]
+    out += forwarding_entries(inventory, ports)
+    out.append(("vip", {"dst_addr": vip, "dst_port": vport}, "mark_vip", {}))
+    for b in bes:
+        if b.data_address is None:
+            raise ValueError(f"back-end {b.name} has no data address")
+        out.append(("backends", {"src_addr": str(b.data_address), "src_port": vport}, "mark_backend", {}))
+    return out
+
+
+STATIC_BUILDERS = {"forwarding": forwarding_entries, "miresga": miresga_entries,
+                   "switch_only": switch_only_entries}
 
 
 def static_entries(pipeline: str, inventory: Inventory, ports: dict[str, HostPort]) -> list[StaticEntry]:

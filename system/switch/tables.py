@@ -275,7 +275,88 @@ MIRESGA = PipelineSpec(
     internal_maps=("miresga_rodata",),   # the CRC32 table (miresga_crc32.h), pinned by bpftool
 )
 
-PIPELINES: dict[str, PipelineSpec] = {"forwarding": FORWARDING, "miresga": MIRESGA}
+# --- pipeline switch_only (system/switch/bpf/switch_only*.h, p4src/switch_only.p4) ----------------
+# The switch-only baseline (docs/switch-only-datapath.md). vip, backends and syn_cookie as in
+# miresga (mark_backend without params); conn_in/conn_out are the per-connection tables the slow
+# path installs; slow_path is keyless, its default action names the CPU port.
+
+CONN_IN_TABLE_SIZE = 71680           # switch_only_tables.h, p4src/include/switch_only_sizes.p4
+CONN_OUT_TABLE_SIZE = 71680          # (the Tofino-1 figure; profiles may allow fewer)
+SLOW_PATH_TABLE_SIZE = 1
+_SO = "SwitchIngress.switch_only"
+
+
+def _so_miss(name: str) -> ActionSpec:
+    return ActionSpec(name, f"{_SO}.{name}", 2, default_only=True)
+
+
+def _so_counted(name: str, table_id: int, key_size: int, value_size: int,
+                match_fields: tuple[MatchFieldSpec, ...], actions: tuple[ActionSpec, ...], size: int,
+                default_action: str) -> TableSpec:
+    return TableSpec(name=name, p4info_name=f"{_SO}.{name}", map_name=name, table_id=table_id,
+                     key_size=key_size, value_size=value_size, match_fields=match_fields,
+                     actions=actions, size=size, default_action=default_action,
+                     direct_counter=f"{name}_counter",
+                     direct_counter_p4info_name=f"{_SO}.{name}_counter",
+                     counter_layout=(value_size - 16, value_size - 8))
+
+
+def _four_tuple(a: tuple[str, str], b: tuple[str, str]) -> tuple[MatchFieldSpec, ...]:
+    """Key (a_addr, a_port, b_addr, b_port) in P4 order; the struct holds both addresses first."""
+    return (MatchFieldSpec(a[0], 32, "exact", Layout(0, 4, "network")),
+            MatchFieldSpec(a[1], 16, "exact", Layout(8, 2, "network")),
+            MatchFieldSpec(b[0], 32, "exact", Layout(4, 4, "network")),
+            MatchFieldSpec(b[1], 16, "exact", Layout(10, 2, "network")))
+
+
+SO_VIP = _so_counted("vip", 1, 8, 24, _endpoint_key("dst_addr", "dst_port"),
+                     (ActionSpec("mark_vip", f"{_SO}.mark_vip", 1), _so_miss("miss_vip")),
+                     VIP_TABLE_SIZE, "miss_vip")
+SO_BACKENDS = _so_counted("backends", 2, 8, 24, _endpoint_key("src_addr", "src_port"),
+                          (ActionSpec("mark_backend", f"{_SO}.mark_backend", 1), _so_miss("miss_backend")),
+                          BACKENDS_TABLE_SIZE, "miss_backend")
+CONN_IN = _so_counted("conn_in", 3, 12, 48,
+                      _four_tuple(("client_addr", "client_port"), ("vip_addr", "vip_port")),
+                      (ActionSpec("to_backend", f"{_SO}.to_backend", 1, (
+                          ParamSpec("backend_addr", 32, Layout(8, 4, "network")),
+                          ParamSpec("backend_port", 16, Layout(12, 2, "network")),
+                          ParamSpec("port", 9, Layout(4, 4, "host")),
+                          ParamSpec("smac", 48, Layout(14, 6, "network")),
+                          ParamSpec("dmac", 48, Layout(20, 6, "network")),
+                          ParamSpec("ack_delta", 32, Layout(28, 4, "host")),
+                      )), _so_miss("miss_conn_in")),
+                      CONN_IN_TABLE_SIZE, "miss_conn_in")
+CONN_OUT = _so_counted("conn_out", 4, 12, 32,
+                       _four_tuple(("backend_addr", "backend_port"), ("client_addr", "client_port")),
+                       (ActionSpec("to_client", f"{_SO}.to_client", 1, (
+                           ParamSpec("vip_addr", 32, Layout(4, 4, "network")),
+                           ParamSpec("vip_port", 16, Layout(8, 2, "network")),
+                           ParamSpec("seq_delta", 32, Layout(12, 4, "host")),
+                       )), _so_miss("miss_conn_out")),
+                       CONN_OUT_TABLE_SIZE, "miss_conn_out")
+SO_SYN_COOKIE = TableSpec(
+    name="syn_cookie", p4info_name=f"{_SO}.syn_cookie", map_name="syn_cookie", table_id=5,
+    key_size=4, value_size=8, match_fields=(),
+    actions=(ActionSpec("set_cookie_secret", f"{_SO}.set_cookie_secret", 1, (
+        ParamSpec("secret", 32, Layout(4, 4, "host")),), default_only=True),),
+    size=SYN_COOKIE_TABLE_SIZE, default_action="set_cookie_secret", const_default=False)
+SLOW_PATH = TableSpec(
+    name="slow_path", p4info_name=f"{_SO}.slow_path", map_name="slow_path", table_id=6,
+    key_size=4, value_size=8, match_fields=(),
+    actions=(ActionSpec("set_slow_path", f"{_SO}.set_slow_path", 1, (
+        ParamSpec("port", 9, Layout(4, 4, "host")),), default_only=True),),
+    size=SLOW_PATH_TABLE_SIZE, default_action="set_slow_path", const_default=False)
+
+SWITCH_ONLY_TABLES = (ROUTE, SO_VIP, SO_BACKENDS, CONN_IN, CONN_OUT, SO_SYN_COOKIE, SLOW_PATH)
+SWITCH_ONLY = PipelineSpec(
+    name="switch_only",
+    tables=SWITCH_ONLY_TABLES,
+    maps=(*COMMON_MAPS, table_counters_map(SWITCH_ONLY_TABLES)),
+    internal_maps=("switch_o_rodata",),   # the CRC32 table (miresga_crc32.h): libbpf's name, pinned
+)
+
+PIPELINES: dict[str, PipelineSpec] = {"forwarding": FORWARDING, "miresga": MIRESGA,
+                                      "switch_only": SWITCH_ONLY}
 
 
 def pipeline_spec(name: str) -> PipelineSpec:

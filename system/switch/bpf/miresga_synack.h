@@ -7,6 +7,12 @@
  * a SYN is longer or shorter, payload included: bpf_skb_change_tail), both checksums fresh, and
  * sent back out of the ingress port. Ethernet source := the SYN's destination (the switch port's
  * MAC the client addressed: hosts have static neighbour entries pointing at it).
+ *
+ * Shared by the pipelines that answer SYNs (miresga.c, switch_only.c). The includer's tables
+ * header comes first and defines TABLE_SYN_COOKIE; synack_tables.h has the syn_cookie map and the
+ * constants. SYNACK_NO_SACK (define it before including): SACK is never offered, whatever the SYN
+ * says (switch_only, docs/switch-only-datapath.md): the cookie's sack bit is 0 and bytes 4-5 of
+ * the options are NOP NOP. Without it (miresga) the code is exactly what it was.
  */
 #ifndef MIRESGA_SWITCH_MIRESGA_SYNACK_H
 #define MIRESGA_SWITCH_MIRESGA_SYNACK_H
@@ -17,8 +23,12 @@
 #include "endian.h"
 #include "csum.h"
 #include "pipeline.h"
-#include "miresga_tables.h"
+#include "synack_tables.h"
 #include "miresga_crc32.h"
+
+#ifndef TABLE_SYN_COOKIE
+#error "include the pipeline's tables header (it defines TABLE_SYN_COOKIE) before miresga_synack.h"
+#endif
 
 #define SYNACK_LEN 66   /* 14 + 20 + 32 */
 #define TCP_OPTS_MAX 40
@@ -167,6 +177,9 @@ static __always_inline __u32 synack_apply(struct __sk_buff *skb, struct pipe_md 
 	f.tcp.window = host_to_be16(SWITCH_WINDOW);
 
 	syn_parse_options(skb, ETH_HLEN + sizeof(*ip) + sizeof(*tcp), optlen, &o);
+#ifdef SYNACK_NO_SACK
+	o.sack_ok = 0;          /* never offered: cookie bit 0, options NOP NOP */
+#endif
 
 	sc = bpf_map_lookup_elem(&syn_cookie, &zero);
 	count_table(TABLE_SYN_COOKIE, 0, md->pkts, md->bytes);   /* keyless: the default action ran */

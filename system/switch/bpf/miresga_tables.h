@@ -16,7 +16,7 @@
 #define FRONTEND_BUCKET_TABLE_SIZE 256
 #define OFFLOAD_TABLE_SIZE 143360
 #define BACKEND_BY_INDEX_TABLE_SIZE 1024
-#define SYN_COOKIE_TABLE_SIZE 1
+/* SYN_COOKIE_TABLE_SIZE, the syn_cookie map and the SYN-ACK constants: synack_tables.h. */
 
 /* N of the bucket hash: CRC32(client_ip | client_port) mod N (a power of two: mod = mask). */
 #define FRONTEND_BUCKETS 256
@@ -41,16 +41,6 @@
 #define OFFLOAD_ACTION_MISS 2
 #define BACKEND_BY_INDEX_ACTION_SET 1
 #define BACKEND_BY_INDEX_ACTION_MISS 2
-#define SYN_COOKIE_ACTION_SET_SECRET 1
-
-/* The SYN-ACK (docs/miresga-datapath.md). */
-#define SWITCH_MSS 1460
-#define SWITCH_WSCALE 7
-#define SWITCH_WINDOW 65535
-#define SYNACK_TTL 64
-#define NO_WSCALE 15
-#define MAX_WSCALE 14
-#define COOKIE_HASH_MASK 0xFFFFFF80u
 
 /* vip: (dst IP, dst port) -> mark_vip(). 8-byte key, 24-byte value. */
 struct vip_key {
@@ -128,12 +118,6 @@ struct backend_by_index_value {
 	__u64 bytes;
 };
 
-/* syn_cookie: keyless; its default action set_cookie_secret(secret). 8 bytes, key u32 0. */
-struct syn_cookie_value {
-	__u32 action;      /* host: SYN_COOKIE_ACTION_SET_SECRET (0 before the first write: secret 0) */
-	__u32 secret;      /* host: the cookie secret (hashed big-endian) */
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, VIP_TABLE_SIZE);
@@ -170,12 +154,7 @@ struct {
 	__type(value, struct backend_by_index_value);
 } backend_by_index SEC(".maps");
 
-/* An array of one element: the emulated keyless table's default action. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SYN_COOKIE_TABLE_SIZE);
-	__type(key, __u32);
-	__type(value, struct syn_cookie_value);
-} syn_cookie SEC(".maps");
+/* syn_cookie (keyless: the cookie secret) and the SYN-ACK's constants, shared with switch_only. */
+#include "synack_tables.h"
 
 #endif

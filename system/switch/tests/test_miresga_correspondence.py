@@ -18,7 +18,7 @@ def _defines(path: Path) -> dict[str, int]:
 
 
 def test_c_constants_match_the_spec():
-    d = _defines(BPF_DIR / "miresga_tables.h")
+    d = _defines(BPF_DIR / "miresga_tables.h") | _defines(BPF_DIR / "synack_tables.h")   # shared part
     assert d["MIRESGA_NUM_TABLES"] == len(MIRESGA.tables)
     for t in MIRESGA.tables:
         if t.name == "route":
@@ -39,8 +39,10 @@ def test_p4_constants_match_the_spec():
     sizes = _defines(P4SRC / "include" / "miresga_sizes.p4")
     assert 1 << sizes["FRONTEND_BUCKETS_LOG2"] == cookie.FRONTEND_BUCKETS
     control = (P4SRC / "include" / "miresga_control.p4").read_text()
-    opt_mss = re.search(r"SYNACK_OPT_MSS = (0x[0-9a-f]+)", control).group(1)
-    opt_ws = re.search(r"SYNACK_OPT_WSCALE = (0x[0-9a-f]+)", control).group(1)
+    synack = (P4SRC / "include" / "synack.p4").read_text()     # control SynAck, shared with switch_only
+    opt_mss = re.search(r"SYNACK_OPT_MSS = (0x[0-9a-f]+)", synack).group(1)
+    opt_ws = re.search(r"SYNACK_OPT_WSCALE = (0x[0-9a-f]+)", synack).group(1)
+    assert "SynAck(true) synack;" in control and "synack.apply(" in control
     opts = cookie.synack_options(cookie.SynOptions(sack_ok=True, wscale=1))
     assert int(opt_mss, 16).to_bytes(4, "big") == opts[0:4]
     assert int(opt_ws, 16).to_bytes(3, "big") == opts[7:10]

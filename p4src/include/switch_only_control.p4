@@ -1,0 +1,230 @@
+/* Control SwitchOnly (docs/switch-only-datapath.md): the switch-only baseline's tables vip, backends,
+ * conn_in, conn_out, syn_cookie and slow_path, the cookie SYN-ACK without SACK (control SynAck,
+ * synack.p4), and the per-connection splice with sequence translation. It sets ig_md.path;
+ * SwitchIngress (p4src/switch_only.p4) applies control Forwarding when it is PATH_ROUTE.
+ * The emulated target's twin is system/switch/bpf/switch_only.c. Ids: tables 0x0200002x, actions
+ * 0x010000xx (from 0x21), direct counters 0x1300002x.
+ *
+ * Paths (miresga_headers.p4's constants): PATH_CLIENT_ACK is "client -> VIP, no SYN/FIN/RST:
+ * conn_in", PATH_BACKEND "back-end -> client, no SYN/FIN/RST: conn_out", PATH_SLOW_PATH "to the
+ * CPU port, unchanged".
+ */
+#ifndef _MIRESGA_SWITCH_ONLY_CONTROL_P4_
+#define _MIRESGA_SWITCH_ONLY_CONTROL_P4_
+
+const miresga_path_t PATH_SLOW_PATH = 6;
+
+control SwitchOnly(inout ingress_headers_t hdr,
+                   inout ingress_metadata_t ig_md,
+                   in ingress_intrinsic_metadata_t ig_intr_md,
+                   inout ingress_intrinsic_metadata_for_deparser_t ig_dprsr_md,
+                   inout ingress_intrinsic_metadata_for_tm_t ig_tm_md) {
+
+    SynAck(false) synack;           /* SACK is never offered */
+
+    @id(0x13000021)
+    DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) vip_counter;
+    @id(0x13000022)
+    DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) backends_counter;
+    @id(0x13000023)
+    DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) conn_in_counter;
+    @id(0x13000024)
+    DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) conn_out_counter;
+
+    /* --- vip: (dst IP, dst port) -> client -> VIP ---------------------------------------- */
+    @id(0x01000021)
+    action mark_vip() {
+        vip_counter.count();
+    }
+
+    @id(0x01000022)
+    action miss_vip() {
+        vip_counter.count();
+    }
+
+    @id(0x02000021)
+    table vip {
+        key = {
+            hdr.ipv4.dst_addr: exact @name("dst_addr");
+            hdr.tcp.dst_port: exact @name("dst_port");
+        }
+        actions = {
+            mark_vip;
+            @defaultonly miss_vip;
+        }
+        const default_action = miss_vip();
+        counters = vip_counter;
+        size = VIP_TABLE_SIZE;
+    }
+
+    /* --- backends: (src IP, src port) -> back-end -> client -------------------------------- */
+    @id(0x01000023)
+    action mark_backend() {
+        backends_counter.count();
+    }
+
+    @id(0x01000024)
+    action miss_backend() {
+        backends_counter.count();
+    }
+
+    @id(0x02000022)
+    table backends {
+        key = {
+            hdr.ipv4.src_addr: exact @name("src_addr");
+            hdr.tcp.src_port: exact @name("src_port");
+        }
+        actions = {
+            mark_backend;
+            @defaultonly miss_backend;
+        }
+        const default_action = miss_backend();
+        counters = backends_counter;
+        size = BACKENDS_TABLE_SIZE;
+    }
+
+    /* --- conn_in: client -> VIP 4-tuple -> the back-end, ack += delta (the slow path's) ----- */
+    @id(0x01000025)
+    action to_backend(ipv4_addr_t backend_addr, bit<16> backend_port, PortId_t port, mac_addr_t smac,
+                      mac_addr_t dmac, bit<32> ack_delta) {
+        hdr.ipv4.dst_addr = backend_addr;
+        hdr.tcp.dst_port = backend_port;
+        hdr.tcp.ack_no = hdr.tcp.ack_no + ack_delta;
+        hdr.ethernet.src_addr = smac;
+        hdr.ethernet.dst_addr = dmac;
+        ig_tm_md.ucast_egress_port = port;
+        ig_md.l4_update = true;
+        conn_in_counter.count();
+    }
+
+    @id(0x01000026)
+    action miss_conn_in() {
+        conn_in_counter.count();
+    }
+
+    @id(0x02000023)
+    table conn_in {
+        key = {
+            hdr.ipv4.src_addr: exact @name("client_addr");
+            hdr.tcp.src_port: exact @name("client_port");
+            hdr.ipv4.dst_addr: exact @name("vip_addr");
+            hdr.tcp.dst_port: exact @name("vip_port");
+        }
+        actions = {
+            to_backend;
+            @defaultonly miss_conn_in;
+        }
+        const default_action = miss_conn_in();
+        counters = conn_in_counter;
+        size = CONN_IN_TABLE_SIZE;
+    }
+
+    /* --- conn_out: back-end -> client 4-tuple -> source := the VIP, seq -= delta ------------- */
+    @id(0x01000027)
+    action to_client(ipv4_addr_t vip_addr, bit<16> vip_port, bit<32> seq_delta) {
+        hdr.ipv4.src_addr = vip_addr;
+        hdr.tcp.src_port = vip_port;
+        hdr.tcp.seq_no = hdr.tcp.seq_no - seq_delta;
+        ig_md.l4_update = true;
+        conn_out_counter.count();
+    }
+
+    @id(0x01000028)
+    action miss_conn_out() {
+        conn_out_counter.count();
+    }
+
+    @id(0x02000024)
+    table conn_out {
+        key = {
+            hdr.ipv4.src_addr: exact @name("backend_addr");
+            hdr.tcp.src_port: exact @name("backend_port");
+            hdr.ipv4.dst_addr: exact @name("client_addr");
+            hdr.tcp.dst_port: exact @name("client_port");
+        }
+        actions = {
+            to_client;
+            @defaultonly miss_conn_out;
+        }
+        const default_action = miss_conn_out();
+        counters = conn_out_counter;
+        size = CONN_OUT_TABLE_SIZE;
+    }
+
+    /* --- syn_cookie: keyless; the control plane rewrites the default action's secret -------- */
+    @id(0x01000029)
+    action set_cookie_secret(bit<32> secret) {
+        ig_md.secret = secret;
+    }
+
+    @id(0x02000025)
+    table syn_cookie {
+        actions = {
+            @defaultonly set_cookie_secret;
+        }
+        default_action = set_cookie_secret(0);
+        size = SYN_COOKIE_TABLE_SIZE;
+    }
+
+    /* --- slow_path: keyless; the control plane sets the CPU port (inventory switch.cpu_port) -- */
+    @id(0x0100002a)
+    action set_slow_path(PortId_t port) {
+        ig_tm_md.ucast_egress_port = port;
+    }
+
+    @id(0x02000026)
+    table slow_path {
+        actions = {
+            @defaultonly set_slow_path;
+        }
+        default_action = set_slow_path(0);
+        size = SLOW_PATH_TABLE_SIZE;
+    }
+
+    apply {
+        if (hdr.tcp.isValid()) {
+            if (vip.apply().hit) {
+                ig_md.client_addr = hdr.ipv4.src_addr;
+                ig_md.client_port = hdr.tcp.src_port;
+                ig_md.vip_addr = hdr.ipv4.dst_addr;
+                ig_md.vip_port = hdr.tcp.dst_port;
+                if ((hdr.tcp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
+                    ig_md.path = PATH_SYNACK;
+                } else if ((hdr.tcp.flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST)) == 0) {
+                    ig_md.path = PATH_CLIENT_ACK;
+                } else {
+                    ig_md.path = PATH_SLOW_PATH;
+                }
+            } else if (backends.apply().hit) {
+                if ((hdr.tcp.flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST)) == 0) {
+                    ig_md.path = PATH_BACKEND;
+                } else {
+                    ig_md.path = PATH_SLOW_PATH;
+                }
+            }
+        }
+
+        if (ig_md.path == PATH_SYNACK) {
+            syn_cookie.apply();
+            synack.apply(hdr, ig_md, ig_intr_md, ig_tm_md);
+        } else if (ig_md.path == PATH_CLIENT_ACK) {
+            if (conn_in.apply().hit) {
+                ig_md.path = PATH_DONE;         /* egress port, MACs and addresses set */
+            } else {
+                ig_md.path = PATH_SLOW_PATH;
+            }
+        } else if (ig_md.path == PATH_BACKEND) {
+            if (conn_out.apply().hit) {
+                ig_md.path = PATH_ROUTE;        /* route sets port and MACs */
+            } else {
+                ig_md.path = PATH_SLOW_PATH;
+            }
+        }
+
+        if (ig_md.path == PATH_SLOW_PATH) {
+            slow_path.apply();                  /* the frame leaves unchanged */
+        }
+    }
+}
+
+#endif
