@@ -58,7 +58,8 @@ def testbed_down(c, inventory=None):
         raise _fail(e) from None
 
 
-@task(help={"system": "system under test: direct, haproxy", "inventory": "inventory (default: local)",
+@task(help={"system": "system under test: direct, haproxy, miresga, switch-only",
+            "inventory": "inventory (default: local)",
             "dry_run": "print what would be transferred and started on each host (and SDE steps for a Tofino)"})
 def deploy(c, system="haproxy", inventory=None, dry_run=False):
     """Deploy a system over SSH to every host (back-ends: nginx + catalog; front-ends: the LB)."""

@@ -6,6 +6,7 @@ t-interval on the log of the ratio (delta method: var(log mean) ~ s^2 / (n mean^
 Satterthwaite degrees of freedom, rounded down), so it stays positive and is symmetric in log space.
 With fewer than two usable repetitions on either side the interval is NaN and the `note` says so.
 Cells with errors (or that failed) are excluded from the means and listed in `excluded`.
+In a run with several switch profiles (a sweep), systems are compared under the same profile only.
 """
 
 from __future__ import annotations
@@ -108,11 +109,22 @@ def ratio_of_means(x: np.ndarray, y: np.ndarray) -> Ratio:
     return Ratio(r, r * math.exp(-half), r * math.exp(half), "")
 
 
+def profile_sweep(cells: pd.DataFrame) -> bool:
+    """True when the cells ran under more than one switch profile (a suite's switch_profiles axis)."""
+    if "switch_profile" not in cells.columns:
+        return False
+    return cells["switch_profile"].fillna("").astype(str).replace("", pd.NA).dropna().nunique() > 1
+
+
 def compare(cells: pd.DataFrame, system: str, baseline: str) -> pd.DataFrame:
-    """Tidy rows (one per workload x users x metric) of `system` against `baseline`."""
+    """Tidy rows (one per workload x users x metric, and switch profile in a sweep) of `system`
+    against `baseline`."""
     rows = []
-    both = cells[cells["system"].isin([system, baseline])]
-    for (workload, users), group in both.groupby(["workload", "users"], sort=True, dropna=False):
+    both = cells[cells["system"].isin([system, baseline])].copy()
+    sweep = profile_sweep(cells)
+    both["_profile"] = both["switch_profile"].fillna("").astype(str) if sweep else ""
+    for (workload, users, profile), group in both.groupby(["workload", "users", "_profile"], sort=True,
+                                                          dropna=False):
         sys_cells = group[group["system"] == system]
         base_cells = group[group["system"] == baseline]
         if sys_cells.empty or base_cells.empty:
@@ -127,7 +139,7 @@ def compare(cells: pd.DataFrame, system: str, baseline: str) -> pd.DataFrame:
             claim = claims.get(cls, {}).get(metric) or claims.get("any", {}).get(metric)
             rows.append({
                 "system": system, "baseline": baseline, "workload": workload, "users": users,
-                "size_class": cls, "metric": metric,
+                "switch_profile": profile, "size_class": cls, "metric": metric,
                 "system_mean": float(sx[column].mean()) if len(sx) else math.nan,
                 "baseline_mean": float(by[column].mean()) if len(by) else math.nan,
                 "ratio": r.ratio, "ci_low": r.low, "ci_high": r.high,
@@ -135,7 +147,7 @@ def compare(cells: pd.DataFrame, system: str, baseline: str) -> pd.DataFrame:
                 "claim": claim.value if claim else math.nan, "claim_text": claim.text if claim else "",
                 "note": r.note, "excluded": excluded,
             })
-    columns = ["system", "baseline", "workload", "users", "size_class", "metric", "system_mean",
+    columns = ["system", "baseline", "workload", "users", "switch_profile", "size_class", "metric", "system_mean",
                "baseline_mean", "ratio", "ci_low", "ci_high", "n_system", "n_baseline", "claim",
                "claim_text", "note", "excluded"]
     return pd.DataFrame(rows, columns=columns)

@@ -8,15 +8,17 @@ which says "emulated testbed" when the manifest says the run was emulated.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis import load
+from analysis import compare, load
 
 STYLE = "whitegrid"
 DPI = 110
@@ -123,6 +125,87 @@ def throughput_latency(cells: pd.DataFrame, label: str) -> Figure | None:
     return fig
 
 
+def switch_occupancy(series: pd.DataFrame, cells: pd.DataFrame, workload: str, label: str) -> Figure | None:
+    """Per-connection table entries (Miresga: offload; switch-only: conn_in + conn_out) and the
+    control plane's insertions/s over time, one line per cell, coloured by system (the shaded span is
+    the measurement window; before it, the warm-up)."""
+    usable = _usable(cells)
+    usable = usable[usable["workload"] == workload]
+    df = series[series["cell_id"].isin(usable["cell_id"]) & series["conn_table"].astype(bool)]
+    if df.empty:
+        return None
+    keys = ["cell_id", "system", "switch_profile", "time_s"]
+    occ = df.groupby(keys, as_index=False).agg(entries=("entries", "sum"), inserts_per_s=("inserts_per_s", "first"))
+    sweep = compare.profile_sweep(usable)
+    duration = float(usable["duration_s"].max())
+    with sns.axes_style(STYLE):
+        fig, (ax_occ, ax_ins) = _figure(ncols=2)
+        for ax, col, ylabel in ((ax_occ, "entries", "per-connection table entries"),
+                                (ax_ins, "inserts_per_s", "insertions/s (control plane, last second)")):
+            sns.lineplot(data=occ, x="time_s", y=col, hue="system", style="switch_profile" if sweep else None,
+                         units="cell_id", estimator=None, drawstyle="steps-post", ax=ax)
+            if not math.isnan(duration):
+                ax.axvspan(0, duration, color="0.9", zorder=0)
+            ax.set_xlabel("seconds from the start of the measurement window")
+            ax.set_ylabel(ylabel)
+            ax.set_ylim(bottom=0)
+    fig.suptitle(f"Switch table occupancy and insertions over time, {workload} (one line per cell)\n{label}")
+    return fig
+
+
+def _table_size_label(df: pd.DataFrame) -> pd.Series:
+    """"small tables" for cells whose per-connection tables hold less than half of what the same
+    system's other cells had; "full tables" otherwise (or when unknown). The report's sweep table
+    gives the capacities."""
+    most = df.groupby("system")["table_capacity"].transform("max")
+    labels = ["small tables" if cap < m / 2 else "full tables"   # NaN compares False: full
+              for cap, m in zip(df["table_capacity"], most, strict=True)]
+    return pd.Series(labels, index=df.index, dtype=object)
+
+
+def insertion_sweep(cells: pd.DataFrame, label: str) -> Figure | None:
+    """Requests/s and p99 latency against the switch profile's sustained insertion rate (log x), one
+    line per system (means over repetitions); an unpaced profile is drawn at the right as
+    "unlimited", profiles with small per-connection tables as separate markers. Needs cells under at
+    least two insertion rates."""
+    df = _usable(cells)
+    df = df[df["profile_insert_rate"].notna()].copy()
+    if df.empty or df["profile_insert_rate"].nunique() < 2:
+        return None
+    finite = df.loc[np.isfinite(df["profile_insert_rate"]), "profile_insert_rate"]
+    unlimited_x = float(finite.max()) * 10 if len(finite) else 1e7
+    df["insertion rate (updates/s)"] = df["profile_insert_rate"].replace(math.inf, unlimited_x)
+    df["tables"] = _table_size_label(df)
+    df["p99 (ms)"] = df["p99_us"] / 1000
+    agg = df.groupby(["workload", "system", "tables", "insertion rate (updates/s)"], as_index=False)[
+        ["rps", "p99 (ms)"]].mean()
+    workloads = sorted(agg["workload"].unique())
+    styles = agg["tables"].nunique() > 1
+    with sns.axes_style(STYLE):
+        fig, axes = _figure(ncols=2, nrows=len(workloads), width=6.0)
+        for i, wl in enumerate(workloads):
+            data = agg[agg["workload"] == wl]
+            for ax, col in ((axes[2 * i], "rps"), (axes[2 * i + 1], "p99 (ms)")):
+                style = {"style": "tables", "markers": True, "dashes": False} if styles else {"marker": "o"}
+                sns.lineplot(data=data, x="insertion rate (updates/s)", y=col, hue="system", sort=True, ax=ax,
+                             **style)
+                ax.set_xscale("log")
+                ticks = sorted(set(data["insertion rate (updates/s)"]))
+                ax.set_xticks(ticks)
+                ax.set_xticklabels(["unlimited" if t == unlimited_x else f"{t:g}" for t in ticks])
+                ax.minorticks_off()
+                ax.set_ylabel("requests/s" if col == "rps" else "p99 latency (ms)")
+                ax.set_ylim(bottom=0)
+                ax.set_title(wl)
+                if col == "rps":
+                    ax.get_legend().remove()
+                else:
+                    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1), frameon=False)
+    fig.suptitle(f"Throughput and p99 latency vs the switch's sustained insertion rate (mean over "
+                 f"repetitions)\n{label}")
+    return fig
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
@@ -139,6 +222,12 @@ def figures(run_dir: str | Path | load.Run) -> dict[str, Figure]:
             out[f"latency-cdf-{_slug(wl)}"] = latency_cdf(reqs, cells, wl, label)
     out["cpu-cost"] = cpu_cost(cells, label)
     out["throughput-latency"] = throughput_latency(cells, label)
+    series = load.switch_series(run)
+    if not series.empty:
+        for wl in dict.fromkeys(cells["workload"].dropna()):
+            if wl:
+                out[f"switch-occupancy-{_slug(wl)}"] = switch_occupancy(series, cells, wl, label)
+    out["insertion-sweep"] = insertion_sweep(cells, label)
     return {name: fig for name, fig in out.items() if fig is not None}
 
 

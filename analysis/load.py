@@ -4,6 +4,8 @@
 - `requests(run_dir)` returns the raw per-request rows of all cells, in the measurement window.
 - `cells(run_dir)` returns one row per cell with throughput, latency, errors, CPU cost and flags.
 - `latency_by_object(run_dir)` returns latency percentiles per cell and catalog object.
+- `switch_series(run_dir)` returns the control plane's samples (table occupancy, insertions/s) per
+  cell over time; the switch columns of `cells` are defined in `analysis.switchstats`.
 
 Percentiles use linear interpolation between order statistics (numpy's default, `method="linear"`),
 over ok requests only. Cells the harness could not run (status "failed") are kept with their
@@ -20,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from analysis import switchstats
 
 FORMATS = (1,)
 PERCENTILES = {"p50_us": 50.0, "p90_us": 90.0, "p99_us": 99.0, "p999_us": 99.9}
@@ -77,6 +81,12 @@ class Cell:
             return None
         return float(start), float(end)
 
+    @property
+    def switch_profile(self) -> str:
+        """The name of the switch profile the cell ran under ("" if none was recorded)."""
+        prof = self.spec.get("switch_profile")
+        return str(prof.get("name") or "") if isinstance(prof, dict) else ""
+
     def identity(self) -> dict[str, Any]:
         """The columns that say which cell a row belongs to."""
         wl = self.workload
@@ -88,6 +98,7 @@ class Cell:
             "users": self.load.get("users"),
             "pace_rps": float(self.load["pace_rps"]) if self.load.get("pace_rps") is not None else math.nan,
             "repetition": self.spec.get("repetition"),
+            "switch_profile": self.switch_profile,
         }
 
 
@@ -218,11 +229,17 @@ class CpuUse:
     generator_cpu_s: float
     generator_processes: int
     window_s: float | None
+    lb_bpf_s: float = math.nan       # BPF run time on front-end hosts (part of lb_cpu_s)
+    agent_bpf_s: float = math.nan    # on back-end hosts: the agents' programs (part of agent_cpu_s)
+    switch_bpf_s: float = math.nan   # on the switch host: the emulated data plane (part of switch_cpu_s)
+    slowpath_cpu_s: float = math.nan  # processes on the switch host: switch-only's slow path
 
 
 def cpu_use(cell: Cell, host_roles: dict[str, str]) -> CpuUse | None:
-    """Sum cpu.json by role. BPF run time counts for the role of the host it ran on (from the
-    processes rows of the same host, else the manifest's hosts). Roles with no row give NaN."""
+    """Sum cpu.json by role. BPF run time counts for the role of the host it ran on (the row's
+    `role`, else the processes rows of the same host, else the manifest's hosts). Roles with no row
+    give NaN; the BPF parts are NaN when cpu.json has no BPF rows (statistics not collected) and 0
+    for a role without programs otherwise."""
     path = cell.path / "cpu.json"
     if not path.is_file():
         return None
@@ -246,10 +263,16 @@ def cpu_use(cell: Cell, host_roles: dict[str, str]) -> CpuUse | None:
                 gen_pids += len(proc.get("pids") or [])
             elif str(instance).startswith("locust-worker"):
                 gen_pids += 1
-    for prog in data.get("bpf", []):
-        role = roles.get(str(prog.get("host", "")), "")
+    switch_procs = sums.get("switch", math.nan)
+    bpf_rows = data.get("bpf") or []
+    # A role with processes but no programs ran 0 s of BPF (when statistics were collected at all).
+    bpf: dict[str, float] = {role: 0.0 if bpf_rows and role in sums else math.nan
+                             for role in ("frontend", "backend", "switch")}
+    for prog in bpf_rows:
+        role = str(prog.get("role") or roles.get(str(prog.get("host", "")), ""))
         run_time = float(prog.get("run_time_s", 0.0))
         sums[role] = sums.get(role, 0.0) + run_time
+        bpf[role] = (0.0 if math.isnan(bpf.get(role, math.nan)) else bpf[role]) + run_time
         if role == "backend":
             agent = (0.0 if math.isnan(agent) else agent) + run_time
     window = data.get("window_s")
@@ -261,6 +284,8 @@ def cpu_use(cell: Cell, host_roles: dict[str, str]) -> CpuUse | None:
         generator_cpu_s=sums.get("client", math.nan),
         generator_processes=gen_pids,
         window_s=float(window) if window is not None else None,
+        lb_bpf_s=bpf["frontend"], agent_bpf_s=bpf["backend"], switch_bpf_s=bpf["switch"],
+        slowpath_cpu_s=switch_procs,
     )
 
 
@@ -268,12 +293,19 @@ def _div(a: float, b: float) -> float:
     return a / b if b and not (math.isnan(a) or math.isnan(b)) else math.nan
 
 
+CPU_COLUMNS = ["lb_cpu_s", "backend_cpu_s", "agent_cpu_s", "switch_cpu_s", "generator_cpu_s", "generator_util",
+               "lb_bpf_s", "agent_bpf_s", "switch_bpf_s", "slowpath_cpu_s"]
+# CPU seconds per ok request: front-end (incl. its eBPF), of which eBPF; agents (incl. eBPF); the
+# switch-only slow path (processes on the switch host); the emulated switch's data plane (eBPF).
+PER_REQUEST = {"cpu_s_per_req": "lb_cpu_s", "lb_bpf_s_per_req": "lb_bpf_s", "agent_cpu_s_per_req": "agent_cpu_s",
+               "slowpath_cpu_s_per_req": "slowpath_cpu_s", "switch_bpf_s_per_req": "switch_bpf_s"}
+
+
 def _metric_columns() -> list[str]:
     return [
         "requests", "ok", "failed", *(f"err_{k.replace('-', '_')}" for k in ERROR_KINDS),
         "duration_s", "rps", "goodput_gbps", "latency_object", *PERCENTILES,
-        "lb_cpu_s", "backend_cpu_s", "agent_cpu_s", "switch_cpu_s", "generator_cpu_s", "generator_util",
-        "cpu_s_per_req", "cpu_s_per_gb",
+        *CPU_COLUMNS, *PER_REQUEST, "cpu_s_per_gb", "profile_insert_rate", *switchstats.COLUMNS,
     ]
 
 
@@ -299,9 +331,7 @@ def cell_metrics(cell: Cell, host_roles: dict[str, str]) -> dict[str, Any]:
     }
     cpu = cpu_use(cell, host_roles)
     if cpu is None:
-        row.update(dict.fromkeys(
-            ["lb_cpu_s", "backend_cpu_s", "agent_cpu_s", "switch_cpu_s", "generator_cpu_s", "generator_util"],
-            math.nan))
+        row.update(dict.fromkeys(CPU_COLUMNS, math.nan))
     else:
         cores = cpu.generator_processes or int(cell.spec.get("generator", {}).get("workers") or 0)
         cpu_window = cpu.window_s if cpu.window_s else duration
@@ -309,9 +339,14 @@ def cell_metrics(cell: Cell, host_roles: dict[str, str]) -> dict[str, Any]:
             lb_cpu_s=cpu.lb_cpu_s, backend_cpu_s=cpu.backend_cpu_s, agent_cpu_s=cpu.agent_cpu_s,
             switch_cpu_s=cpu.switch_cpu_s, generator_cpu_s=cpu.generator_cpu_s,
             generator_util=_div(cpu.generator_cpu_s, cpu_window * cores),
+            lb_bpf_s=cpu.lb_bpf_s, agent_bpf_s=cpu.agent_bpf_s, switch_bpf_s=cpu.switch_bpf_s,
+            slowpath_cpu_s=cpu.slowpath_cpu_s,
         )
-    row["cpu_s_per_req"] = _div(row["lb_cpu_s"], len(ok))
+    for column, source in PER_REQUEST.items():
+        row[column] = _div(row[source], len(ok))
     row["cpu_s_per_gb"] = _div(row["lb_cpu_s"], body_bytes / 1e9)
+    row["profile_insert_rate"] = switchstats.profile_rate(cell.spec.get("switch_profile"))
+    row.update(switchstats.cell_switch_metrics(cell.path, cell.window))
     return row
 
 
@@ -372,6 +407,27 @@ def latency_by_object(run_dir: str | Path | Run) -> pd.DataFrame:
     columns = [*Cell("", Path(), {}).identity(), "object", "size", "requests", "ok", *PERCENTILES]
     df = pd.DataFrame(rows, columns=columns)
     return df.sort_values(["cell_id", "size"], kind="stable", ignore_index=True)
+
+
+def switch_series(run_dir: str | Path | Run) -> pd.DataFrame:
+    """The control plane's stats sampled about every second during each cell that ran, one row per
+    sample and table: identity, time_s (seconds from the window's start; negative in the warm-up),
+    table, entries, conn_table, inserts_per_s, deletes_per_s, queued (analysis.switchstats.series)."""
+    run = _as_run(run_dir)
+    frames = []
+    for cell in run.cells:
+        if not cell.ok:
+            continue
+        df = switchstats.series(cell.path, cell.window)
+        if df.empty:
+            continue
+        for col, value in reversed(cell.identity().items()):
+            df.insert(0, col, value)
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=[*Cell("", Path(), {}).identity(), "time_s", "table", "entries", "conn_table",
+                                     "inserts_per_s", "deletes_per_s", "queued"])
+    return pd.concat(frames, ignore_index=True)
 
 
 def locust_stats(run_dir: str | Path | Run) -> pd.DataFrame:

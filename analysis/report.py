@@ -2,15 +2,17 @@
 
     python -m analysis.report RUN_DIR      # rebuilds figures/*.png and report.md
 
-Sections: provenance, one table per workload (one row per system and load level, means over the
-usable repetitions), the comparisons (analysis.compare), the flagged cells, and the figures.
+Sections: provenance, one table per workload (one row per system and load level, and switch profile
+in a sweep; means over the usable repetitions), the switch side (offloaded share, insertions,
+insertion latency, occupancy, relayed connections), CPU per request by part, the insertion-rate
+sweep (when the run has one), the comparisons (analysis.compare), the flagged cells, and the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,26 +77,43 @@ def _flags_text(group: pd.DataFrame) -> str:
     return "; ".join(parts)
 
 
-def workload_table(cells: pd.DataFrame, workload: str) -> str:
-    """One row per system (and load level) of one workload; means over usable repetitions."""
+def _groups(cells: pd.DataFrame, workload: str) -> Iterator[tuple[list[str], pd.DataFrame, pd.Series]]:
+    """Per system (and switch profile in a sweep) and load level of one workload, in run order:
+    (leading cells [system, (profile,) users, n], the cells, the means over the usable ones)."""
     df = cells[cells["workload"] == workload]
-    systems = list(dict.fromkeys(df["system"]))
+    sweep = compare.profile_sweep(cells)
+    for system in dict.fromkeys(df["system"]):
+        sdf = df[df["system"] == system]
+        for profile in (dict.fromkeys(sdf["switch_profile"]) if sweep else [None]):
+            pdf = sdf if profile is None else sdf[sdf["switch_profile"] == profile]
+            for users, group in pdf.groupby("users", sort=True, dropna=False):
+                use = group[group["usable"].astype(bool)]
+                mean = use.mean(numeric_only=True) if len(use) else pd.Series(dtype=float)
+                lead = [system, *([str(profile)] if sweep else []), _num(users, "g"), f"{len(use)}/{len(group)}"]
+                yield lead, group, mean
+
+
+def _lead_header(cells: pd.DataFrame) -> tuple[str, ...]:
+    return ("system", "switch profile", "users", "n") if compare.profile_sweep(cells) else ("system", "users", "n")
+
+
+def workload_table(cells: pd.DataFrame, workload: str) -> str:
+    """One row per system (and load level; and switch profile in a sweep) of one workload; means over
+    usable repetitions."""
+    df = cells[cells["workload"] == workload]
     rows = []
-    for system in systems:
-        for users, group in df[df["system"] == system].groupby("users", sort=True, dropna=False):
-            use = group[group["usable"].astype(bool)]
-            mean = use.mean(numeric_only=True) if len(use) else pd.Series(dtype=float)
-            rows.append([
-                system, _num(users, "g"), f"{len(use)}/{len(group)}",
-                _num(mean.get("rps", math.nan), ".1f"),
-                _num(mean.get("goodput_gbps", math.nan), ".3f"),
-                _num(mean.get("p50_us", math.nan) / 1000, ".3f"),
-                _num(mean.get("p99_us", math.nan) / 1000, ".3f"),
-                _num(mean.get("cpu_s_per_req", math.nan), ".3g"),
-                _num(mean.get("generator_util", math.nan) * 100, ".0f") + ("%" if len(use) else ""),
-                _flags_text(group),
-            ])
-    header = ("system", "users", "n", "requests/s", "Gbit/s", "p50 ms", "p99 ms", "LB CPU s/request",
+    for lead, group, mean in _groups(cells, workload):
+        rows.append([
+            *lead,
+            _num(mean.get("rps", math.nan), ".1f"),
+            _num(mean.get("goodput_gbps", math.nan), ".3f"),
+            _num(mean.get("p50_us", math.nan) / 1000, ".3f"),
+            _num(mean.get("p99_us", math.nan) / 1000, ".3f"),
+            _num(mean.get("cpu_s_per_req", math.nan), ".3g"),
+            _num(mean.get("generator_util", math.nan) * 100, ".0f") + ("%" if len(mean) else ""),
+            _flags_text(group),
+        ])
+    header = (*_lead_header(cells), "requests/s", "Gbit/s", "p50 ms", "p99 ms", "LB CPU s/request",
               "generator CPU util", "flags")
     first = df.iloc[0] if len(df) else None
     objects = ""
@@ -115,8 +134,10 @@ def comparison_table(comp: pd.DataFrame) -> str:
     for _, r in comp.iterrows():
         ci = (f"[{r['ci_low']:.2f}, {r['ci_high']:.2f}]" if not math.isnan(r["ci_low"])
               else f"n/a ({r['note']})" if r["note"] else "n/a")
+        profile = r.get("switch_profile") or ""
         rows.append([
-            f"{r['system']} vs {r['baseline']}", r["workload"], _num(r["users"], "g"), r["size_class"],
+            f"{r['system']} vs {r['baseline']}", r["workload"] + (f" @ {profile}" if profile else ""),
+            _num(r["users"], "g"), r["size_class"],
             r["metric"], _num(r["ratio"], ".2f"), ci,
             (f"{r['claim']:.1f}x" if not math.isnan(r["claim"]) else DASH),
             f"{r['n_system']}/{r['n_baseline']}",
@@ -129,6 +150,134 @@ def comparison_table(comp: pd.DataFrame) -> str:
         "95% t-interval on the log ratio. `paper` is the WWW'25 claim for this pair and object size class,",
         "if any.", "",
         md_table(header, rows)])
+
+
+SWITCH_COLUMNS = ("offload_share", "inserts_per_s", "cp_latency_p50_ms", "install_latency_p50_ms",
+                  "occupancy_peak", "relayed_table_full")
+
+
+def _has_switch_data(group: pd.DataFrame) -> bool:
+    return bool(group[[c for c in SWITCH_COLUMNS if c in group.columns]].notna().any().any())
+
+
+def _count(value: float) -> str:
+    """A mean of counts: whole numbers as such, else one decimal."""
+    if math.isnan(value):
+        return DASH
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def _pct(value: float) -> str:
+    return _num(value * 100, ".1f") + ("%" if not math.isnan(value) else "")
+
+
+def _pair(a: float, b: float, fmt: str) -> str:
+    return DASH if math.isnan(a) and math.isnan(b) else f"{_num(a, fmt)} / {_num(b, fmt)}"
+
+
+def switch_table(cells: pd.DataFrame, workload: str) -> str | None:
+    """The switch side of one workload per system (docs/run-directory.md, analysis/switchstats.py);
+    None when no system of it has switch data."""
+    rows = []
+    for lead, group, mean in _groups(cells, workload):
+        if not _has_switch_data(group):
+            continue
+        def m(col: str, mean: pd.Series = mean) -> float:
+            return float(mean.get(col, math.nan))
+        occ, cap = m("occupancy_peak"), m("table_capacity")
+        occupancy = DASH if math.isnan(occ) else f"{occ:,.0f}" + (f" / {cap:,.0f}" if not math.isnan(cap) else "")
+        rows.append([
+            *lead, _pct(m("offload_share")), _num(m("inserts_per_s"), ",.0f"), _num(m("deletes_per_s"), ",.0f"),
+            _count(m("insert_rejected")), _pair(m("cp_latency_p50_ms"), m("cp_latency_p99_ms"), ".2f"),
+            _pair(m("install_latency_p50_ms"), m("install_latency_p99_ms"), ".2f"), occupancy,
+            _count(m("relayed_table_full")),
+        ])
+    if not rows:
+        return None
+    header = (*_lead_header(cells), "offloaded share of bytes", "insertions/s", "deletions/s", "rejected (full)",
+              "control-plane latency p50 / p99 ms", "slow-path install p50 / p99 ms",
+              "peak entries / capacity", "relayed (table full)")
+    return "\n".join([f"### Switch: {workload}", "", md_table(header, rows)])
+
+
+def switch_section(cells: pd.DataFrame) -> str:
+    tables = [t for wl in dict.fromkeys(cells["workload"].dropna()) if wl
+              for t in [switch_table(cells, wl)] if t is not None]
+    if not tables:
+        return ("No switch counters in this run (switch target bridge, or a run from before the harness "
+                "collected them).")
+    intro = [
+        "Means over usable repetitions, from `cells/<id>/switch/` (definitions: docs/run-directory.md).",
+        "- *offloaded share*: of the bytes back-ends sent toward clients in the window (as the switch",
+        "  counted them), the share the switch forwarded straight to the client: Miresga's `offload`",
+        "  hits; switch-only's `conn_out` hits (the rest went through a front-end or the switch CPU).",
+        "- *insertions/s*, *deletions/s*: table adds/deletes the control plane received in the window",
+        "  (one per Miresga offload; two per switch-only connection); *rejected (full)*: adds refused",
+        "  with RESOURCE_EXHAUSTED.",
+        "- *control-plane latency*: receipt to ack of its last 20,000 requests (adds and deletes) at the",
+        "  window's end; *slow-path install*: switch-only's both entries requested to both acked, on",
+        "  the connection's critical path.",
+        "- *peak entries*: most per-connection entries (`offload`; `conn_in` + `conn_out`) sampled in",
+        "  the window, against the profile's capacity; *relayed*: connections switch-only's slow path",
+        "  relayed itself because the table was full.",
+        "",
+    ]
+    return "\n".join(intro) + "\n" + "\n\n".join(tables)
+
+
+def cpu_table(cells: pd.DataFrame, workload: str) -> str | None:
+    rows = []
+    for lead, _group, mean in _groups(cells, workload):
+        def us(col: str, mean: pd.Series = mean) -> str:
+            return _num(float(mean.get(col, math.nan)) * 1e6, ".1f")
+        rows.append([*lead, us("cpu_s_per_req"), us("lb_bpf_s_per_req"), us("agent_cpu_s_per_req"),
+                     us("slowpath_cpu_s_per_req"), us("switch_bpf_s_per_req")])
+    if not rows:
+        return None
+    header = (*_lead_header(cells), "front-end (incl. eBPF)", "of which eBPF", "agents (incl. eBPF)",
+              "switch-only slow path", "emulated switch data plane (eBPF)")
+    return "\n".join([f"### CPU: {workload}", "", md_table(header, rows)])
+
+
+def cpu_section(cells: pd.DataFrame) -> str:
+    tables = [t for wl in dict.fromkeys(cells["workload"].dropna()) if wl
+              for t in [cpu_table(cells, wl)] if t is not None]
+    intro = [
+        "CPU µs per ok request over the measurement window (cpu.json; means over usable repetitions).",
+        "eBPF is the kernel's run time of the programs the harness pinned on each host (BPF statistics",
+        "enabled during the cell). The front-end column is the load balancer's cost (HAProxy, or",
+        "Miresga's front-end with its eBPF fast path); the emulated switch's data plane stands for",
+        "hardware and is shown apart. `–`: not measured in this run (no such part, or no BPF rows).",
+        "",
+    ]
+    return "\n".join(intro) + "\n" + "\n\n".join(tables)
+
+
+def sweep_section(cells: pd.DataFrame) -> str | None:
+    """The insertion-rate sweep: one row per system and switch profile (None without a sweep)."""
+    if not compare.profile_sweep(cells):
+        return None
+    df = cells.copy()
+    rows = []
+    for (wl, system, profile), group in df.groupby(["workload", "system", "switch_profile"], sort=False):
+        use = group[group["usable"].astype(bool)]
+        mean = use.mean(numeric_only=True) if len(use) else pd.Series(dtype=float)
+        rate = float(group["profile_insert_rate"].iloc[0])
+        cap = float(mean.get("table_capacity", group["table_capacity"].max()))
+        rows.append((rate, [
+            wl, system, profile, "unlimited" if math.isinf(rate) else _num(rate, ",.0f"), _num(cap, ",.0f"),
+            f"{len(use)}/{len(group)}", _num(float(mean.get("rps", math.nan)), ".1f"),
+            _num(float(mean.get("p99_us", math.nan)) / 1000, ".3f"),
+            _num(float(mean.get("inserts_per_s", math.nan)), ",.0f"),
+            _count(float(mean.get("relayed_table_full", math.nan))), _flags_text(group),
+        ]))
+    rows.sort(key=lambda r: (r[1][0], r[1][1], math.isnan(r[0]), r[0]))
+    header = ("workload", "system", "switch profile", "insertion rate /s", "per-connection capacity", "n",
+              "requests/s", "p99 ms", "insertions/s", "relayed (table full)", "flags")
+    return "\n".join([
+        "Each system under each switch profile of the suite (`switch_profiles`); the figure",
+        "`insertion-sweep` plots throughput and p99 latency against the profile's sustained insertion rate.",
+        "", md_table(header, [r for _, r in rows])])
 
 
 def flagged_list(cells: pd.DataFrame) -> str:
@@ -163,6 +312,11 @@ def build_report(run_dir: str | Path, figure_paths: list[Path] | None = None) ->
     for wl in dict.fromkeys(cells["workload"].dropna()):
         if wl:
             parts += [workload_table(cells, wl), ""]
+    parts += ["## Switch: offload, insertions, occupancy", "", switch_section(cells), "",
+              "## CPU per request by part", "", cpu_section(cells), ""]
+    sweep = sweep_section(cells)
+    if sweep is not None:
+        parts += ["## Insertion-rate sweep", "", sweep, ""]
     parts += ["## Comparisons", "", comparison_table(comp), "",
               "## Flagged cells", "", flagged_list(cells), "", "## Figures", ""]
     if figure_paths:

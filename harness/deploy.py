@@ -32,7 +32,7 @@ SERVICES = {
     "client": ["locust-master"],
     "frontend": ["haproxy", "frontend"],
     "backend": ["agent", "nginx"],
-    "switch": ["controlplane", "p4rt"],
+    "switch": ["slowpath", "controlplane", "p4rt"],
 }
 
 
@@ -40,6 +40,12 @@ CONTROLPLANE_PORT = 9600
 SWITCH_WSCALE = 7                  # the window-scale shift the switch's SYN-ACK promises (datapath contract)
 WSCALE_RMEM_MAX = 6291456          # a tcp_rmem maximum for which Linux picks that shift
 ROUTER_MAC = "02:00:5e:00:00:01"   # the switch ports' MAC on a cluster (configure it on the Tofino)
+# The switch-only baseline's CPU port on the emulated target (docs/switch-only-datapath.md): P4 port
+# 64 is the veth `swcpu` in the switch namespace, its peer `cpu0` the slow path's netdev.
+CPU_PORT = 64
+CPU_PORT_IF, CPU_NETDEV = "swcpu", "cpu0"
+# The slow path's timers (python -m system.switchonly): tests shorten them.
+SLOWPATH_OPTIONS: dict[str, float] = {"idle_timeout": 120.0, "linger": 2.0, "counter_interval": 1.0}
 
 
 class DeployError(RuntimeError):
@@ -162,8 +168,9 @@ def port_map(inv: Inventory) -> dict[str, dict[str, object]]:
     return out
 
 
-def deploy_switch(r: Remote, inv: Inventory, pipeline: str) -> None:
-    """The switch target and its control plane, programmed with `pipeline` and the static tables."""
+def deploy_switch(r: Remote, inv: Inventory, pipeline: str, extra_ports: dict[int, str] | None = None) -> None:
+    """The switch target and its control plane, programmed with `pipeline` and the static tables.
+    `extra_ports`: P4 port -> interface in the switch namespace beyond the hosts' (the CPU port)."""
     if inv.switch.target == "bridge":
         log(f"{r.name}: switch target bridge (placeholder): nothing to program")
         return
@@ -180,6 +187,7 @@ def deploy_switch(r: Remote, inv: Inventory, pipeline: str) -> None:
     r.run(f"rm -rf {r.workdir}/system {r.workdir}/p4src")
     r.put_tree(files)
     ports = {v["port"]: f"sw-{name}" for name, v in port_map(inv).items()}
+    ports.update(extra_ports or {})
     mgmt = str(r.host.mgmt_address or r.host.ssh_address)
     p4rt = f"{mgmt}:{inv.switch.p4runtime_port}"
     pin_dir = f"/sys/fs/bpf/{testbed.netns(r.host)}" if inv.kind == "local" else "/sys/fs/bpf/miresga-switch"
@@ -239,6 +247,19 @@ def deploy_agent(r: Remote, inv: Inventory) -> None:
     h = r.host
     r.stop("agent")
     r.run("sysctl -qw net.ipv4.tcp_fastopen=0x203")
+    ensure_switch_wscale(r)
+    r.run(f"rm -rf {r.workdir}/system")
+    r.put_tree(project_files("system", suffixes=(".py", ".c", ".h", ".yaml")))
+    pin = f"/sys/fs/bpf/{testbed.netns(h)}-agent" if inv.kind == "local" else "/sys/fs/bpf/miresga-agent"
+    r.start("agent", f"{r.python()} -m system.agent --interface {h.data_interface} --pin-dir {pin} --interval 5")
+    wait_for(lambda: "agent_ingress" in r.run(f"tc filter show dev {h.data_interface} ingress", check=False),
+             30, f"the agent on {h.name} to attach to {h.data_interface}")
+
+
+def ensure_switch_wscale(r: Remote) -> None:
+    """The back-end's kernel must choose the window-scale shift the switch's SYN-ACK promised the
+    client (SWITCH_WSCALE): window fields cross the switch untranslated (Miresga and switch-only)."""
+    h = r.host
     # Linux derives its window-scale shift from max(tcp_rmem[2], rmem_max): a maximum receive
     # buffer of 6 MiB (Linux's default) gives the shift the switch promises.
     low, default, _ = r.run("sysctl -n net.ipv4.tcp_rmem").split()
@@ -250,12 +271,6 @@ def deploy_agent(r: Remote, inv: Inventory) -> None:
         raise DeployError(f"{h.name}: its kernel would choose window scale {shift} (tcp_rmem max {rmem[2]}, "
                           f"net.core.rmem_max {rmem[3]}), but the switch promises clients {SWITCH_WSCALE}: "
                           "lower net.core.rmem_max below 2^23 on that host")
-    r.run(f"rm -rf {r.workdir}/system")
-    r.put_tree(project_files("system", suffixes=(".py", ".c", ".h", ".yaml")))
-    pin = f"/sys/fs/bpf/{testbed.netns(h)}-agent" if inv.kind == "local" else "/sys/fs/bpf/miresga-agent"
-    r.start("agent", f"{r.python()} -m system.agent --interface {h.data_interface} --pin-dir {pin} --interval 5")
-    wait_for(lambda: "agent_ingress" in r.run(f"tc filter show dev {h.data_interface} ingress", check=False),
-             30, f"the agent on {h.name} to attach to {h.data_interface}")
 
 
 def deploy_frontend(r: Remote, inv: Inventory, fastopen: bool = True) -> None:
@@ -280,6 +295,41 @@ def deploy_frontend(r: Remote, inv: Inventory, fastopen: bool = True) -> None:
              or r.service_pid("frontend") is None, 30, f"the front-end on {h.name} to start")
     if r.service_pid("frontend") is None:
         raise DeployError(f"{h.name}: the front-end exited:\n{r.tail('frontend')}")
+
+
+# ---- switch-only baseline -----------------------------------------------------------------------
+
+def ensure_cpu_port(r: Remote) -> None:
+    """The emulated switch's CPU port: veth swcpu <-> cpu0 in the switch namespace (idempotent). On a
+    Tofino the CPU PCIe port's netdev (bf_pci0) replaces cpu0, and nothing is created."""
+    r.run(f"ip link show {CPU_PORT_IF} >/dev/null 2>&1 || ip link add {CPU_PORT_IF} type veth peer name {CPU_NETDEV}")
+    for dev in (CPU_PORT_IF, CPU_NETDEV):
+        r.run(f"sysctl -qw net.ipv6.conf.{dev}.disable_ipv6=1 2>/dev/null; ip link set {dev} up", check=False)
+    r.run(f"ip link show {CPU_NETDEV} | grep -q UP")
+
+
+def remove_cpu_port(r: Remote) -> bool:
+    """Deletes the CPU port's veth pair (both ends); True if it existed."""
+    return r.run(f"ip link del {CPU_PORT_IF} 2>/dev/null && echo gone", check=False).strip() == "gone"
+
+
+def deploy_slowpath(r: Remote, inv: Inventory) -> None:
+    """The slow path on the switch CPU (python -m system.switchonly), next to the control plane."""
+    r.stop("slowpath")
+    r.put_tree({"rules.yaml": inv.rules.read_bytes()})
+    mgmt = str(r.host.mgmt_address or r.host.ssh_address)
+    stats = f"{r.workdir}/run/slowpath-stats.json"
+    r.run(f"rm -f {stats}")
+    o = SLOWPATH_OPTIONS
+    r.start("slowpath", f"{r.python()} -m system.switchonly --dev {CPU_NETDEV} --inventory {r.workdir}/inventory.yaml "
+            f"--port-map {r.workdir}/port-map.yaml --rules {r.workdir}/rules.yaml "
+            f"--controlplane {mgmt}:{CONTROLPLANE_PORT} --p4runtime {mgmt}:{inv.switch.p4runtime_port} "
+            f"--idle-timeout {o['idle_timeout']} --linger {o['linger']} --counter-interval {o['counter_interval']} "
+            f"--stats-file {stats}")
+    wait_for(lambda: r.run(f"test -s {stats} && echo ok", check=False).strip() == "ok"
+             or r.service_pid("slowpath") is None, 40, f"the slow path on {r.name} to start")
+    if r.service_pid("slowpath") is None:
+        raise DeployError(f"{r.name}: the slow path exited:\n{r.tail('slowpath')}")
 
 
 def load_rules(inv: Inventory) -> rules_mod.RuleSet:
@@ -346,6 +396,45 @@ def _deploy_miresga(inv: Inventory) -> None:
             raise DeployError(f"Miresga is deployed but {url} from {rs[0].name} gave {got.strip() or 'nothing'}")
 
 
+def _deploy_switch_only(inv: Inventory) -> None:
+    if inv.switch.target == "bridge":
+        raise DeployError("switch-only needs a programmable switch (target emulated or tofino), not bridge")
+    with remotes(inv, "switch") as rs:
+        for r in rs:
+            if inv.switch.target == "emulated":      # a Tofino: deploy_switch stops with the SDE steps
+                ensure_cpu_port(r)
+            deploy_switch(r, inv, "switch_only", extra_ports={CPU_PORT: CPU_PORT_IF})
+    with remotes(inv, "backend") as rs:
+        for r in rs:
+            log(f"{r.name}: nginx and the object catalog ({len(inv.catalog)} objects); no agent")
+            deploy_backend(r, inv)
+            ensure_switch_wscale(r)
+    with remotes(inv, "client") as rs:
+        for r in rs:
+            log(f"{r.name}: workload code")
+            deploy_client(r)
+    with remotes(inv, "switch") as rs:
+        for r in rs:
+            log(f"{r.name}: slow path on the switch CPU ({CPU_NETDEV}, P4 port {CPU_PORT})")
+            deploy_slowpath(r, inv)
+    _check_through_vip(inv, "switch-only")
+
+
+def _check_through_vip(inv: Inventory, system: str) -> None:
+    """The whole path: a client fetches an object through the VIP."""
+    with remotes(inv, "client") as rs:
+        probe = inv.catalog[0]
+        url = f"http://{inv.vip}:{inv.vip_port}{probe.path}"
+        got = ""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            got = rs[0].run(f"curl -s -m 5 -o /dev/null -w '%{{http_code}} %{{size_download}}' {url}", check=False)
+            if got.strip() == f"200 {probe.size}":
+                return
+            time.sleep(0.5)
+        raise DeployError(f"{system} is deployed but {url} from {rs[0].name} gave {got.strip() or 'nothing'}")
+
+
 SYSTEMS: dict[str, System] = {
     "direct": System(
         "direct", "clients fetch directly from nginx on the first back-end (no load balancer): a reference",
@@ -359,6 +448,11 @@ SYSTEMS: dict[str, System] = {
         "miresga", "Miresga: switch handshakes and offloads elephants, front-ends parse HTTP, agents translate "
         "sequence numbers", _deploy_miresga, lambda inv: [(str(inv.vip), inv.vip_port)],
         (("frontend", "frontend"), ("backend", "agent"), ("backend", "nginx")), pipeline="miresga"),
+    "switch-only": System(
+        "switch-only", "switch-only baseline: a slow path on the switch CPU parses HTTP and installs two "
+        "entries per connection; the switch splices and translates sequence numbers",
+        _deploy_switch_only, lambda inv: [(str(inv.vip), inv.vip_port)],
+        (("switch", "slowpath"), ("backend", "nginx")), pipeline="switch_only"),
 }
 
 
@@ -379,21 +473,32 @@ def plan(inv: Inventory, system: str) -> str:
             if inv.switch.target == "bridge":
                 lines.append(f"{where} nothing (placeholder bridge)")
             elif inv.switch.target == "emulated":
-                lines.append(f"{where} system/ + p4src/ + inventory + port map; start the P4Runtime server "
+                cpu = (f"create the CPU port (veth {CPU_PORT_IF} <-> {CPU_NETDEV}, P4 port {CPU_PORT}); "
+                       if system == "switch-only" else "")
+                lines.append(f"{where} {cpu}system/ + p4src/ + inventory + port map; start the P4Runtime server "
                              f"(:{inv.switch.p4runtime_port}, profile {inv.switch.profile.name}) and the control "
                              f"plane (:{CONTROLPLANE_PORT}), which sets pipeline {sysd.pipeline} and its static tables")
+                if system == "switch-only":
+                    lines.append(f"    then the slow path (python -m system.switchonly on {CPU_NETDEV}, rules from "
+                                 f"{inv.rules}); check its stats file and an object through the VIP "
+                                 f"{inv.vip}:{inv.vip_port}")
             else:
                 lines.append(f"{where} (not automated) " + tofino_steps(inv, sysd.pipeline).replace("\n", "\n    "))
         elif h.role == "backend":
+            extra = {"miresga": "; the agent (sequence translation) and fast-open",
+                     "switch-only": "; no agent (the switch translates); window-scale check"}.get(system, "")
             lines.append(f"{where} nginx config + catalog ({len(inv.catalog)} objects, "
                          f"{sum(o.size for o in inv.catalog) / 2**20:.1f} MiB); start nginx on "
-                         f"{h.data_address}:{inv.vip_port}; check /health and {inv.catalog[0].path}")
+                         f"{h.data_address}:{inv.vip_port}; check /health and {inv.catalog[0].path}{extra}")
         elif h.role == "client":
             lines.append(f"{where} workloads/ (Locust file and users); check that it imports")
         elif h.role == "frontend":
             lines.append(f"{where} " + ("HAProxy config from the rules; start HAProxy on "
                                         f"{h.data_address}:{inv.vip_port}; check an object through it"
-                                        if system == "haproxy" else "nothing"))
+                                        if system == "haproxy" else
+                                        f"system/ + rules; start the Miresga front-end on {h.data_interface} "
+                                        f"(one of {len(inv.frontends)} sharing the switch's buckets)"
+                                        if system == "miresga" else "nothing"))
     return "\n".join(lines)
 
 
@@ -421,6 +526,10 @@ def undeploy(inv: Inventory, quiet: bool = False) -> list[str]:
             for svc in sorted(services, key=lambda s: order.index(s) if s in order else -1):
                 if r.stop(svc):
                     stopped.append(f"{r.name}:{svc}")
+            if r.host.role == "switch" and inv.switch.target == "emulated":
+                r.run(f"rm -f {r.workdir}/run/slowpath-stats.json", check=False)   # not collected for others
+                if remove_cpu_port(r):
+                    stopped.append(f"{r.name}:{CPU_PORT_IF}")
     if not quiet:
         log("stopped " + (", ".join(stopped) if stopped else "nothing (no service was running)"))
     return stopped

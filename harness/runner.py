@@ -4,16 +4,23 @@ One cell's lifecycle (flent's: check all, start, stop, parse):
 1. check: every client answers over SSH and the target answers an HTTP probe;
 2. start: Locust workers on every client host (one per core, or `locust.workers_per_client`), then the
    headless master on the first client, for warm-up + duration;
-3. measure: CPU times of the measured processes (load balancer, web servers, the generator) are read
-   at the start and the end of the measurement window (after warm-up);
+3. measure: CPU times of the measured processes (load balancer, web servers, the generator), the
+   BPF programs' run time and the switch's, control plane's and front-ends' counters are read at the
+   start and the end of the measurement window (after warm-up); the control plane's stats are
+   sampled about every second (harness/cellstats.py);
 4. stop and collect: wait for the master to finish, fetch Locust's CSVs, the raw per-request files
    and the logs into `cells/<cell-id>/`, write cell.json and cpu.json (docs/run-directory.md).
+
+A suite with a `switch_profiles` axis deploys each system once per profile, with that profile in
+force (the inventory's `switch.profile` replaced); every cell records its profile in cell.json.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -21,9 +28,10 @@ from typing import Any
 
 from harness import deploy as dep
 from harness import locust_runner, rundir, testbed
+from harness.cellstats import CellCollector
 from harness.inventory import Inventory
 from harness.remote import Remote, RemoteError
-from harness.suites import Cell, Suite, SuiteError, dry_run
+from harness.suites import Cell, Suite, SuiteError, dry_run, profile_record
 from harness.suites import load as _load_suite
 from workloads.spec import Job, Target, Workload
 
@@ -67,15 +75,19 @@ def run_suite(inv: Inventory, suite: Suite, keep_testbed: bool = False, results:
             hosts = {r.name: rundir.host_facts(r) for r in rs}
         rundir.write_manifest(run_dir, suite, inv, hosts, started, done)
         n = 0
-        for system in suite.systems:
-            cells = [c for c in suite.cells if c.system == system]
+        for system, profile in suite.deployments:
+            cells = [c for c in suite.cells if c.deployment == (system, profile)]
+            inv_c = with_profile(inv, cells[0])
+            if profile is not None:
+                _save_profile(run_dir, cells[0])
+                log(f"switch profile {profile} ({cells[0].switch_profile_path})")
             try:
-                sysd = dep.deploy(inv, system)
+                sysd = dep.deploy(inv_c, system)
             except (dep.DeployError, RemoteError) as e:
                 log(f"deploying {system} failed; its {len(cells)} cells are recorded as failed: {e}")
                 for c in cells:
                     n += 1
-                    _write_failed_cell(run_dir, c, f"deploy failed: {e}")
+                    _write_failed_cell(run_dir, c, f"deploy failed: {e}", profile=_profile_of(inv_c))
                     done.append(c.cell_id)
                 continue
             for c in cells:
@@ -85,10 +97,10 @@ def run_suite(inv: Inventory, suite: Suite, keep_testbed: bool = False, results:
                 log(f"[{n}/{len(suite.cells)}] {c.cell_id} (about {eta / 60:.1f} min left)")
                 cell_dir = run_dir / "cells" / c.cell_id
                 try:
-                    run_cell(inv, c, sysd, cell_dir)
+                    run_cell(inv_c, c, sysd, cell_dir, bpf_stats=suite.bpf_stats)
                 except (RunError, RemoteError, OSError) as e:
                     log(f"cell {c.cell_id} failed: {e}")
-                    _write_failed_cell(run_dir, c, str(e), detail=traceback.format_exc())
+                    _write_failed_cell(run_dir, c, str(e), detail=traceback.format_exc(), profile=_profile_of(inv_c))
                 done.append(c.cell_id)
                 rundir.write_manifest(run_dir, suite, inv, hosts, started, done)
                 _progress(cell_dir, {name: f["role"] for name, f in hosts.items()})
@@ -118,10 +130,37 @@ def _progress(cell_dir: Path, roles: dict[str, str]) -> None:
         f"{s.get('failed', 0)} failed, generator {100 * s.get('generator_util', 0):.0f}% busy")
 
 
-def _write_failed_cell(run_dir: Path, c: Cell, error: str, detail: str | None = None) -> None:
+def with_profile(inv: Inventory, cell: Cell) -> Inventory:
+    """The inventory a cell runs with: its switch profile (from the suite's axis) in force."""
+    if cell.switch_profile_path is None:
+        return inv
+    return dataclasses.replace(inv, switch=dataclasses.replace(inv.switch, profile=cell.switch_profile_path))
+
+
+def _profile_of(inv: Inventory) -> dict[str, Any] | None:
+    """cell.json's `switch_profile`: the resolved profile in force (None without a modelled switch)."""
+    if inv.switch.target == "bridge":
+        return None
+    try:
+        return profile_record(inv.switch.profile)
+    except ValueError as e:
+        return {"name": None, "source": str(inv.switch.profile), "error": str(e)}
+
+
+def _save_profile(run_dir: Path, cell: Cell) -> None:
+    """A sweep's profiles are kept beside the run's switch-profile.yaml: switch-profiles/<name>.yaml."""
+    assert cell.switch_profile_path is not None
+    d = run_dir / "switch-profiles"
+    d.mkdir(exist_ok=True)
+    shutil.copy(cell.switch_profile_path, d / f"{cell.switch_profile}.yaml")
+
+
+def _write_failed_cell(run_dir: Path, c: Cell, error: str, detail: str | None = None,
+                       profile: dict[str, Any] | None = None) -> None:
     d = run_dir / "cells" / c.cell_id
     d.mkdir(parents=True, exist_ok=True)
-    rec = c.to_dict() | {"status": "failed", "error": error, "started": rundir.now(), "ended": rundir.now()}
+    rec = c.to_dict() | {"switch_profile": profile, "status": "failed", "error": error,
+                         "started": rundir.now(), "ended": rundir.now()}
     (d / "cell.json").write_text(json.dumps(rec, indent=2) + "\n")
     if detail:
         (d / "error.txt").write_text(detail)
@@ -144,7 +183,7 @@ def _workers(inv: Inventory, clients: list[Remote]) -> list[tuple[Remote, int]]:
     return [(r, i) for r in clients for i in range(1, inv.workers_for(r.host) + 1)]
 
 
-def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path) -> None:
+def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, bpf_stats: bool = True) -> None:
     targets = sysd.targets(inv)
     address, port = targets[0]
     job = Job(workload=Workload.from_dict(cell.workload), target=Target(address=address, port=port),
@@ -156,6 +195,7 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path) -> No
     others = {role: [Remote(inv, h) for h in inv.role(role)] for role, _ in sysd.measured}
     measured = [(r, svc) for role, svc in sysd.measured for r in others[role]]
     workers = _workers(inv, clients)
+    collector = CellCollector(inv, sysd, bpf_stats=bpf_stats)
     try:
         # 1. check
         for r in clients:
@@ -185,6 +225,7 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path) -> No
             users=cell.load.users, spawn_rate=cell.load.spawn_rate, run_time_s=run_time,
             csv_prefix=f"{remote_cell}/locust/stats", expect_workers=n_workers, bind_host=mgmt,
             bind_port=MASTER_PORT, stop_timeout_s=STOP_TIMEOUT_S, logfile=f"{remote_cell}/locust/master.log")
+        collector.begin()
         t0 = time.time()
         master.start("locust-master", shlex.join(cmd), env=env)
         measure_start = t0 + cell.load.warmup_s
@@ -192,14 +233,19 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path) -> No
         # 3. measure
         gen = [(r, f"locust-worker-{i}") for r, i in workers] + [(master, "locust-master")]
         _sleep_until(measure_start)
+        collector.snapshot_async("start")       # beside the CPU readings, not after them
         before = _cpu_snapshot(measured + gen)
+        collector.join()
         _sleep_until(measure_end)
+        collector.snapshot_async("end")
         after = _cpu_snapshot(measured + gen)
+        collector.join()
         # 4. stop and collect
         deadline = time.time() + STOP_GRACE_S
         while master.service_pid("locust-master") is not None and time.time() < deadline:
             time.sleep(0.3)
         ended = rundir.now()
+        collector.finish()
         master.stop("locust-master")
         for r, i in workers:
             r.stop(f"locust-worker-{i}")
@@ -211,10 +257,13 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path) -> No
         for r, svc in measured:
             (cell_dir / "logs").mkdir(exist_ok=True)
             (cell_dir / "logs" / f"{r.name}-{svc}.log").write_text(r.tail(svc, 200))
-        _collect_switch_stats(inv, cell_dir / "switch")
+        _collect_switch_stats(inv, cell_dir / "switch", sysd)
+        collector.write(cell_dir)
         cpu = _cpu_json(before, after, measure_end - measure_start)
+        cpu["bpf"] = collector.bpf_rows()
         (cell_dir / "cpu.json").write_text(json.dumps(cpu, indent=2) + "\n")
         rec = cell.to_dict() | {
+            "switch_profile": _profile_of(inv),
             "target": {"address": address, "port": port},
             "generator": {"hosts": [h.name for h in inv.clients], "workers": n_workers},
             "measure_start": measure_start, "measure_end": measure_end,
@@ -225,6 +274,7 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path) -> No
         if not any((cell_dir / "requests").glob("*.csv")):
             raise RunError(f"no raw request data came back; master log:\n{_tail(cell_dir / 'locust/master.log')}")
     finally:
+        collector.close()
         for r, i in workers:
             r.stop(f"locust-worker-{i}")
         master.stop("locust-master")
@@ -232,12 +282,19 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path) -> No
             r.close()
 
 
-def _collect_switch_stats(inv: Inventory, dest: Path) -> None:
+def _collect_switch_stats(inv: Inventory, dest: Path, sysd: dep.System | None = None) -> None:
     """Counters after the cell: the emulated switch's and control plane's (occupancy, insertions) and
-    each Miresga front-end's (offloads, fast-path and user-space forwarding)."""
-    hosts = [(inv.switch_host, ("controlplane-stats.json", "p4rt-stats.json"))] if inv.switch.target == "emulated" \
+    each Miresga front-end's (offloads, fast-path and user-space forwarding). With `sysd`, only the
+    stats files of that system's services: the files outlive a service in run/ across deploys, so
+    a switch-only cell would otherwise get an earlier Miresga deploy's front-end stats."""
+    hosts = [(inv.switch_host, ("controlplane-stats.json", "p4rt-stats.json", "slowpath-stats.json"))] \
+        if inv.switch.target == "emulated" \
         else []
     hosts += [(h, ("frontend-stats.json",)) for h in inv.frontends]
+    if sysd is not None:
+        services = {svc for _, svc in sysd.measured}
+        own = {"frontend-stats.json": "frontend" in services, "slowpath-stats.json": "slowpath" in services}
+        hosts = [(h, tuple(n for n in names if own.get(n, True))) for h, names in hosts]
     for host, names in hosts:
         with Remote(inv, host) as r:
             for name in names:

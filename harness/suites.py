@@ -2,12 +2,20 @@
 
 A suite is YAML (`harness/suites/quick.yaml`, `full.yaml`, or any path); `expand` turns it into the
 ordered list of cells the runner executes, grouped by system so that each system is deployed once.
-`fab run-suite --dry-run` prints that matrix. The format is documented in harness/suites/README.md.
+`fab run-suite --dry-run` prints that matrix with an estimate of the run's duration. The format is
+documented in harness/suites/README.md.
+
+An optional axis `switch_profiles:` (names of system/switch/profiles/*.yaml, or paths) runs every
+system once per switch profile: the runner redeploys the system with that profile in force, and the
+profile goes into each cell's cell.json (`switch_profile`) and id (`<system>--<workload>--u<users>--
+<profile>--r<rep>`). Without it every cell runs under the inventory's `switch.profile`.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +23,7 @@ from typing import Any
 import yaml
 
 from harness.inventory import ROOT, Inventory
+from system.switch import profiles as switch_profiles
 from workloads.spec import MIXES, Workload
 
 SUITES = ROOT / "harness" / "suites"
@@ -22,6 +31,16 @@ SUITES = ROOT / "harness" / "suites"
 CONNECTIONS = ("close", "keepalive")
 CLIENTS = ("lean", "stock")
 VERIFY = ("full", "sampled")
+
+# Duration estimate (`estimated_seconds`), calibrated on the local testbed (2 cores; runs of
+# 2026-11-26: quick, baseline-bench, and a miresga sweep): a cell takes warm-up + duration plus
+# about 12 s (workers and master start, the 2 s tail, Locust's stop, collection, the next cell's
+# checks); a deploy (undeploy, transfer, start, checks) depends on the system; the testbed and the
+# analysis take about 30 s.
+CELL_OVERHEAD_S = 12.0
+DEPLOY_S = {"direct": 15.0, "haproxy": 22.0, "miresga": 35.0, "switch-only": 35.0}
+DEPLOY_DEFAULT_S = 35.0
+RUN_OVERHEAD_S = 30.0
 
 
 class SuiteError(ValueError):
@@ -43,10 +62,19 @@ class Cell:
     workload: dict[str, Any]   # the cell.json "workload" object (docs/run-directory.md)
     load: Load
     repetition: int
+    # From the suite's `switch_profiles` axis: the profile's name and file; None: the inventory's.
+    switch_profile: str | None = None
+    switch_profile_path: Path | None = None
 
     @property
     def cell_id(self) -> str:
-        return f"{self.system}--{self.workload['name']}--u{self.load.users}--r{self.repetition}"
+        profile = f"--{self.switch_profile}" if self.switch_profile else ""
+        return f"{self.system}--{self.workload['name']}--u{self.load.users}{profile}--r{self.repetition}"
+
+    @property
+    def deployment(self) -> tuple[str, str | None]:
+        """What the runner deploys for this cell: (system, switch profile of the axis or None)."""
+        return self.system, self.switch_profile
 
     def to_dict(self) -> dict[str, Any]:
         return {"cell_id": self.cell_id, "system": self.system, "workload": self.workload,
@@ -61,10 +89,19 @@ class Suite:
     systems: tuple[str, ...]
     cells: tuple[Cell, ...]
     raw: dict[str, Any]
+    switch_profiles: tuple[str, ...] = ()   # the profile axis (profile names), empty without one
+    bpf_stats: bool = True                  # enable the kernel's BPF statistics during cells
+
+    @property
+    def deployments(self) -> list[tuple[str, str | None]]:
+        """(system, switch profile) in the order the runner deploys them: one deploy each."""
+        return list(dict.fromkeys(c.deployment for c in self.cells))
 
     @property
     def estimated_seconds(self) -> float:
-        return sum(c.load.warmup_s + c.load.duration_s + 6 for c in self.cells) + 40 * len(self.systems)
+        cells = sum(c.load.warmup_s + c.load.duration_s + CELL_OVERHEAD_S for c in self.cells)
+        deploys = sum(DEPLOY_S.get(system, DEPLOY_DEFAULT_S) for system, _ in self.deployments)
+        return cells + deploys + RUN_OVERHEAD_S
 
 
 def resolve(name_or_path: str) -> Path:
@@ -94,7 +131,8 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
 
     if not isinstance(data, dict):
         raise fail("(top level)", "must be a mapping")
-    known_top = {"name", "description", "systems", "workloads", "load", "repetitions", "client", "verify"}
+    known_top = {"name", "description", "systems", "workloads", "load", "repetitions", "client", "verify",
+                 "switch_profiles", "bpf_stats"}
     unknown = set(data) - known_top
     if unknown:
         raise fail(sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(known_top))})")
@@ -184,19 +222,74 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
     if not isinstance(reps, int) or reps < 1:
         raise fail("repetitions", "must be an integer >= 1")
 
-    cells = [Cell(system=s, workload=w, load=Load(u, float(spawn), float(warm), float(dur), pace), repetition=r)
+    bpf_stats = data.get("bpf_stats", True)
+    if not isinstance(bpf_stats, bool):
+        raise fail("bpf_stats", "must be true or false")
+    profiles = _profiles(data.get("switch_profiles"), inv, fail)
+
+    cells = [Cell(system=s, workload=w, load=Load(u, float(spawn), float(warm), float(dur), pace), repetition=r,
+                  switch_profile=pname, switch_profile_path=ppath)
              for s in systems
+             for pname, ppath in (profiles or [(None, None)])
              for r, w, u in itertools.product(range(1, reps + 1), workloads, users)]
     return Suite(name=str(name), description=str(data.get("description", "")), source=source,
-                 systems=tuple(systems), cells=tuple(cells), raw=data)
+                 systems=tuple(systems), cells=tuple(cells), raw=data,
+                 switch_profiles=tuple(p for p, _ in profiles), bpf_stats=bpf_stats)
+
+
+def _profiles(raw: Any, inv: Inventory, fail: Callable[[str, str], SuiteError]) -> list[tuple[str, Path]]:
+    """The `switch_profiles` axis: [(profile name, file)], validated by loading every profile."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not raw:
+        raise fail("switch_profiles", "must be a non-empty list of switch profile names (or paths)")
+    if inv.switch.target != "emulated":
+        raise fail("switch_profiles", f"needs the emulated switch target; inventory {inv.name!r} has "
+                   f"switch target {inv.switch.target!r} (a profile models an emulated switch's limits)")
+    known = ", ".join(sorted(p.stem for p in switch_profiles.PROFILES_DIR.glob("*.yaml")))
+    out: list[tuple[str, Path]] = []
+    for i, ref in enumerate(raw):
+        fld = f"switch_profiles[{i}]"
+        if not isinstance(ref, str) or not ref:
+            raise fail(fld, f"must be a profile name or path, not {ref!r}")
+        path = switch_profiles.resolve(ref)
+        if not path.is_absolute() and not path.exists():
+            path = ROOT / path
+        if not path.is_file():
+            raise fail(fld, f"unknown switch profile {ref!r} (known: {known}; or give a path to a profile file)")
+        try:
+            profile = switch_profiles.load_profile(path)
+        except switch_profiles.ProfileError as e:
+            raise fail(fld, f"profile {ref!r} is not valid: {e}") from None
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", profile.name):
+            raise fail(fld, f"profile name {profile.name!r} must be letters, digits, '.', '_' or '-' "
+                       "(it becomes part of the cell ids)")
+        if profile.name in [n for n, _ in out]:
+            raise fail(fld, f"profile {profile.name!r} is listed twice")
+        out.append((profile.name, path.resolve()))
+    return out
+
+
+def profile_record(path: Path) -> dict[str, Any]:
+    """A profile as cell.json records it (`switch_profile`): every resolved field and its file."""
+    return switch_profiles.load_profile(path).to_dict()
 
 
 def dry_run(suite: Suite) -> str:
-    lines = [f"suite {suite.name}: {len(suite.cells)} cells, systems {', '.join(suite.systems)}, "
-             f"about {suite.estimated_seconds / 60:.1f} min"]
+    deploys = suite.deployments
+    deploy_s = sum(DEPLOY_S.get(s, DEPLOY_DEFAULT_S) for s, _ in deploys)
+    load_s = sum(c.load.warmup_s + c.load.duration_s for c in suite.cells)
+    profiles = f", switch profiles {', '.join(suite.switch_profiles)}" if suite.switch_profiles else ""
+    lines = [f"suite {suite.name}: {len(suite.cells)} cells, systems {', '.join(suite.systems)}{profiles}, "
+             f"about {suite.estimated_seconds / 60:.1f} min",
+             f"  estimate: {len(deploys)} deploys x ~{deploy_s / max(len(deploys), 1):.0f} s = {deploy_s:.0f} s; "
+             f"{len(suite.cells)} cells x (load + ~{CELL_OVERHEAD_S:g} s) = {load_s:.0f} + "
+             f"{len(suite.cells) * CELL_OVERHEAD_S:.0f} s; testbed and analysis ~{RUN_OVERHEAD_S:g} s "
+             "(calibrated on the 2-core local testbed; a busy machine is slower)"]
+    width = max((len(c.cell_id) for c in suite.cells), default=45) + 1
     for c in suite.cells:
         w = c.workload
         objs = ", ".join(f"{o['name']}:{o['weight']}" for o in w["objects"])
-        lines.append(f"  {c.cell_id:45s} {w['connection']:9s} rpc={w['requests_per_connection']:<4d} "
+        lines.append(f"  {c.cell_id:{width}s} {w['connection']:9s} rpc={w['requests_per_connection']:<4d} "
                      f"users={c.load.users:<4d} {c.load.warmup_s:g}+{c.load.duration_s:g} s  [{objs}]")
     return "\n".join(lines)

@@ -85,6 +85,42 @@ display(Markdown(report.comparison_table(comparison)))
 display(comparison)
 
 # %% [markdown]
+# ## The switch: offloaded share, insertions, insertion latency, occupancy, relayed connections
+#
+# Per cell from `cells/<id>/switch/` (definitions in docs/run-directory.md and
+# `analysis/switchstats.py`); NaN where a system has no switch data or the run predates it.
+
+# %%
+display(Markdown(report.switch_section(cells)))
+display(cells[["cell_id", "switch_profile", "offload_share", "inserts_per_s", "deletes_per_s", "insert_rejected",
+               "cp_latency_p50_ms", "cp_latency_p99_ms", "install_latency_p50_ms", "install_latency_p99_ms",
+               "occupancy_peak", "table_capacity", "relayed_table_full"]])
+
+# %% [markdown]
+# ### Table occupancy and insertions over time (the control plane's samples, about one a second)
+
+# %%
+series = load.switch_series(run)
+if series.empty:
+    print("no control-plane samples in this run")
+else:
+    conn = series[series["conn_table"].astype(bool)]
+    display(conn.groupby(["cell_id", "table"])["entries"].agg(["min", "max", "count"]))
+
+# %% [markdown]
+# ## CPU per request by part (front-end and its eBPF, agents, slow path, switch data plane)
+
+# %%
+display(Markdown(report.cpu_section(cells)))
+
+# %% [markdown]
+# ## Insertion-rate sweep (runs with a `switch_profiles` axis)
+
+# %%
+sweep = report.sweep_section(cells)
+display(Markdown(sweep) if sweep else Markdown("This run has no switch-profile sweep."))
+
+# %% [markdown]
 # ## Flagged cells
 
 # %%

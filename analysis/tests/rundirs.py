@@ -33,8 +33,10 @@ def request_row(start: float, latency_us: int, obj: str = "1k", size: int = 1024
 
 def make_cell(run_dir: Path, cell_id: str, system: str, wl: dict[str, Any], rows: dict[str, list[list[Any]]],
               users: int = 4, repetition: int = 1, window: tuple[float, float] = (T0, T0 + 4.0),
-              cpu: dict[str, Any] | None = None, status: str = "ok", error: str | None = None) -> None:
-    """Write cells/<cell_id>/ with cell.json, requests/<file>.csv per `rows` key and cpu.json."""
+              cpu: dict[str, Any] | None = None, status: str = "ok", error: str | None = None,
+              extra: dict[str, Any] | None = None) -> None:
+    """Write cells/<cell_id>/ with cell.json (plus `extra` fields), requests/<file>.csv per `rows` key
+    and cpu.json."""
     cdir = run_dir / "cells" / cell_id
     (cdir / "requests").mkdir(parents=True)
     spec = {
@@ -45,6 +47,7 @@ def make_cell(run_dir: Path, cell_id: str, system: str, wl: dict[str, Any], rows
         "generator": {"hosts": ["client1"], "workers": max(1, len(rows))},
         "measure_start": window[0], "measure_end": window[1],
         "started": "2027-01-15T08:00:00Z", "ended": "2027-01-15T08:00:06Z", "status": status, "error": error,
+        **(extra or {}),
     }
     (cdir / "cell.json").write_text(json.dumps(spec))
     for name, file_rows in rows.items():
@@ -68,3 +71,34 @@ def make_manifest(run_dir: Path, cell_ids: list[str], emulated: bool = True, fmt
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def counters(**tables: tuple[int, int, int, int]) -> dict[str, Any]:
+    """A switch `counters` snapshot: table -> (hit_packets, hit_bytes, miss_packets, miss_bytes)."""
+    return {"tables": {t: {"hit_packets": v[0], "hit_bytes": v[1], "miss_packets": v[2], "miss_bytes": v[3]}
+                       for t, v in tables.items()}}
+
+
+def make_switch(run_dir: Path, cell_id: str, pipeline: str, start: dict[str, Any] | None,
+                end: dict[str, Any] | None, samples: list[tuple[float, dict[str, Any]]] | None = None,
+                files: dict[str, Any] | None = None) -> Path:
+    """cells/<cell_id>/switch/: window.json (start/end snapshots, as the harness writes them),
+    controlplane-samples.jsonl from (time, stats) pairs, and any stats files after the cell."""
+    d = run_dir / "cells" / cell_id / "switch"
+    d.mkdir(parents=True, exist_ok=True)
+    if start is not None or end is not None:
+        window = {"pipeline": pipeline, "bpf_stats": True, "start": start, "end": end, "errors": []}
+        (d / "window.json").write_text(json.dumps(window))
+    if samples is not None:
+        (d / "controlplane-samples.jsonl").write_text(
+            "".join(json.dumps({"time": t, "stats": st}) + "\n" for t, st in samples))
+    for name, content in (files or {}).items():
+        (d / name).write_text(content if isinstance(content, str) else json.dumps(content))
+    return d
+
+
+def profile(name: str, rate: float | None, tables: dict[str, int] | None = None) -> dict[str, Any]:
+    """A cell.json `switch_profile` record."""
+    return {"name": name, "description": "", "tables": tables or {}, "default_capacity": None,
+            "insertion": {"rate": rate, "burst": None if rate is None else 10, "write_latency_us": 0.0},
+            "source": f"/x/{name}.yaml"}

@@ -83,14 +83,38 @@ def test_compare_against_claims_and_exclusions() -> None:
     assert ("haproxy", "10m", "throughput") not in out.index  # no haproxy cells for 10m
 
 
-def test_sample_pairs_against_direct(sample_run) -> None:
+def test_sample_pairs(sample_run) -> None:
     cells = load.cells(sample_run)
     out = compare.compare_all(cells)
-    assert set(zip(out["system"], out["baseline"], strict=True)) == {("haproxy", "direct")}
-    assert len(out) == 3 * cells["workload"].nunique()
+    pairs = {("miresga", "haproxy"), ("miresga", "switch-only"), ("miresga", "direct"), ("haproxy", "direct"),
+             ("switch-only", "direct")}
+    assert set(zip(out["system"], out["baseline"], strict=True)) == pairs
+    assert len(out) == 3 * cells["workload"].nunique() * len(pairs)
+    assert set(out["switch_profile"]) == {""}  # one profile (tofino1) for every cell: no sweep
     for _, r in out[out["metric"] == "throughput"].iterrows():
         sel = cells[(cells["workload"] == r["workload"]) & cells["usable"]]
-        expect = (sel[sel["system"] == "haproxy"]["rps"].mean() / sel[sel["system"] == "direct"]["rps"].mean())
+        expect = (sel[sel["system"] == r["system"]]["rps"].mean() / sel[sel["system"] == r["baseline"]]["rps"].mean())
         assert r["ratio"] == pytest.approx(expect)
-        flagged = set(cells[(cells["workload"] == r["workload"]) & ~cells["usable"]]["cell_id"])
-        assert set(r["excluded"]) == flagged
+        both = cells[(cells["workload"] == r["workload"]) & cells["system"].isin([r["system"], r["baseline"]])]
+        assert set(r["excluded"]) == set(both[~both["usable"]]["cell_id"])
+    # Miresga against switch-only beside the paper: 5.0x / 0.2x on the 1 KB workload, no claim on the mix
+    sw = out[(out["baseline"] == "switch-only")].set_index(["workload", "metric"])
+    assert sw.loc[("1k-close", "throughput"), "claim"] == 5.0
+    assert sw.loc[("1k-close", "latency_p99"), "claim"] == 0.2
+    assert sw.loc[("t2-mix", "throughput"), "size_class"] == "mix"
+    assert math.isnan(sw.loc[("t2-mix", "throughput"), "claim"])
+
+
+def test_sweep_compares_under_the_same_profile() -> None:
+    small = (KB, KB)
+    rows = []
+    for profile, m_rps, s_rps in (("rate-1k", 400.0, 50.0), ("rate-1m", 410.0, 380.0)):
+        for rep in (1, 2):
+            for system, rps in (("miresga", m_rps + rep), ("switch-only", s_rps + rep)):
+                rows.append(cell(system, "1k", rep, rps, 100.0, 300.0, small) | {"switch_profile": profile})
+    cells = pd.DataFrame(rows)
+    assert compare.profile_sweep(cells) and not compare.profile_sweep(cells.drop(columns="switch_profile"))
+    out = compare.compare_all(cells).set_index(["switch_profile", "metric"])
+    assert out.loc[("rate-1k", "throughput"), "ratio"] == pytest.approx(401.5 / 51.5)
+    assert out.loc[("rate-1m", "throughput"), "ratio"] == pytest.approx(411.5 / 381.5)
+    assert out.loc[("rate-1k", "throughput"), "claim"] == 5.0

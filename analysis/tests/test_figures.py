@@ -14,9 +14,11 @@ def test_build_figures_on_sample(sample_run: Path) -> None:
     paths = figures.build_figures(sample_run)
     names = {p.name for p in paths}
     workloads = set(load.cells(sample_run)["workload"])
-    expected = {"throughput-vs-size.png", "cpu-cost.png", *(f"latency-cdf-{w}.png" for w in workloads)}
+    expected = {"throughput-vs-size.png", "cpu-cost.png", *(f"latency-cdf-{w}.png" for w in workloads),
+                *(f"switch-occupancy-{w}.png" for w in workloads)}
     assert expected <= names
     assert "throughput-latency.png" not in names  # a single load level
+    assert "insertion-sweep.png" not in names     # a single switch profile
     for p in paths:
         assert p.parent == sample_run / "figures"
         data = p.read_bytes()

@@ -98,7 +98,35 @@ def test_cpu_by_role_and_flags(known_run: Path) -> None:
     assert row["cpu_s_per_gb"] == pytest.approx(2.5 / (100 * 1024 / 1e9))
     assert bool(row["errors"]) and bool(row["generator_saturated"])
     assert row["flags"] == "errors,generator-saturated"
+    # the BPF parts by host role, and per ok request
+    assert (row["lb_bpf_s"], row["agent_bpf_s"], row["switch_bpf_s"]) == pytest.approx((0.5, 0.05, 0.2))
+    assert row["slowpath_cpu_s"] == pytest.approx(0.3)  # processes on the switch host, without its BPF
+    assert row["lb_bpf_s_per_req"] == pytest.approx(0.5 / 100)
+    assert row["agent_cpu_s_per_req"] == pytest.approx(0.25 / 100)
+    assert row["slowpath_cpu_s_per_req"] == pytest.approx(0.3 / 100)
+    assert row["switch_bpf_s_per_req"] == pytest.approx(0.2 / 100)
+    assert math.isnan(row["offload_share"]) and row["switch_profile"] == ""  # no switch/ files, no profile
     assert not bool(row["usable"]) and bool(row["emulated"])
+
+
+def test_bpf_parts_by_role(run_builder) -> None:
+    """BPF parts are 0 for a role whose processes ran no programs, NaN for a role absent from the
+    cell, and NaN everywhere without BPF rows (statistics not collected)."""
+    cpu = {"window_s": 4.0, "processes": [
+        {"host": "fe1", "role": "frontend", "service": "haproxy", "pids": [1], "user_s": 1.0, "system_s": 0.0},
+        {"host": "be1", "role": "backend", "service": "nginx", "pids": [2], "user_s": 1.0, "system_s": 0.0}],
+        "bpf": [{"host": "switch", "role": "switch", "program": "pipe_ingress", "run_time_s": 0.4, "run_count": 9}]}
+    rows = [request_row(T0 + 0.1 * i, 100) for i in range(10)]
+    run = run_builder(cells=[
+        {"cell_id": "a", "system": "haproxy", "wl": workload("1k", {"1k": KB}), "rows": {"c": rows}, "cpu": cpu},
+        {"cell_id": "b", "system": "haproxy", "wl": workload("1k", {"1k": KB}), "rows": {"c": rows},
+         "cpu": cpu | {"bpf": []}}])
+    df = load.cells(run).set_index("cell_id")
+    a, b = df.loc["a"], df.loc["b"]
+    assert a["lb_bpf_s"] == 0.0 and a["agent_bpf_s"] == 0.0 and a["switch_bpf_s"] == pytest.approx(0.4)
+    assert a["lb_cpu_s"] == pytest.approx(1.0) and a["switch_cpu_s"] == pytest.approx(0.4)
+    assert math.isnan(a["slowpath_cpu_s"])  # no process on the switch host was measured
+    assert math.isnan(b["lb_bpf_s"]) and math.isnan(b["switch_bpf_s"]) and math.isnan(b["switch_cpu_s"])
 
 
 def test_mix_latency_of_and_by_object(run_builder) -> None:
@@ -198,6 +226,7 @@ def test_sample_matches_independent_recomputation(sample_run: Path) -> None:
         assert row["generator_util"] == pytest.approx(util)
         assert bool(row["generator_saturated"]) == (util >= 0.9)
         fe = [p["user_s"] + p["system_s"] for p in cpu["processes"] if p["role"] == "frontend"]
+        fe += [b["run_time_s"] for b in cpu["bpf"] if manifest["hosts"][b["host"]]["role"] == "frontend"]
         if fe:
             assert row["cpu_s_per_req"] == pytest.approx(sum(fe) / len(ok))
         else:

@@ -56,4 +56,8 @@ def test_notebook_executes_on_sample(sample_run: Path, python3_kernel: str,
     for system in set(cells["system"]):  # the per-workload tables
         assert f"| {system} |" in markdown
     assert "| pair | workload |" in markdown  # the comparison table
+    assert "### Switch: 1k-close" in markdown and "| offloaded share of bytes |" in markdown  # the switch side
+    assert "### CPU: 1k-close" in markdown and "This run has no switch-profile sweep." in markdown
+    sw = cells[(cells["system"] == "switch-only") & (cells["workload"] == "1k-close")]
+    assert f"| switch-only | 8 | 2/2 | {sw['offload_share'].mean() * 100:.1f}%" in markdown
     assert not (sample_run / "figures").exists() and not (sample_run / "report.md").exists()  # read-only

@@ -46,8 +46,13 @@ def test_report_on_sample(sample_run: Path) -> None:
             assert r[6] == f"{sel['p99_us'].mean() / 1000:.3f}"
             assert r[8] == f"{sel['generator_util'].mean() * 100:.0f}%"
     comp = _table_rows(_section(text, "## Comparisons"))
-    assert len(comp) == 3 * cells["workload"].nunique()
-    assert all(r[0] == "haproxy vs direct" for r in comp)
+    assert len(comp) == 3 * cells["workload"].nunique() * 5
+    assert {r[0] for r in comp} == {"miresga vs haproxy", "miresga vs switch-only", "miresga vs direct",
+                                    "haproxy vs direct", "switch-only vs direct"}
+    paper = {(r[0], r[1], r[4]): r[7] for r in comp}
+    assert paper[("miresga vs switch-only", "1k-close", "throughput")] == "5.0x"
+    assert paper[("miresga vs switch-only", "1k-close", "latency_p50")] == "0.2x"
+    assert paper[("miresga vs haproxy", "1k-close", "throughput")] == "3.9x"
     flagged = _section(text, "## Flagged cells")
     for _, c in cells[cells["flags"] != ""].iterrows():
         assert f"`{c['cell_id']}`: {c['flags']}" in flagged

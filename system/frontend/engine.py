@@ -36,7 +36,22 @@ class FastPathOps(Protocol):
 
 class OffloadOps(Protocol):
     def add(self, client_ip: bytes, client_port: int, index: int) -> None: ...
-    def delete(self, client_ip: bytes, client_port: int) -> None: ...
+    # `on_ack(code, seconds)` is passed only after FrontEnd.watch_offload_deletes (runs on another thread).
+    def delete(self, client_ip: bytes, client_port: int,
+               on_ack: Callable[[str, float], None] | None = None) -> None: ...
+
+
+class ConnTableOps(Protocol):
+    """Per-connection switch entries of the switch-only baseline (docs/switch-only-datapath.md).
+
+    `install` is asynchronous: its outcome comes back through `FrontEnd.install_done` on the engine's
+    thread; until then the request is held. `remove` is called once when the flow is finally removed
+    (after the linger), whatever became of the install. `last_active` is when the switch last counted
+    a packet of the flow's entries (engine clock), None when unknown."""
+
+    def install(self, flow: Flow) -> None: ...
+    def remove(self, flow: Flow) -> None: ...
+    def last_active(self, flow: Flow) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,10 @@ class Config:
     linger: float = 2.0            # closed flows are kept this long for retransmitted FINs
     max_request: int = MAX_HEAD
     segment_size: int = 1460       # payload bytes per frame the front-end sends
+    learn_delta: bool = False      # no agent on the back-ends: learn delta = b - s, translate here
+    pin_backend: bool = False      # keep-alive requests stay on the first back-end, not parsed again
+    install_timeout: float = 5.0   # conn table: no answer by then -> relay (late entries still removed)
+    offload_delete_wait: float = 0.5  # a SYN held for an offload delete's ack goes anyway after this
 
 
 LOCAL_WINDOW_SCALED = 512      # 64 KiB with the switch's shift (7)
@@ -63,15 +82,21 @@ LOCAL_WINDOW_UNSCALED = 65535
 class FrontEnd:
     def __init__(self, cfg: Config, balancer: Balancer, secrets: syncookie.Secrets,
                  fastpath: FastPathOps | None = None, offload: OffloadOps | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, conn_table: ConnTableOps | None = None) -> None:
         self.cfg, self.balancer, self.secrets = cfg, balancer, secrets
         self.fastpath, self.offload, self.clock = fastpath, offload, clock
+        self.conn_table = conn_table     # switch-only: every connection installed before its request goes
         self.vip = P.ip_bytes(cfg.vip)
         self.own_mac = P.mac_bytes(cfg.own_mac)
         self.client_mac = P.mac_bytes(cfg.client_next_hop_mac)
         self.flows: dict[tuple[bytes, int], Flow] = {}
         self.backend_eps = {(P.ip_bytes(b.ip), b.port): b for b in balancer.backends.values()}
         self.counters: collections.Counter[str] = collections.Counter()
+        # Offload deletes awaiting their ack (watch_offload_deletes): a new back-end SYN for such an
+        # endpoint is held until the switch no longer sends its client's ACKs to the old back-end.
+        self._offload_wake: Callable[[], None] | None = None
+        self._deletes_in_flight: collections.Counter[tuple[bytes, int]] = collections.Counter()
+        self._acked_deletes: collections.deque[tuple[bytes, int]] = collections.deque()
 
     # ----------------------------------------------------------------- entry points
 
@@ -92,12 +117,49 @@ class FrontEnd:
             self.counters["unexpected"] += 1
         return [P.build(s) for o in out for s in P.split(o, self.cfg.segment_size)]
 
+    def watch_offload_deletes(self, wake: Callable[[], None]) -> None:
+        """Follow offload deletes to their ack (the offload client's `delete` takes `on_ack`): re-steers
+        and reused ports wait for them. `wake` runs on the ack thread; the I/O loop then calls
+        `offload_acked` on the engine's thread."""
+        self._offload_wake = wake
+
+    def offload_acked(self) -> list[bytes]:
+        """Deletes acknowledged since the last call: send the SYNs that waited for them."""
+        out: list[Segment] = []
+        while self._acked_deletes:
+            key = self._acked_deletes.popleft()
+            self._deletes_in_flight[key] -= 1
+            if self._deletes_in_flight[key] > 0:
+                continue
+            del self._deletes_in_flight[key]
+            flow = self.flows.get(key)
+            if flow is not None and flow.state is State.BACKEND_SYN and flow.syn_tries == 0:
+                self.counters["syn_released_after_offload_delete"] += 1
+                self._send_syn(flow, out)
+        return [P.build(s) for o in out for s in P.split(o, self.cfg.segment_size)]
+
     def tick(self) -> list[bytes]:
         now = self.clock()
         out: list[Segment] = []
         for flow in list(self.flows.values()):
             self._timers(flow, now, out)
         return [P.build(s) for s in out]
+
+    def install_done(self, client_ip: bytes, client_port: int, ok: bool) -> list[bytes]:
+        """The conn table's outcome for a flow's install: both entries in (`ok`), or the flow is relayed
+        by user space. Either way the held request goes to the back-end now."""
+        flow = self.flows.get((client_ip, client_port))
+        if flow is None or flow.state is not State.INSTALLING:
+            self.counters["install_done_without_flow"] += 1
+            return []
+        out: list[Segment] = []
+        self._installed(flow, ok, out)
+        return [P.build(s) for o in out for s in P.split(o, self.cfg.segment_size)]
+
+    def _installed(self, flow: Flow, ok: bool, out: list[Segment]) -> None:
+        flow.installed = ok
+        self.counters["conn_installed" if ok else "conn_relayed"] += 1
+        self._handshake_done(flow, out)
 
     def stats(self) -> dict[str, int]:
         states = collections.Counter(f.state.value for f in self.flows.values())
@@ -110,6 +172,11 @@ class FrontEnd:
             self.counters["client_syn_ignored"] += 1      # the switch answers SYNs
             return
         flow = self.flows.get((seg.src, seg.sport))
+        if flow is not None and flow.state is State.CLOSED and self._reopens(flow, seg):
+            # The client reused the port of a closed, lingering flow: this is a new connection.
+            self.counters["port_reused"] += 1
+            self._remove(flow, "port_reused")
+            flow = None
         if flow is None:
             flow = self._open(seg, out)
             if flow is None:
@@ -119,6 +186,7 @@ class FrontEnd:
         if seg.has_ack and flow.state is State.ESTABLISHED:
             flow.server_next = seg.ack
         handler = {State.REQUEST: self._client_request, State.BACKEND_SYN: self._client_backend_syn,
+                   State.INSTALLING: self._client_backend_syn,
                    State.ESTABLISHED: self._client_established, State.LOCAL: self._client_local,
                    State.CLOSED: self._client_closed}[flow.state]
         handler(flow, seg, out)
@@ -214,6 +282,12 @@ class FrontEnd:
         flow.syn_tries = 0
         flow.offloaded = False
         flow.state = State.BACKEND_SYN
+        if self._deletes_in_flight.get(flow.key):
+            # The switch still maps this endpoint to the previous back-end: the client's ACKs of the new
+            # back-end's data would go there. The SYN waits for the delete's ack (offload_acked).
+            flow.syn_sent = self.clock()
+            self.counters["syn_held_for_offload_delete"] += 1
+            return
         self._send_syn(flow, out)
 
     def _send_syn(self, flow: Flow, out: list[Segment]) -> None:
@@ -258,6 +332,17 @@ class FrontEnd:
             return
         if seg.seq != flow.syn_s:
             self.counters["synack_seq_not_translated"] += 1   # no agent on the back-end?
+        if self.conn_table is not None:
+            # Switch-only: the request is held until both switch entries are in (install_done).
+            flow.state = State.INSTALLING
+            flow.install_started = self.clock()
+            self.counters["install_requested"] += 1
+            self.conn_table.install(flow)
+            return
+        self._handshake_done(flow, out)
+
+    def _handshake_done(self, flow: Flow, out: list[Segment]) -> None:
+        """The back-end handshake is complete: send the held request (or the bare ACK) and splice."""
         flow.state = State.ESTABLISHED
         if not flow.counted:
             self.balancer.opened(flow.backend)
@@ -287,6 +372,8 @@ class FrontEnd:
         flow.req_start = flow.req_end if flow.req_end is not None else flow.sent_upto
 
     def _offload_decision_at_request(self, flow: Flow) -> None:
+        if self.conn_table is not None:
+            return      # switch-only: every connection is installed, the rules' offload modes do not apply
         mode = flow.rule.offload if flow.rule else "never"
         if mode == "always" and not flow.offloaded:
             self._offload_add(flow)
@@ -326,6 +413,8 @@ class FrontEnd:
         payload = seg.payload
         if payload:
             in_body = max(0, min(len(payload), seq_diff(flow.req_start, seg.seq)))
+            if self.cfg.pin_backend:
+                in_body = len(payload)      # later requests of the connection go to the same back-end
             if in_body:
                 # Body bytes (or retransmissions) of the request in progress: forward as they are.
                 body = seg.with_(payload=payload[:in_body], flags=seg.flags & ~P.FIN)
@@ -361,9 +450,11 @@ class FrontEnd:
         self._maybe_closed(flow)
 
     def _maybe_closed(self, flow: Flow) -> None:
-        # An offloaded flow's pure ACKs bypass the front-end: both FINs seen is all it can know.
+        # An offloaded flow's pure ACKs bypass the front-end, and so do a spliced flow's with the kernel
+        # fast path: both FINs seen is all it can know (the linger covers retransmissions).
         both = (flow.fin_c_acked and flow.fin_b_acked) or \
-            (flow.offloaded and flow.fin_c is not None and flow.fin_b is not None)
+            ((flow.offloaded or flow.installed or self.fastpath is not None) and flow.fin_c is not None
+             and flow.fin_b is not None)
         if both and flow.state is not State.CLOSED:
             self.counters["closed_gracefully"] += 1
             self._close(flow)
@@ -371,11 +462,28 @@ class FrontEnd:
     def _close(self, flow: Flow) -> None:
         flow.state = State.CLOSED
         flow.linger_until = self.clock() + self.cfg.linger
-        self._release(flow)
+        # The back-end's last ACKs cross the kernel during the linger; the client's go to user space,
+        # which forwards only those of this connection (not a reused port's handshake ACK).
+        self._release(flow, keep_b2c=flow.backend is not None and not flow.local_data)
 
     def _client_closed(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
         if flow.backend is not None and not flow.local_data and flow.fin_b is not None:
+            if not self._in_old_connection(flow, seg):
+                self.counters["closed_stray"] += 1      # e.g. the handshake ACK of a reused port
+                return
             out.append(self._rewrite_to_backend(flow, seg))     # late ACKs and retransmitted FINs
+
+    def _in_old_connection(self, flow: Flow, seg: Segment) -> bool:
+        """Is seg.seq inside the closed connection's client sequence space, c+1 .. after its FIN?"""
+        if flow.fin_c is not None:
+            last = seq_add(flow.fin_c, 1)
+        else:
+            last = flow.local_ack if flow.local_data else flow.sent_upto
+        return seq_diff(seg.seq, seq_add(flow.c, 1)) >= 0 and seq_diff(seg.seq, last) <= 0
+
+    def _reopens(self, flow: Flow, seg: Segment) -> bool:
+        """Data on a closed flow's endpoint outside the old connection: the client reused the port."""
+        return bool(seg.payload) and not seg.rst and not self._in_old_connection(flow, seg)
 
     # ----------------------------------------------------------------- back-end -> client
 
@@ -383,9 +491,13 @@ class FrontEnd:
         flow = self.flows.get((seg.dst, seg.dport))
         if flow is None or flow.backend is None or (P.ip_bytes(flow.backend.ip), flow.backend.port) != \
                 (seg.src, seg.sport):
+            if flow is not None and seg.rst:
+                self._misdirected_ack(flow, seg, out)
             self.counters["backend_without_flow"] += 1
             return
         flow.last = self.clock()
+        if self.cfg.learn_delta:
+            seg = self._to_client_space(flow, seg)
         if flow.state is State.BACKEND_SYN:
             if seg.syn and seg.has_ack:
                 self._backend_syn_ack(flow, seg, out)
@@ -418,6 +530,27 @@ class FrontEnd:
             flow.fin_c_acked = True
         self._sync_fast_path(flow)
         self._maybe_closed(flow)
+
+    def _to_client_space(self, flow: Flow, seg: Segment) -> Segment:
+        """Without an agent the back-end's sequence numbers are its own: learn delta = b - s from its
+        SYN-ACK, then every back-end segment gets seq -= delta (frames to it get ack += delta)."""
+        if seg.syn and seg.has_ack and flow.state is State.BACKEND_SYN:
+            flow.delta = seq_add(seg.seq, -flow.syn_s)
+        return seg.with_(seq=seq_add(seg.seq, -flow.delta)) if flow.delta else seg
+
+    def _misdirected_ack(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
+        """A RST from the old back-end of a re-steered, offloaded connection: the switch's offload
+        entry to that back-end is deleted asynchronously, so the client's ACKs of the new response
+        still reach the old back-end for a while, which resets them (its agent dropped the entry at
+        the re-steer). Without their information the new back-end waits for a retransmission timeout
+        (~200 ms per re-steer). The RST's seq is the reset ACK's number (RFC 793), in the client's
+        space: pass it on to the current back-end."""
+        if flow.state is not State.ESTABLISHED or seg.has_ack or self.offload is None:
+            return
+        if not 0 < seq_diff(seg.seq, seq_add(flow.syn_s, 1)) < (1 << 30):
+            return                      # not an acknowledgement of the current back-end's data
+        self.counters["misdirected_ack_relayed"] += 1
+        out.append(self._to_backend(flow, seq=flow.sent_upto, ack=seg.seq, flags=P.ACK))
 
     def _response_head(self, flow: Flow, seg: Segment) -> None:
         flow.await_response_head = False
@@ -485,7 +618,17 @@ class FrontEnd:
             if now >= flow.linger_until:
                 self._remove(flow, "closed")
             return
+        if flow.state is State.INSTALLING:
+            if flow.install_started is not None and now - flow.install_started >= self.cfg.install_timeout:
+                self.counters["install_timeout"] += 1
+                self._installed(flow, False, out)
+            return
         if flow.state is State.BACKEND_SYN:
+            if flow.syn_tries == 0:
+                if now - flow.syn_sent >= self.cfg.offload_delete_wait:
+                    self.counters["offload_delete_wait_timeout"] += 1   # no ack: send the SYN anyway
+                    self._send_syn(flow, out)
+                return
             if now - flow.syn_sent >= self.cfg.syn_rto * (2 ** (flow.syn_tries - 1)):
                 if flow.syn_tries > self.cfg.syn_retries:
                     self.counters["backend_syn_timeout"] += 1
@@ -494,10 +637,15 @@ class FrontEnd:
                     self._send_syn(flow, out)
             return
         last = flow.last
-        if self.fastpath is not None and flow.state is State.ESTABLISHED:
-            ns = self.fastpath.last_seen_ns(flow.client_ip, flow.client_port)
+        if self.fastpath is not None and flow.state is State.ESTABLISHED and \
+                now - last >= min(self.cfg.idle_timeout, self.cfg.offloaded_idle_timeout):
+            ns = self.fastpath.last_seen_ns(flow.client_ip, flow.client_port)    # a map lookup: only when due
             if ns:
                 last = max(last, ns / 1e9 - (time.monotonic() - now))
+        if self.conn_table is not None and flow.installed:
+            seen = self.conn_table.last_active(flow)     # the switch entries' direct counters
+            if seen is not None:
+                last = max(last, seen)
         limit = {State.REQUEST: self.cfg.request_timeout, State.LOCAL: self.cfg.request_timeout}.get(
             flow.state, self.cfg.offloaded_idle_timeout if flow.offloaded else self.cfg.idle_timeout)
         if now - last >= limit:
@@ -525,12 +673,30 @@ class FrontEnd:
     def _offload_delete(self, flow: Flow) -> None:
         flow.offloaded = False
         self.counters["offload_delete"] += 1
-        if self.offload is not None:
+        if self.offload is None:
+            return
+        if self._offload_wake is None:
             self.offload.delete(flow.client_ip, flow.client_port)
+            return
+        key = flow.key
+        self._deletes_in_flight[key] += 1
+        self.offload.delete(flow.client_ip, flow.client_port, on_ack=lambda code, secs: self._delete_acked(key))
 
-    def _release(self, flow: Flow) -> None:
+    def _delete_acked(self, key: tuple[bytes, int]) -> None:
+        """On the offload client's thread: queue the ack for offload_acked() and wake the I/O loop."""
+        self._acked_deletes.append(key)
+        if self._offload_wake is not None:
+            self._offload_wake()
+
+    def _release(self, flow: Flow, keep_b2c: bool = False) -> None:
         if self.fastpath is not None:
-            self.fastpath.delete_flow(flow.client_ip, flow.client_port)
+            if keep_b2c and flow.backend is not None:
+                b = flow.backend
+                self.fastpath.set_flow(flow.client_ip, flow.client_port, FlowEntry(
+                    backend_ip=P.ip_bytes(b.ip), backend_port=b.port, flags=FLOW_F_B2C,
+                    backend_mac=P.mac_bytes(b.mac), client_mac=self.client_mac, own_mac=self.own_mac))
+            else:
+                self.fastpath.delete_flow(flow.client_ip, flow.client_port)
         if flow.offloaded:
             self._offload_delete(flow)
         if flow.counted and flow.backend is not None:
@@ -539,6 +705,8 @@ class FrontEnd:
 
     def _remove(self, flow: Flow, why: str) -> None:
         self._release(flow)
+        if self.conn_table is not None and flow.install_started is not None:
+            self.conn_table.remove(flow)     # after the linger: late ACKs and FINs still crossed the switch
         self.flows.pop(flow.key, None)
         self.counters[f"removed_{why}"] += 1
 
@@ -555,6 +723,8 @@ class FrontEnd:
     def _to_backend(self, flow: Flow, seq: int, ack: int, flags: int, payload: bytes = b"", options: bytes = b"",
                     window: int | None = None) -> Segment:
         b = flow.backend
+        if flow.delta and flags & P.ACK:
+            ack = seq_add(ack, flow.delta)       # client space -> the back-end's (no agent there)
         return Segment(eth_src=self.own_mac, eth_dst=P.mac_bytes(b.mac), src=flow.client_ip, dst=P.ip_bytes(b.ip),
                        sport=flow.client_port, dport=b.port, seq=seq, ack=ack, flags=flags,
                        window=flow.client_window if window is None else window, options=options, payload=payload)
@@ -562,7 +732,9 @@ class FrontEnd:
     def _rewrite_to_backend(self, flow: Flow, seg: Segment) -> Segment:
         b = flow.backend
         self.counters["forwarded_c2b"] += 1
-        return seg.with_(eth_src=self.own_mac, eth_dst=P.mac_bytes(b.mac), dst=P.ip_bytes(b.ip), dport=b.port)
+        ack = seq_add(seg.ack, flow.delta) if flow.delta and seg.has_ack else seg.ack
+        return seg.with_(eth_src=self.own_mac, eth_dst=P.mac_bytes(b.mac), dst=P.ip_bytes(b.ip), dport=b.port,
+                         ack=ack)
 
     def _rewrite_to_client(self, flow: Flow, seg: Segment) -> Segment:
         self.counters["forwarded_b2c"] += 1

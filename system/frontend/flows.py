@@ -14,6 +14,7 @@ from system.rules import Rule
 class State(enum.Enum):
     REQUEST = "request"            # cookie valid, collecting the first request's head
     BACKEND_SYN = "backend_syn"    # crafted SYN sent, waiting for the back-end's SYN-ACK
+    INSTALLING = "installing"      # switch-only: SYN-ACK in, request held until the switch entries are in
     ESTABLISHED = "established"    # spliced: segments rewritten (kernel fast path or user space)
     LOCAL = "local"                # the front-end answered itself (4xx/5xx) and closes
     CLOSED = "closed"              # both FINs acknowledged (or reset): lingering, then removed
@@ -55,6 +56,9 @@ class Flow:
     local_seq: int = 0
     local_ack: int = 0
     linger_until: float = 0.0
+    delta: int = 0                 # b - s when the front-end translates itself (Config.learn_delta)
+    install_started: float | None = None  # switch-only: when the conn-table install was requested
+    installed: bool = False        # switch-only: both switch entries are in (else relayed by user space)
 
     @property
     def key(self) -> tuple[bytes, int]:
@@ -62,5 +66,6 @@ class Flow:
 
     @property
     def fast_path_ok(self) -> bool:
-        """Segments may bypass user space (no FIN seen, established)."""
-        return self.state is State.ESTABLISHED and self.fin_c is None and self.fin_b is None
+        """Segments may bypass user space (established). After a FIN too: FIN/RST always reach user
+        space, and the closing handshake's ACKs and a half-closed flow's data need not."""
+        return self.state is State.ESTABLISHED

@@ -4,7 +4,8 @@ Framed protocol of docs/controlplane-protocol.md over one TCP connection: reques
 the order the front-end makes them (the control plane keeps requests on one key in order), acks are
 read by a background thread and counted by code. Failures (a non-OK ack, no connection) are visible
 in `counters`, never silent. Table `offload`: key (client_addr, client_port) (the P4Info's match
-field names), action to_backend(index).
+field names), action to_backend(index). `request` sends any table write and can call back with the
+ack's code (the switch-only slow path's conn-table client builds on it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from system.controlplane.protocol import VERSION, ProtocolError, encode, read_frame
@@ -21,6 +23,7 @@ from system.frontend.packets import ip_str
 
 TABLE = "offload"
 ACTION = "to_backend"
+AckCallback = Callable[[str, float], None]     # (ack code, seconds from request to ack)
 
 
 class OffloadClient:
@@ -32,7 +35,7 @@ class OffloadClient:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._next_id = 0
-        self._pending: dict[int, tuple[str, float]] = {}
+        self._pending: dict[int, tuple[str, float, AckCallback | None]] = {}
         self._last_attempt = 0.0
         self._reader: threading.Thread | None = None
         self.latencies_ms: collections.deque[float] = collections.deque(maxlen=10000)
@@ -70,10 +73,13 @@ class OffloadClient:
         with self._lock:
             if self._sock is sock:
                 self._sock = None
-                lost = len(self._pending)
+                lost = list(self._pending.values())
                 self._pending.clear()
-                self.counters["lost_unacked"] += lost
+                self.counters["lost_unacked"] += len(lost)
                 self.counters["disconnected"] += 1
+                for _, t0, on_ack in lost:
+                    if on_ack is not None:
+                        on_ack("UNAVAILABLE", time.monotonic() - t0)
 
     def _on_reply(self, msg: dict[str, Any]) -> None:
         typ = msg.get("type")
@@ -88,26 +94,37 @@ class OffloadClient:
             if pending is None:
                 self.counters["unexpected_replies"] += 1
                 return
-            op, t0 = pending
+            op, t0, on_ack = pending
             code = msg.get("code", "?")
             self.counters[f"{op}_{code}"] += 1
             if code != "OK":
                 self.counters["failed"] += 1
-            self.latencies_ms.append((time.monotonic() - t0) * 1000)
+            elapsed = time.monotonic() - t0
+            self.latencies_ms.append(elapsed * 1000)
+            if on_ack is not None:
+                on_ack(code, elapsed)
 
     def _send(self, op: str, body: dict[str, Any]) -> None:
+        self.request(op, TABLE, body)
+
+    def request(self, op: str, table: str, body: dict[str, Any], on_ack: AckCallback | None = None) -> None:
+        """One table write (`add`, `modify`, `delete`) on `table`; `body` holds key/action/params.
+        `on_ack(code, seconds)` runs on the reader thread when the ack comes, or at once with
+        UNAVAILABLE when the request cannot be sent (or the connection drops before its ack)."""
         with self._lock:
             sock = self._connect()
             self.counters[f"{op}_requested"] += 1
             if sock is None:
                 self.counters[f"{op}_unavailable"] += 1
                 self.counters["failed"] += 1
+                if on_ack is not None:
+                    on_ack("UNAVAILABLE", 0.0)
                 return
             self._next_id += 1
             rid = self._next_id
-            self._pending[rid] = (op, time.monotonic())
+            self._pending[rid] = (op, time.monotonic(), on_ack)
             try:
-                sock.sendall(encode({"v": VERSION, "type": op, "id": rid, "table": TABLE, **body}))
+                sock.sendall(encode({"v": VERSION, "type": op, "id": rid, "table": table, **body}))
             except OSError:
                 self._pending.pop(rid, None)
                 self.counters[f"{op}_unavailable"] += 1
@@ -115,13 +132,17 @@ class OffloadClient:
                 with contextlib.suppress(OSError):
                     sock.close()
                 self._sock = None
+                if on_ack is not None:
+                    on_ack("UNAVAILABLE", 0.0)
 
     def add(self, client_ip: bytes, client_port: int, index: int) -> None:
         self._send("add", {"key": {"client_addr": ip_str(client_ip), "client_port": client_port},
                            "action": ACTION, "params": {"index": index}})
 
-    def delete(self, client_ip: bytes, client_port: int) -> None:
-        self._send("delete", {"key": {"client_addr": ip_str(client_ip), "client_port": client_port}})
+    def delete(self, client_ip: bytes, client_port: int, on_ack: AckCallback | None = None) -> None:
+        """`on_ack(code, seconds)`: see `request` (the engine holds a re-steer's SYN until it runs)."""
+        self.request("delete", TABLE, {"key": {"client_addr": ip_str(client_ip), "client_port": client_port}},
+                     on_ack)
 
     def pending(self) -> int:
         with self._lock:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 ETH_P_IP = 0x0800
 PROTO_TCP = 6
@@ -143,13 +143,25 @@ class Segment:
         return seq_add(self.seq, len(self.payload) + (1 if self.syn else 0) + (1 if self.fin else 0))
 
     def with_(self, **kw) -> Segment:
-        return replace(self, **kw)
+        """A copy with some fields changed (dataclasses.replace, without its per-call field walk: the
+        front-end copies a segment for most frames it forwards)."""
+        unknown = kw.keys() - _SEGMENT_FIELDS
+        if unknown:
+            return replace(self, **kw)      # raises the usual TypeError
+        new = object.__new__(Segment)
+        d = new.__dict__
+        d.update(self.__dict__)
+        d.update(kw)
+        return new
 
     def __str__(self) -> str:
         names = "".join(c for bit, c in ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "A"))
                         if self.flags & bit)
         return (f"{ip_str(self.src)}:{self.sport} > {ip_str(self.dst)}:{self.dport} [{names}] "
                 f"seq={self.seq} ack={self.ack} len={len(self.payload)}")
+
+
+_SEGMENT_FIELDS = frozenset(f.name for f in fields(Segment))
 
 
 def parse(frame: bytes) -> Segment:

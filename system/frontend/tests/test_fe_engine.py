@@ -283,6 +283,30 @@ def test_keepalive_request_to_another_pool_is_resteered():
     assert fe.counters["resteered"] == 1
 
 
+def test_resteered_offloaded_flow_passes_acks_reset_by_the_old_backend_on():
+    """Until the switch has deleted the old offload entry, the client's ACKs of the new response go
+    to the old back-end, which resets them (RST seq = the ACK's number): the front-end passes that
+    number on to the new back-end instead of letting it wait for a retransmission timeout."""
+    rec = Recorder()
+    fe = make_engine(offload=rec)
+    req = b"GET /big/x HTTP/1.1\r\nHost: t\r\n\r\n"              # offload always: be1's entry added
+    establish(fe, req)
+    a = S + 1 + 5000                                             # the client got 5000 bytes from be1
+    req2 = b"GET /two/y HTTP/1.1\r\nHost: t\r\n\r\n"            # pool "one": be2
+    run(fe, client_seg(req2, seq_off=len(req), ack=a))
+    assert rec.calls[-1] == ("delete", bytes([198, 18, 7, 11]), CLIENT_PORT)
+    # While be2's handshake is pending, nothing is passed on (be2's agent has no delta yet).
+    assert run(fe, backend_seg(BE1, "R", seq=a + 100, ack=0)) == []
+    run(fe, backend_seg(BE2, "SA", seq=a - 1, ack=C + 1 + len(req)))
+    (ack,) = run(fe, backend_seg(BE1, "R", seq=a + 2920, ack=0))
+    assert ack[IP].dst == BE2.ip and ack[TCP].flags == "A" and ack[TCP].ack == a + 2920
+    assert ack[TCP].seq == C + 1 + len(req) + len(req2) and ack[IP].src == CLIENT
+    assert fe.counters["misdirected_ack_relayed"] == 1
+    # An RST acknowledging nothing of be2's data (or answering a segment with ACK) is not passed on.
+    assert run(fe, backend_seg(BE1, "R", seq=a, ack=0)) == []
+    assert run(fe, backend_seg(BE1, "RA", seq=a + 10, ack=C + 1)) == []
+
+
 def test_keepalive_request_to_the_same_backend_is_forwarded():
     fe = make_engine()
     establish(fe, b"GET /two/a HTTP/1.1\r\nHost: t\r\n\r\n", be=BE2)

@@ -34,7 +34,8 @@ from conftest import (
 )
 from conftest import make_engine as _make_engine
 from system.frontend.daemon import Daemon
-from system.frontend.fastpath import FastPath
+from system.frontend.fastpath import FLOW_F_B2C, FLOW_F_C2B_ACK, FastPath
+from system.frontend.flows import State
 from system.testing.netns import existing_netns, in_netns, ns_exec, sh
 
 pytestmark = pytest.mark.root
@@ -138,10 +139,21 @@ def test_handshake_replay_and_fast_path_both_ways(world):
     del fresh[TCP].chksum
     assert Ether(bytes(fresh))[TCP].chksum == second[TCP].chksum
 
-    # FIN: forwarded by user space, fast path entry removed for the closing handshake.
-    (fin,) = exchange(sock, client_seg(b"", flags="FA", seq_off=len(REQ), ack=S + 1 + len(head) + 1500))
+    # FIN: forwarded by user space; the closing handshake's ACKs keep crossing the kernel.
+    end = S + 1 + len(head) + 1500
+    (fin,) = exchange(sock, client_seg(b"", flags="FA", seq_off=len(REQ), ack=end))
     assert fin[TCP].flags == "FA" and fin[IP].dst == BE1.ip
-    assert fastpath.get_flow(bytes([198, 18, 7, 11]), CLIENT_PORT) is None
+    assert fastpath.get_flow(bytes([198, 18, 7, 11]), CLIENT_PORT).flags == FLOW_F_C2B_ACK | FLOW_F_B2C
+    seen_by_user_space = engine.counters["from_backend"]
+    (ack,) = exchange(sock, backend_seg(BE1, "A", seq=end, ack=C_ISN + 2 + len(REQ)))
+    assert (ack[IP].src, ack[TCP].sport) == (VIP, VIP_PORT) and engine.counters["from_backend"] == seen_by_user_space
+    # The back-end's FIN: both FINs seen -> closed; only the back-end's last ACKs still cross the kernel.
+    (bfin,) = exchange(sock, backend_seg(BE1, "FA", seq=end, ack=C_ISN + 2 + len(REQ)))
+    assert bfin[TCP].flags == "FA" and (bfin[IP].src, bfin[IP].dst) == (VIP, CLIENT)
+    assert engine.flows[(bytes([198, 18, 7, 11]), CLIENT_PORT)].state is State.CLOSED
+    assert fastpath.get_flow(bytes([198, 18, 7, 11]), CLIENT_PORT).flags == FLOW_F_B2C
+    (last,) = exchange(sock, client_seg(b"", flags="A", seq_off=len(REQ) + 1, ack=end + 1))
+    assert last[IP].dst == BE1.ip and engine.counters["forwarded_c2b"] >= 1
 
 
 def test_404_and_400_come_from_the_vip_and_the_kernel_stays_silent(world):
