@@ -41,8 +41,8 @@ SWITCH_WSCALE = 7                  # the window-scale shift the switch's SYN-ACK
 WSCALE_RMEM_MAX = 6291456          # a tcp_rmem maximum for which Linux picks that shift
 ROUTER_MAC = "02:00:5e:00:00:01"   # the switch ports' MAC on a cluster (configure it on the Tofino)
 # The switch-only baseline's CPU port on the emulated target (docs/switch-only-datapath.md): P4 port
-# 64 is the veth `swcpu` in the switch namespace, its peer `cpu0` the slow path's netdev.
-CPU_PORT = 64
+# `switch.cpu_port` of the inventory (default 64) is the veth `swcpu` in the switch namespace, its
+# peer `cpu0` the slow path's netdev.
 CPU_PORT_IF, CPU_NETDEV = "swcpu", "cpu0"
 # The slow path's timers (python -m system.switchonly): tests shorten them.
 SLOWPATH_OPTIONS: dict[str, float] = {"idle_timeout": 120.0, "linger": 2.0, "counter_interval": 1.0}
@@ -299,6 +299,15 @@ def deploy_frontend(r: Remote, inv: Inventory, fastopen: bool = True) -> None:
 
 # ---- switch-only baseline -----------------------------------------------------------------------
 
+def cpu_port(inv: Inventory) -> int:
+    """The CPU port's P4 number, checked against the hosts' ports (they must not share one)."""
+    taken = {v["port"]: name for name, v in port_map(inv).items()}
+    if inv.switch.cpu_port in taken:
+        raise DeployError(f"switch.cpu_port {inv.switch.cpu_port} is also host {taken[inv.switch.cpu_port]}'s "
+                          "switch port: choose a free port")
+    return inv.switch.cpu_port
+
+
 def ensure_cpu_port(r: Remote) -> None:
     """The emulated switch's CPU port: veth swcpu <-> cpu0 in the switch namespace (idempotent). On a
     Tofino the CPU PCIe port's netdev (bf_pci0) replaces cpu0, and nothing is created."""
@@ -403,7 +412,7 @@ def _deploy_switch_only(inv: Inventory) -> None:
         for r in rs:
             if inv.switch.target == "emulated":      # a Tofino: deploy_switch stops with the SDE steps
                 ensure_cpu_port(r)
-            deploy_switch(r, inv, "switch_only", extra_ports={CPU_PORT: CPU_PORT_IF})
+            deploy_switch(r, inv, "switch_only", extra_ports={cpu_port(inv): CPU_PORT_IF})
     with remotes(inv, "backend") as rs:
         for r in rs:
             log(f"{r.name}: nginx and the object catalog ({len(inv.catalog)} objects); no agent")
@@ -415,7 +424,7 @@ def _deploy_switch_only(inv: Inventory) -> None:
             deploy_client(r)
     with remotes(inv, "switch") as rs:
         for r in rs:
-            log(f"{r.name}: slow path on the switch CPU ({CPU_NETDEV}, P4 port {CPU_PORT})")
+            log(f"{r.name}: slow path on the switch CPU ({CPU_NETDEV}, P4 port {inv.switch.cpu_port})")
             deploy_slowpath(r, inv)
     _check_through_vip(inv, "switch-only")
 
@@ -473,7 +482,7 @@ def plan(inv: Inventory, system: str) -> str:
             if inv.switch.target == "bridge":
                 lines.append(f"{where} nothing (placeholder bridge)")
             elif inv.switch.target == "emulated":
-                cpu = (f"create the CPU port (veth {CPU_PORT_IF} <-> {CPU_NETDEV}, P4 port {CPU_PORT}); "
+                cpu = (f"create the CPU port (veth {CPU_PORT_IF} <-> {CPU_NETDEV}, P4 port {inv.switch.cpu_port}); "
                        if system == "switch-only" else "")
                 lines.append(f"{where} {cpu}system/ + p4src/ + inventory + port map; start the P4Runtime server "
                              f"(:{inv.switch.p4runtime_port}, profile {inv.switch.profile.name}) and the control "
