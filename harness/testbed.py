@@ -366,7 +366,8 @@ def down(inv: Inventory) -> None:
             try:
                 run(["ip", "netns", "del", ns])
             except CommandError as e:
-                raise TestbedError(f"cannot delete namespace {ns}: {e}") from None
+                if _ns_exists(ns):     # gone meanwhile (another `down` of the same testbed) is fine
+                    raise TestbedError(f"cannot delete namespace {ns}: {e}") from None
     for h in inv.hosts:
         if _link_exists(f"mm-{h.name}"):
             run(["ip", "link", "del", f"mm-{h.name}"], check=False)
