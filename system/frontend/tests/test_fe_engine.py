@@ -348,3 +348,76 @@ def test_request_body_beyond_the_first_segment_is_forwarded():
     # The next request starts after the body: it is parsed again.
     (fwd,) = run(fe, client_seg(b"GET /two/n HTTP/1.1\r\nHost: t\r\n\r\n", seq_off=len(req) + 3000))
     assert fwd[TCP].seq == C + 1 + len(req) + 3000 and fe.counters["requests_forwarded"] == 1
+
+
+class AckedRecorder(Recorder):
+    """An offload client whose deletes are acknowledged when the test says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending_acks: list = []
+
+    def delete(self, ip: bytes, port: int, on_ack=None) -> None:
+        super().delete(ip, port)
+        self.pending_acks.append(on_ack)
+
+
+def test_resteer_of_an_offloaded_flow_waits_for_the_offload_delete():
+    """Until the switch's entry is gone it sends the client's ACKs to the old back-end: the SYN to the
+    new back-end (whose response those ACKs acknowledge) waits for the delete's ack."""
+    rec = AckedRecorder()
+    fe = make_engine(offload=rec)
+    wakes = []
+    fe.watch_offload_deletes(lambda: wakes.append(1))
+    establish(fe)                                                     # be1
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
+    run(fe, backend_seg(BE1, "A", seq=S + 1, ack=C + 1 + len(REQ), payload=head))
+    assert rec.calls[-1][0] == "add"
+    a = S + 1 + len(head) + 100000
+    (rst,) = run(fe, client_seg(REQ, seq_off=len(REQ), ack=a))      # round robin: be2 -> re-steer
+    assert rst[IP].dst == BE1.ip and rst[TCP].flags == "R"
+    assert rec.calls[-1][0] == "delete" and fe.counters["syn_held_for_offload_delete"] == 1
+    assert fe.offload_acked() == []                                   # nothing acknowledged yet
+    rec.pending_acks[-1]("OK", 0.002)                                 # the ack (on the client's thread)
+    assert wakes == [1]
+    (syn,) = [Ether(f) for f in fe.offload_acked()]
+    assert syn[IP].dst == BE2.ip and syn[TCP].flags == "S" and syn[TCP].seq == C + len(REQ)
+    assert syn[TCP].ack == a - 1 and bytes(syn[TCP].payload) == b""
+    assert fe.counters["syn_released_after_offload_delete"] == 1 and fe.offload_acked() == []
+
+
+def test_held_syn_goes_anyway_when_the_delete_is_never_acknowledged():
+    rec = AckedRecorder()
+    clock = Clock()
+    fe = make_engine(offload=rec, clock=clock, offload_delete_wait=0.5)
+    fe.watch_offload_deletes(lambda: None)
+    establish(fe)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
+    run(fe, backend_seg(BE1, "A", seq=S + 1, ack=C + 1 + len(REQ), payload=head))
+    run(fe, client_seg(REQ, seq_off=len(REQ), ack=S + 1 + len(head) + 100000))
+    clock.t += 0.2
+    assert fe.tick() == []
+    clock.t += 0.4
+    (syn,) = [Ether(f) for f in fe.tick()]
+    assert syn[IP].dst == BE2.ip and syn[TCP].flags == "S" and fe.counters["offload_delete_wait_timeout"] == 1
+
+
+def test_reused_client_port_of_a_lingering_closed_flow_opens_a_new_connection():
+    """Linux clients reuse a port as soon as their side is closed (the server holds TIME_WAIT): the
+    closed flow's linger must neither swallow the new connection's request nor forward its handshake
+    ACK to the old back-end."""
+    fe = make_engine()
+    establish(fe)
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    run(fe, backend_seg(BE1, "FPA", seq=S + 1, ack=C + 1 + len(REQ), payload=resp))
+    run(fe, client_seg(b"", flags="A", seq_off=len(REQ), ack=S + 2 + len(resp)))
+    run(fe, client_seg(b"", flags="FA", seq_off=len(REQ), ack=S + 2 + len(resp)))
+    run(fe, backend_seg(BE1, "A", seq=S + 2 + len(resp), ack=C + 2 + len(REQ)))
+    key = (bytes([198, 18, 7, 11]), CLIENT_PORT)
+    assert fe.flows[key].state is State.CLOSED
+    new = 37_000_000                                  # the new connection's ISN is further on
+    assert run(fe, client_seg(b"", flags="A", seq_off=new)) == []     # its handshake ACK
+    assert fe.counters["closed_stray"] == 1
+    (syn,) = run(fe, client_seg(REQ, seq_off=new))
+    assert syn[TCP].flags == "S" and syn[TCP].seq == C + new and syn[TCP].ack == S
+    assert fe.counters["port_reused"] == 1 and fe.flows[key].state is State.BACKEND_SYN
