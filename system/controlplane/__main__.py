@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="YAML/JSON: host -> {port, mac, switch_mac} (from the testbed)")
     ap.add_argument("--device-id", type=int, default=1)
     ap.add_argument("--election-id", type=int, default=1, help="low 64 bits of the election id")
-    ap.add_argument("--window-ms", type=float, default=1.0, help="batching window")
+    ap.add_argument("--window-ms", type=float, default=0.0,
+                    help="fixed wait for more requests after a batch's first (default 0: adaptive batching only)")
     ap.add_argument("--max-batch", type=int, default=256, help="max updates per Write")
     ap.add_argument("--request-timeout", type=float, default=5.0,
                     help="ack UNAVAILABLE for requests waiting longer than this for the switch")

@@ -2,11 +2,16 @@
 
 One worker thread owns the switch connection. It (re)connects as primary, sets the pipeline when
 the switch's cookie differs from ours (fresh switch, restart, other pipeline), installs the static
-entries and the offload state it has acknowledged so far, then serves queued requests in batches:
-a batch is closed after `window_s` from its first request or at `max_batch` updates, holds at most
-one update per (table, key) (a later request on a key waits for the next batch, so per-key order is
-the arrival order; P4Runtime lets a server reorder updates within one batch), and is sent as one
-Write. Each request is acknowledged with its update's P4Runtime code. When the switch goes away, the
+entries and the offload state it has acknowledged so far, then serves queued requests in batches.
+Batching is adaptive: one Write is in flight at a time; a request that finds the worker idle is
+sent at once, alone, and whatever queues while a Write is in flight goes into the next one (up to
+`max_batch` updates). So a lone request waits for no timer, and under load the batches grow by
+themselves as far as the switch's Write time makes them. `window_s` > 0 (not the default) adds a
+fixed wait after a batch's first request for more to come. A batch holds at most one update per
+(table, key) (a later request on a key waits for the next batch, so per-key order is the arrival
+order; P4Runtime lets a server reorder updates within one batch), and is sent as one Write, encoded
+straight to protobuf wire bytes (switch.py). Each request is acknowledged with its update's
+P4Runtime code, the acks of one Write to one front-end in one send. When the switch goes away, the
 batch in flight is kept and retried after the reconnect; requests older than `request_timeout_s`
 are acknowledged UNAVAILABLE instead.
 
@@ -38,17 +43,23 @@ from typing import Any
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2
 
-from system.controlplane.switch import EntryCodec, SwitchConnection, SwitchRefused, SwitchUnavailable
+from system.controlplane.switch import (
+    EntryCodec,
+    SwitchConnection,
+    SwitchRefused,
+    SwitchUnavailable,
+    WireUpdate,
+)
 
 log = logging.getLogger(__name__)
 Reply = Callable[[dict[str, Any]], None]
 
 
-@dataclass
+@dataclass(slots=True)
 class Op:
     rid: int
     op: str                           # add | modify | delete
-    update: p4runtime_pb2.Update
+    update: WireUpdate
     ident: tuple[int, bytes]          # (table id, match) for ordering and state
     table: str                        # table alias, for stats
     reply: Reply
@@ -63,7 +74,7 @@ class ControllerConfig:
     static: list[tuple[str, dict[str, Any], str, dict[str, Any]]]   # (table, key, action, params)
     device_id: int = 1
     election_id: tuple[int, int] = (0, 1)
-    window_s: float = 0.001
+    window_s: float = 0.0                         # 0: adaptive batching only (see the module doc)
     max_batch: int = 256
     request_timeout_s: float = 5.0
     reconnect_s: float = 0.5
@@ -119,7 +130,10 @@ class Stats:
         self.pipeline_sets = 0
         self.static_installed = 0
         self.request_latency: collections.deque[float] = collections.deque(maxlen=samples)
+        self.queue_latency: collections.deque[float] = collections.deque(maxlen=samples)
         self.write_latency: collections.deque[float] = collections.deque(maxlen=samples)
+        self.multi_update_writes = 0
+        self.largest_batch = 0
         self.recent: collections.deque[tuple[float, str]] = collections.deque(maxlen=1_000_000)
 
     def snapshot(self) -> dict[str, Any]:
@@ -132,12 +146,21 @@ class Stats:
                 "requests": dict(self.requests), "acks": dict(self.acks), "errors": self.errors,
                 "batches": self.batches,
                 "mean_batch": round(self.batched_updates / self.batches, 2) if self.batches else 0.0,
+                "multi_update_writes": self.multi_update_writes, "largest_batch": self.largest_batch,
                 "reconnects": self.reconnects, "pipeline_sets": self.pipeline_sets,
                 "static_installed": self.static_installed,
                 "inserts_per_s": last["add"], "deletes_per_s": last["delete"],
                 "request_latency_us": _percentiles(self.request_latency),
+                "queue_latency_us": _percentiles(self.queue_latency),
                 "write_latency_us": _percentiles(self.write_latency),
             }
+
+
+def _ack_msg(rid: int, code: str, message: str, latency: float) -> dict[str, Any]:
+    msg: dict[str, Any] = {"v": 1, "type": "ack", "id": rid, "code": code, "latency_us": round(latency * 1e6, 1)}
+    if message:
+        msg["message"] = message
+    return msg
 
 
 def _percentiles(samples: collections.deque[float]) -> dict[str, float | int]:
@@ -188,14 +211,14 @@ class Controller:
         """Queues an entry request; `reply` gets exactly one ack (possibly at once, on a bad request)."""
         with self.stats.lock:
             self.stats.requests[op] += 1
+        received = time.monotonic()
         try:
-            u = self.codec.update(op, table, key, action, params)
+            u = self.codec.wire_update(op, table, key, action, params)
         except ValueError as e:
-            self._ack_now(rid, reply, "INVALID_ARGUMENT", str(e), time.monotonic())
+            self._ack_now(rid, reply, "INVALID_ARGUMENT", str(e), received)
             return
-        ident = self.codec.entry_key(u.entity.table_entry)
-        alias = self.codec.index.table(ident[0]).alias
-        self.queue.put(Op(rid, op, u, ident, alias, reply))
+        alias = self.codec.index.table(u.ident[0]).alias
+        self.queue.put(Op(rid, op, u, u.ident, alias, reply, received))
 
     def occupancy(self) -> dict[str, int]:
         occ: collections.Counter[str] = collections.Counter()
@@ -317,39 +340,62 @@ class Controller:
         results = self.conn.write([op.update for op in ops])
         t1 = time.monotonic()
         with self.stats.lock:
-            self.stats.batches += 1
-            self.stats.batched_updates += len(ops)
-            self.stats.write_latency.append(t1 - t0)
+            st = self.stats
+            st.batches += 1
+            st.batched_updates += len(ops)
+            st.write_latency.append(t1 - t0)
+            st.queue_latency.extend(t0 - op.received for op in ops)
+            if len(ops) > 1:
+                st.multi_update_writes += 1
+            st.largest_batch = max(st.largest_batch, len(ops))
         for op, r in zip(ops, results, strict=True):
             if r.code == "OK":
                 if op.op == "delete":
                     self.state.pop(op.ident, None)
                 else:
-                    ins = p4runtime_pb2.Update(type=p4runtime_pb2.Update.INSERT)
-                    ins.entity.CopyFrom(op.update.entity)
-                    self.state[op.ident] = ins
-            self._ack(op, r.code, r.message)
+                    self.state[op.ident] = op.update.with_type(p4runtime_pb2.Update.INSERT)
+        self._ack_all([(op, r.code, r.message) for op, r in zip(ops, results, strict=True)])
 
     def _ack(self, op: Op, code: str, message: str) -> None:
-        self._ack_now(op.rid, op.reply, code, message, op.received, kind=op.op)
+        self._ack_all([(op, code, message)])
 
     def _ack_now(self, rid: int, reply: Reply, code: str, message: str, received: float,
                  kind: str = "") -> None:
         now = time.monotonic()
-        with self.stats.lock:
-            self.stats.acks[code] += 1
-            if code != "OK":
-                self.stats.errors += 1
-            else:
-                self.stats.recent.append((now, kind))
-            self.stats.request_latency.append(now - received)
-        msg = {"v": 1, "type": "ack", "id": rid, "code": code, "latency_us": round((now - received) * 1e6, 1)}
-        if message:
-            msg["message"] = message
+        self._count([(code, kind, received)], now)
         try:
-            reply(msg)
+            reply(_ack_msg(rid, code, message, now - received))
         except OSError:
             log.debug("front-end went away before its ack %d", rid)
+
+    def _count(self, acks: list[tuple[str, str, float]], now: float) -> None:
+        with self.stats.lock:
+            st = self.stats
+            for code, kind, received in acks:
+                st.acks[code] += 1
+                if code != "OK":
+                    st.errors += 1
+                else:
+                    st.recent.append((now, kind))
+                st.request_latency.append(now - received)
+
+    def _ack_all(self, acks: list[tuple[Op, str, str]]) -> None:
+        """Acks, counted; those to one front-end connection in one send when it can (`reply.many`)."""
+        now = time.monotonic()
+        self._count([(code, op.op, op.received) for op, code, _ in acks], now)
+        groups: dict[Any, list[dict[str, Any]]] = {}
+        for op, code, message in acks:
+            groups.setdefault(op.reply, []).append(_ack_msg(op.rid, code, message, now - op.received))
+        for reply, msgs in groups.items():
+            try:
+                many = getattr(reply, "many", None)
+                if many is not None:
+                    many(msgs)
+                else:
+                    for m in msgs:
+                        reply(m)
+            except OSError:
+                log.debug("front-end went away before its acks %s", [m["id"] for m in msgs])
 
     def _expire(self, pending: list[Op]) -> None:
         limit = time.monotonic() - self.cfg.request_timeout_s
@@ -420,23 +466,33 @@ class Controller:
         with self.stats.lock:
             self.secrets.installs += 1
 
-    def _install(self, updates: list[p4runtime_pb2.Update]) -> None:
+    def _install(self, updates: list[p4runtime_pb2.Update | WireUpdate]) -> None:
         """INSERTs `updates`; entries that exist already (the switch kept its state) are MODIFYed."""
         n = self.cfg.max_batch
         for i in range(0, len(updates), n):
             chunk = updates[i:i + n]
             results = self.conn.write(chunk)
-            again = []
+            again: list[p4runtime_pb2.Update | WireUpdate] = []
             for u, r in zip(chunk, results, strict=True):
                 if r.code == "ALREADY_EXISTS":
-                    m = p4runtime_pb2.Update(type=p4runtime_pb2.Update.MODIFY)
-                    m.entity.CopyFrom(u.entity)
-                    again.append(m)
+                    again.append(_as_modify(u))
                 elif r.code != "OK":
-                    raise SwitchRefused(r.code, f"installing {u.entity.table_entry}: {r.message}")
+                    raise SwitchRefused(r.code, f"installing {_describe(u)}: {r.message}")
             if again:
                 for u, r in zip(again, self.conn.write(again), strict=True):
                     if r.code != "OK":
-                        raise SwitchRefused(r.code, f"re-installing {u.entity.table_entry}: {r.message}")
+                        raise SwitchRefused(r.code, f"re-installing {_describe(u)}: {r.message}")
         with self.stats.lock:
             self.stats.static_installed = len(self.static_updates)
+
+
+def _as_modify(u: p4runtime_pb2.Update | WireUpdate) -> p4runtime_pb2.Update | WireUpdate:
+    if isinstance(u, WireUpdate):
+        return u.with_type(p4runtime_pb2.Update.MODIFY)
+    m = p4runtime_pb2.Update(type=p4runtime_pb2.Update.MODIFY)
+    m.entity.CopyFrom(u.entity)
+    return m
+
+
+def _describe(u: p4runtime_pb2.Update | WireUpdate) -> str:
+    return u.describe() if isinstance(u, WireUpdate) else str(u.entity.table_entry)

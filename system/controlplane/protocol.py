@@ -70,6 +70,41 @@ def read_frame(sock: socket.socket) -> dict[str, Any] | None:
     return decode_body(body)
 
 
+class FrameReader:
+    """`read_frame` with a receive buffer: one recv for as many frames as have arrived."""
+
+    def __init__(self, sock: socket.socket, chunk: int = 65536) -> None:
+        self.sock, self.chunk = sock, chunk
+        self.buf = bytearray()
+
+    def _fill(self, n: int) -> bool:
+        """At least n bytes buffered (True), or the end of the stream came first (False)."""
+        while len(self.buf) < n:
+            data = self.sock.recv(max(self.chunk, n - len(self.buf)))
+            if not data:
+                return False
+            self.buf += data
+        return True
+
+    def read(self) -> dict[str, Any] | None:
+        """The next message, or None at a clean end of stream."""
+        if not self._fill(_LEN.size):
+            if self.buf:
+                raise ProtocolError(f"connection closed inside a frame ({len(self.buf)} of {_LEN.size} bytes)")
+            return None
+        (n,) = _LEN.unpack_from(self.buf)
+        if n > MAX_FRAME:
+            raise ProtocolError(f"frame length {n} exceeds {MAX_FRAME}")
+        if not self._fill(_LEN.size + n):
+            got = len(self.buf) - _LEN.size
+            if not got:
+                raise ProtocolError("connection closed after a frame header")
+            raise ProtocolError(f"connection closed inside a frame ({got} of {n} bytes)")
+        body = bytes(self.buf[_LEN.size:_LEN.size + n])
+        del self.buf[:_LEN.size + n]
+        return decode_body(body)
+
+
 @dataclass(frozen=True)
 class EntryRequest:
     """A validated add/modify/delete request (names as the client gave them; resolved later)."""

@@ -1,7 +1,8 @@
 """The TCP server front-ends talk to (protocol.py; docs/controlplane-protocol.md).
 
-One thread per front-end connection reads frames and hands entry requests to the Controller; acks
-are written back by the controller's worker, under the connection's send lock. A malformed frame or
+One thread per front-end connection reads frames (buffered: one recv for as many frames as have
+come) and hands entry requests to the Controller; acks are written back by the controller's worker,
+under the connection's send lock, those of one Write to one connection in one send. A malformed frame or
 message gets an `error` reply and the connection is closed (the stream cannot be trusted after it).
 """
 
@@ -22,24 +23,40 @@ from system.controlplane.controller import Controller
 log = logging.getLogger(__name__)
 
 
+class Replier:
+    """Sends replies on one front-end connection: one message, or several in one send (`many`)."""
+
+    __slots__ = ("_lock", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._lock = threading.Lock()
+
+    def __call__(self, msg: dict[str, Any]) -> None:
+        data = protocol.encode(msg)
+        with self._lock:
+            self.sock.sendall(data)
+
+    def many(self, msgs: list[dict[str, Any]]) -> None:
+        data = b"".join(protocol.encode(m) for m in msgs)
+        with self._lock:
+            self.sock.sendall(data)
+
+
 class _Handler(socketserver.BaseRequestHandler):
     server: FrontendServer
 
     def handle(self) -> None:
         sock: socket.socket = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        lock = threading.Lock()
-
-        def reply(msg: dict[str, Any]) -> None:
-            data = protocol.encode(msg)
-            with lock:
-                sock.sendall(data)
+        reply = Replier(sock)
+        reader = protocol.FrameReader(sock)
 
         ctl = self.server.controller
         while True:
             raw: dict[str, Any] | None = None
             try:
-                raw = protocol.read_frame(sock)
+                raw = reader.read()
                 if raw is None:
                     return
                 msg = protocol.validate_request(raw)

@@ -4,8 +4,9 @@
 and the `PipelineTables` facade of the loaded pipeline. It verifies a ForwardingPipelineConfig
 (package parses; P4Info ids/names equal the pipeline's own P4Info; every table of the pipeline's spec
 is in the P4Info), commits it (unloading the previous pipeline first), applies decoded table updates
-with the profile's capacities and insertion model, reads entries and counters, and keeps the server's
-own counters (`stats()`).
+with the profile's capacities and insertion model (the time spent applying counts into the model's
+time for the Write, insertion.py; `pacing_overruns` counts Writes where it was longer), reads entries
+and counters, and keeps the server's own counters (`stats()`).
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ import grpc
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2
 
-from system.switch.p4rt import compat
+from system.switch.p4rt import compat, wire
 from system.switch.p4rt.codec import (
+    ActionInfo,
     DecodedEntry,
+    Key,
     P4InfoIndex,
+    TableInfo,
     decode_default_entry,
     decode_entry,
     encode_entry,
@@ -37,6 +41,7 @@ from system.switch.profiles import SwitchProfile
 
 log = logging.getLogger(__name__)
 Update = p4runtime_pb2.Update
+_TYPE_NAMES = {v: k for k, v in Update.Type.items()}
 
 
 @dataclass
@@ -56,6 +61,13 @@ class Loaded:
     capacity: dict[str, int]                 # P4 short name -> effective capacity
     occupancy: dict[str, int]                # P4 short name -> entries
     loaded_at: float = field(default_factory=time.time)
+    bindings: dict[int, Any] = field(default_factory=dict)   # table id -> compat.Binding
+
+    def binding(self, table: Any) -> Any:
+        b = self.bindings.get(table.id)
+        if b is None:
+            b = self.bindings[table.id] = compat.Binding(self.prepared.spec, table)
+        return b
 
 
 @dataclass
@@ -65,6 +77,8 @@ class Stats:
     entries_written: int = 0                                    # successful updates
     rejected: Counter = field(default_factory=Counter)         # by canonical code name
     pacing_wait_s: float = 0.0
+    apply_s: float = 0.0                 # the emulated target's own time applying updates
+    overruns: int = 0                    # paced Writes whose apply took longer than the model's time
     pipeline_commits: int = 0
 
 
@@ -80,6 +94,8 @@ class Device:
         self._switch: Any = None                # the EmulatedSwitch, created at the first commit
         self._write_lock = threading.Lock()     # serializes writes (pacing happens under it)
         self._lock = threading.RLock()          # pipeline state
+        self._readers = 0                       # table reads in progress outside _lock (see _snapshot)
+        self._no_readers = threading.Condition(self._lock)
         self.loaded: Loaded | None = None
         self.saved: Prepared | None = None      # VERIFY_AND_SAVE
         self.st = Stats()
@@ -163,6 +179,8 @@ class Device:
             self._unload_locked()
 
     def _unload_locked(self) -> None:
+        while self._readers:                     # a Read still uses the maps: let it finish
+            self._no_readers.wait()
         if self.loaded is not None:
             self.loaded.tables.close()
         if self._switch is not None and (self.loaded is not None or self._switch.loaded):
@@ -181,13 +199,15 @@ class Device:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def write(self, updates: list[p4runtime_pb2.Update]) -> list[P4RTError | None]:
-        """Applies the updates in order (CONTINUE_ON_ERROR); one result per update, None if OK."""
+    def write(self, updates: list[Any]) -> list[P4RTError | None]:
+        """Applies the updates (protobuf Updates or wire.UpdateViews) in order (CONTINUE_ON_ERROR);
+        one result per update, None if OK."""
         with self._write_lock:
             with self._lock:
                 loaded = self._require()
             n_table = sum(1 for u in updates if u.entity.WhichOneof("entity") == "table_entry")
-            waited = self.pacer.pace(n_table)
+            start = self.pacer.now()
+            budget = self.pacer.delay_for(n_table)        # the model's time for this Write
             results: list[P4RTError | None] = []
             with self._lock:
                 if self.loaded is not loaded:
@@ -198,18 +218,23 @@ class Device:
                         results.append(None)
                     except P4RTError as e:
                         results.append(e)
+            applied = self.pacer.now() - start
+            waited = self.pacer.finish(start + budget)   # the rest of the modelled time
             st = self.st
             st.write_rpcs += 1
             st.pacing_wait_s += waited
+            st.apply_s += applied
+            if budget > 0 and applied > budget:
+                st.overruns += 1
             for u, r in zip(updates, results, strict=True):
-                st.updates[Update.Type.Name(u.type)] += 1
+                st.updates[_TYPE_NAMES.get(u.type, str(u.type))] += 1
                 if r is None:
                     st.entries_written += 1
                 else:
                     st.rejected[r.code.name] += 1
             return results
 
-    def _apply(self, loaded: Loaded, u: p4runtime_pb2.Update) -> None:
+    def _apply(self, loaded: Loaded, u: Any) -> None:
         kind = u.entity.WhichOneof("entity")
         if kind != "table_entry":
             raise P4RTError(grpc.StatusCode.UNIMPLEMENTED, f"writing {kind} is not supported by this target")
@@ -220,7 +245,7 @@ class Device:
             self._apply_default(loaded, u)
             return
         d = decode_entry(loaded.prepared.index, u.entity.table_entry, with_action=u.type != Update.DELETE)
-        bind = compat.Binding(loaded.prepared.spec, d.table)
+        bind = loaded.binding(d.table)
         name = bind.table
         key = bind.key(d.key)
         try:
@@ -239,7 +264,7 @@ class Device:
         except compat.TableError as e:
             raise compat.table_error(e) from None
 
-    def _apply_default(self, loaded: Loaded, u: p4runtime_pb2.Update) -> None:
+    def _apply_default(self, loaded: Loaded, u: Any) -> None:
         """MODIFY of a table's default entry (P4Runtime 1.4, 9.1.3): sets the default action of a
         table whose default is not const (syn_cookie's secret); without an action it resets the
         default to the declared one with zero parameters. INSERT/DELETE: INVALID_ARGUMENT."""
@@ -283,16 +308,17 @@ class Device:
             msg.is_default_action = True
             return msg
 
-    def read_table_entries(self, req: p4runtime_pb2.TableEntry,
-                           with_counters: bool | None = None) -> list[p4runtime_pb2.TableEntry]:
-        """Entries matching `req`: every table (table_id 0), one table (no match) or one entry.
-        Direct counter data is included when the request sets counter_data (or `with_counters`)."""
-        if req.is_default_action:
-            return [self.read_default_entry(req)]
-        if with_counters is None:
-            with_counters = req.HasField("counter_data")
+    def _snapshot(self, req: p4runtime_pb2.TableEntry, with_counters: bool
+                  ) -> list[tuple[TableInfo, ActionInfo, Key, dict[str, int], tuple[int, int] | None]]:
+        """The entries matching `req` as plain data: (table, action, P4 key, P4 params, (packets,
+        bytes) or None). The BPF maps are read without the pipeline lock (the kernel serializes map
+        operations; a pipeline change waits for the reads in progress), and encoding happens after,
+        so a large Read (the slow path's counter reader) does not stall the Writes. An entry deleted
+        while the Read runs is left out, as if the Read had come after the delete."""
         with self._lock:
             loaded = self._require()
+            self._readers += 1
+        try:
             idx = loaded.prepared.index
             if req.table_id == 0:
                 if len(req.match):
@@ -300,9 +326,9 @@ class Device:
                 tables = list(idx.tables.values())
             else:
                 tables = [idx.table(req.table_id)]
-            out: list[p4runtime_pb2.TableEntry] = []
+            out = []
             for t in tables:
-                bind = compat.Binding(loaded.prepared.spec, t)
+                bind = loaded.binding(t)
                 try:
                     if len(req.match):
                         d: DecodedEntry = decode_entry(idx, req, with_action=False)
@@ -312,16 +338,47 @@ class Device:
                         entries = loaded.tables.read(bind.table)
                     counted = with_counters and bind.spec_table.direct_counter is not None
                     for e in entries:
-                        action = bind.action_info(idx, e.action)
-                        msg = encode_entry(t, bind.p4_key(e.key), action, bind.p4_params(action, e.params))
+                        counts = None
                         if counted:
-                            c = loaded.tables.entry_counters(bind.table, e.key)
-                            msg.counter_data.packet_count = c["packets"]
-                            msg.counter_data.byte_count = c["bytes"]
-                        out.append(msg)
+                            try:
+                                c = loaded.tables.entry_counters(bind.table, e.key)
+                            except compat.TableError as err:
+                                if getattr(err, "code", "") == "NOT_FOUND":
+                                    continue            # deleted since the table was read
+                                raise
+                            counts = (c["packets"], c["bytes"])
+                        action = bind.action_info(idx, e.action)
+                        out.append((t, action, bind.p4_key(e.key), bind.p4_params(action, e.params), counts))
                 except compat.TableError as err:
                     raise compat.table_error(err) from None
             return out
+        finally:
+            with self._lock:
+                self._readers -= 1
+                self._no_readers.notify_all()
+
+    def read_table_entries(self, req: p4runtime_pb2.TableEntry,
+                           with_counters: bool | None = None) -> list[p4runtime_pb2.TableEntry]:
+        """Entries matching `req`: every table (table_id 0), one table (no match) or one entry.
+        Direct counter data is included when the request sets counter_data (or `with_counters`)."""
+        if req.is_default_action:
+            return [self.read_default_entry(req)]
+        if with_counters is None:
+            with_counters = req.HasField("counter_data")
+        out: list[p4runtime_pb2.TableEntry] = []
+        for t, action, key, params, counts in self._snapshot(req, with_counters):
+            msg = encode_entry(t, key, action, params)
+            if counts is not None:
+                msg.counter_data.packet_count, msg.counter_data.byte_count = counts
+            out.append(msg)
+        return out
+
+    def read_table_entities_wire(self, req: p4runtime_pb2.TableEntry) -> list[bytes]:
+        """As `read_table_entries`, each entry as a serialized Entity (wire.encode_read_entity)."""
+        if req.is_default_action:
+            return [wire.entity_of_entry(self.read_default_entry(req).SerializeToString())]
+        return [wire.encode_read_entity(t, key, action, params, counts)
+                for t, action, key, params, counts in self._snapshot(req, req.HasField("counter_data"))]
 
     def read_direct_counters(self, req: p4runtime_pb2.DirectCounterEntry
                              ) -> list[p4runtime_pb2.DirectCounterEntry]:
@@ -365,6 +422,8 @@ class Device:
                 "entries_written": st.entries_written,
                 "rejected": dict(st.rejected),
                 "pacing_wait_s": round(st.pacing_wait_s, 6),
+                "apply_s": round(st.apply_s, 6),
+                "pacing_overruns": st.overruns,
                 "tables": {name: {"entries": loaded.occupancy[name], "capacity": loaded.capacity[name]}
                            for name in loaded.capacity} if loaded else {},
             }

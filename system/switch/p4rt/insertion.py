@@ -1,11 +1,15 @@
 """The insertion model of a switch profile: fixed latency per Write plus a token bucket of updates.
 
-`InsertionPacer.pace(n)` is called, with the switch's write lock held, before a Write that touches
-`n` table entries is applied; it sleeps the Write's fixed latency plus whatever the bucket needs to
-refill for `n` tokens, and returns the time it slept. The bucket may go into debt by one batch, so
-a batch larger than the burst is admitted after waiting for its deficit (never refused). Time is
-accounted against deadlines, so a sleep that overshoots is credited to the next Write and the
-sustained rate stays at `rate` on average.
+A Write that touches `n` table entries takes, in the model, its fixed latency plus whatever the
+bucket needs to refill for `n` tokens (`delay_for(n)`, which takes the tokens). The server calls it
+with the switch's write lock held when the Write starts, applies the updates, then sleeps only what
+is left of that time (`finish(start + delay)`): the emulated target's own cost of applying the
+updates is part of the modelled time instead of being added to it, so the sustained rate is the
+profile's whenever the target is faster than the model (and the target's when it is not, which
+the server counts). `pace(n)` is the two in one, for a Write with nothing to apply. The bucket may
+go into debt by one batch, so a batch larger than the burst is admitted after waiting for its
+deficit (never refused). Time is accounted against deadlines, so a sleep that overshoots is credited
+to the next Write and the sustained rate stays at `rate` on average.
 """
 
 from __future__ import annotations
@@ -40,6 +44,17 @@ class InsertionPacer:
             self._tokens -= n
             if self._tokens < 0:
                 wait += -self._tokens / m.rate
+        return wait
+
+    def now(self) -> float:
+        return self._clock()
+
+    def finish(self, deadline: float) -> float:
+        """Sleeps until `deadline` (this pacer's clock) if it is ahead; returns the time slept."""
+        wait = deadline - self._clock()
+        if wait <= 0:
+            return 0.0
+        self._sleep(wait)
         return wait
 
     def pace(self, n: int) -> float:

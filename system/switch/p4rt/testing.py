@@ -2,7 +2,8 @@
 
 `SwitchNamespaces` builds the emulated switch's namespace `mrsi-sw` with veth ports `misw<N>`
 whose peers `mih<N>` sit in host namespaces `mrsi-h<N>` (198.18.200.<N>/24), and removes exactly
-those namespaces at the end. Everything is prefixed `mrsi-`/`mi` (this component's test prefix).
+those namespaces at the end. Everything is prefixed `mrsi-`/`mi` (this component's test prefix);
+`prefix` picks another one (the benchmark's own, so it never clashes with a test run).
 """
 
 from __future__ import annotations
@@ -47,14 +48,19 @@ def free_port() -> int:
 @dataclass
 class SwitchNamespaces:
     n_ports: int = 2
+    prefix: str = "mrsi"
     created: list[str] = field(default_factory=list)
+
+    @property
+    def sw_ns(self) -> str:
+        return f"{self.prefix}-sw"
 
     @property
     def ports(self) -> dict[int, str]:
         return {i: f"misw{i}" for i in range(1, self.n_ports + 1)}
 
     def host_ns(self, i: int) -> str:
-        return f"mrsi-h{i}"
+        return f"{self.prefix}-h{i}"
 
     def host_ip(self, i: int) -> str:
         return f"198.18.200.{i}"
@@ -64,20 +70,20 @@ class SwitchNamespaces:
 
     def up(self) -> SwitchNamespaces:
         self.down()
-        for ns in [SW_NS, *(self.host_ns(i) for i in range(1, self.n_ports + 1))]:
+        for ns in [self.sw_ns, *(self.host_ns(i) for i in range(1, self.n_ports + 1))]:
             sh("ip", "netns", "add", ns)
             self.created.append(ns)
             sh("ip", "-n", ns, "link", "set", "lo", "up")
         for i in range(1, self.n_ports + 1):
             h = self.host_ns(i)
-            sh("ip", "-n", SW_NS, "link", "add", f"misw{i}", "type", "veth", "peer", "name", f"mih{i}",
+            sh("ip", "-n", self.sw_ns, "link", "add", f"misw{i}", "type", "veth", "peer", "name", f"mih{i}",
                "netns", h)
-            sh("ip", "-n", SW_NS, "link", "set", f"misw{i}", "up")
+            sh("ip", "-n", self.sw_ns, "link", "set", f"misw{i}", "up")
             sh("ip", "-n", h, "addr", "add", f"{self.host_ip(i)}/24", "dev", f"mih{i}")
             sh("ip", "-n", h, "link", "set", f"mih{i}", "up")
         # Static neighbours: the switch answers no ARP; each host sends to its switch port's MAC.
         for i in range(1, self.n_ports + 1):
-            sw_mac = self.mac(SW_NS, f"misw{i}")
+            sw_mac = self.mac(self.sw_ns, f"misw{i}")
             for j in range(1, self.n_ports + 1):
                 if j != i:
                     sh("ip", "-n", self.host_ns(i), "neigh", "replace", self.host_ip(j), "lladdr", sw_mac,
@@ -85,7 +91,7 @@ class SwitchNamespaces:
         return self
 
     def down(self) -> None:
-        names = set(self.created) | {SW_NS} | {self.host_ns(i) for i in range(1, self.n_ports + 1)}
+        names = set(self.created) | {self.sw_ns} | {self.host_ns(i) for i in range(1, self.n_ports + 1)}
         existing = set(sh("ip", "netns", "list").stdout.split())
         for ns in sorted(names & existing):
             sh("ip", "netns", "del", ns, check=False)
@@ -99,12 +105,13 @@ class SwitchNamespaces:
 
 def make_server(switch_ns: SwitchNamespaces, profile: str = "unlimited", tag: str = "p4rt",
                 stats_file: Path | None = None) -> Any:
-    """A started in-process P4RuntimeServer on a free loopback port (pins under mrsi-<tag>)."""
+    """A started in-process P4RuntimeServer on a free loopback port (pins under <prefix>-<tag>)."""
     from system.switch.p4rt.device import Device
     from system.switch.p4rt.server import P4RuntimeServer
     from system.switch.profiles import load_profile
 
-    device = Device(SW_NS, switch_ns.ports, PIN_ROOT / f"mrsi-{tag}", load_profile(profile))
+    device = Device(switch_ns.sw_ns, switch_ns.ports, PIN_ROOT / f"{switch_ns.prefix}-{tag}",
+                    load_profile(profile))
     server = P4RuntimeServer(device, "127.0.0.1:0", stats_file=stats_file)
     server.start()
     return server
@@ -117,9 +124,14 @@ class SwitchProcess:
     ns: SwitchNamespaces
     port: int
     profile: str = "unlimited"
-    pin_dir: Path = PIN_ROOT / "mrsi-cp"
+    pin_dir: Path = None  # type: ignore[assignment]   # default: PIN_ROOT/<ns.prefix>-cp
     log: Path | None = None
+    stats_file: Path | None = None           # the server's --stats-file
     proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.pin_dir is None:
+            self.pin_dir = PIN_ROOT / f"{self.ns.prefix}-cp"
 
     @property
     def address(self) -> str:
@@ -129,8 +141,9 @@ class SwitchProcess:
         ports = ",".join(f"{n}={dev}" for n, dev in self.ns.ports.items())
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "system.switch.p4rt", "--address", self.address, "--netns", SW_NS,
-             "--ports", ports, "--pin-dir", str(self.pin_dir), "--profile", self.profile],
+            [sys.executable, "-m", "system.switch.p4rt", "--address", self.address, "--netns", self.ns.sw_ns,
+             "--ports", ports, "--pin-dir", str(self.pin_dir), "--profile", self.profile,
+             *(["--stats-file", str(self.stats_file)] if self.stats_file else [])],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         import grpc
         deadline = time.monotonic() + 20

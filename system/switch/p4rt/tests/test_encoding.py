@@ -125,3 +125,32 @@ def test_pacer_fixed_latency_and_token_bucket() -> None:
     assert p.pace(0) == 0.0
     unpaced = InsertionPacer(InsertionModel())
     assert unpaced.pace(1000) == 0.0
+
+
+def test_pacer_counts_the_apply_time_into_the_modelled_time() -> None:
+    """The server applies a Write's updates, then sleeps only what is left of the model's time for
+    it: a target faster than the model runs at the model's rate, not at the sum of both."""
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    p = InsertionPacer(InsertionModel(rate=1000.0, burst=1, write_latency_us=100), clock=lambda: now[0],
+                       sleep=sleep)
+    total = 0
+    for _ in range(100):                                  # 100 Writes of 10 updates, 3 ms to apply each
+        start = p.now()
+        budget = p.delay_for(10)
+        now[0] += 0.003
+        p.finish(start + budget)
+        total += 10
+    assert total / now[0] == pytest.approx(1000.0, rel=0.02)     # the profile's rate, not 1000 * 10/13
+    assert p.finish(now[0] - 1.0) == 0.0                   # a deadline in the past: no sleep
+    slow = InsertionPacer(InsertionModel(rate=1000.0, burst=1, write_latency_us=0), clock=lambda: now[0],
+                          sleep=sleep)
+    start, n = now[0], len(slept)
+    budget = slow.delay_for(2)                            # 2 ms in the model; the target takes 5 ms
+    now[0] += 0.005
+    assert slow.finish(start + budget) == 0.0 and len(slept) == n
