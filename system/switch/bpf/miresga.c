@@ -20,25 +20,7 @@
 #include "forwarding.h"
 #include "miresga_synack.h"
 
-#define IP_CSUM_OFF (ETH_HLEN + offsetof(struct iphdr, check))
-#define IP_SRC_OFF (ETH_HLEN + offsetof(struct iphdr, saddr))
-#define IP_DST_OFF (ETH_HLEN + offsetof(struct iphdr, daddr))
-#define TCP_OFF (ETH_HLEN + sizeof(struct iphdr))
-#define TCP_SPORT_OFF (TCP_OFF + offsetof(struct tcphdr, source))
-#define TCP_DPORT_OFF (TCP_OFF + offsetof(struct tcphdr, dest))
-#define TCP_CSUM_OFF (TCP_OFF + offsetof(struct tcphdr, check))
-#define PULL_LEN (ETH_HLEN + sizeof(struct iphdr) + 60)
-
-#define TCPF_FIN 0x01
-#define TCPF_SYN 0x02
-#define TCPF_RST 0x04
-#define TCPF_ACK 0x10
-
-static __always_inline void count_entry(__u64 *packets, __u64 *bytes, struct pipe_md *md)
-{
-	__sync_fetch_and_add(packets, md->pkts);
-	__sync_fetch_and_add(bytes, md->bytes);
-}
+#include "l4_pipeline.h"
 
 /* Packet to the front-end of the client endpoint's bucket, unchanged but the destination MAC. */
 static __always_inline __u32 to_frontend(struct __sk_buff *skb, struct pipe_md *md, __be32 caddr,
@@ -133,7 +115,6 @@ static __always_inline __u32 miresga_apply(struct __sk_buff *skb, struct pipe_md
 	struct offload_value *ov;
 	struct vip_key vkey = {};
 	struct vip_value *vv;
-	struct cursor cur;
 	struct ethhdr *eth;
 	struct tcphdr *tcp;
 	struct iphdr *ip;
@@ -142,18 +123,7 @@ static __always_inline __u32 miresga_apply(struct __sk_buff *skb, struct pipe_md
 	__be16 sport, dport;
 	__u8 flags;
 
-	if (skb->data + PULL_LEN > skb->data_end)
-		bpf_skb_pull_data(skb, skb->len < PULL_LEN ? skb->len : PULL_LEN);
-	cursor_init(&cur, (void *)(long)skb->data, (void *)(long)skb->data_end);
-	eth = parse_ethhdr(&cur);
-	if (!eth || eth->h_proto != host_to_be16(ETH_P_IP))
-		return forwarding_apply(skb, md);
-	ip = parse_iphdr(&cur);
-	if (!ip || ip->ihl != 5 || ip->protocol != IPPROTO_TCP ||
-	    (ip->frag_off & host_to_be16(0x3fff)))
-		return forwarding_apply(skb, md);
-	tcp = parse_tcphdr(&cur);
-	if (!tcp)
+	if (!parse_l4(skb, &eth, &ip, &tcp))
 		return forwarding_apply(skb, md);
 	saddr = ip->saddr;
 	daddr = ip->daddr;
