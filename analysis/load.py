@@ -235,6 +235,14 @@ class CpuUse:
     slowpath_cpu_s: float = math.nan  # processes on the switch host: switch-only's slow path
 
 
+def bpf_run_time_s(row: dict[str, Any]) -> float:
+    """A cpu.json "bpf" row's run time in seconds: `run_time_ns` (integer nanoseconds, format 2 and
+    later) or, in older run directories, `run_time_s` (rounded to microseconds when it was written)."""
+    if "run_time_ns" in row:
+        return int(row["run_time_ns"]) / 1e9
+    return float(row.get("run_time_s", 0.0))
+
+
 def cpu_use(cell: Cell, host_roles: dict[str, str]) -> CpuUse | None:
     """Sum cpu.json by role. BPF run time counts for the role of the host it ran on (the row's
     `role`, else the processes rows of the same host, else the manifest's hosts). Roles with no row
@@ -270,7 +278,7 @@ def cpu_use(cell: Cell, host_roles: dict[str, str]) -> CpuUse | None:
                              for role in ("frontend", "backend", "switch")}
     for prog in bpf_rows:
         role = str(prog.get("role") or roles.get(str(prog.get("host", "")), ""))
-        run_time = float(prog.get("run_time_s", 0.0))
+        run_time = bpf_run_time_s(prog)
         sums[role] = sums.get(role, 0.0) + run_time
         bpf[role] = (0.0 if math.isnan(bpf.get(role, math.nan)) else bpf[role]) + run_time
         if role == "backend":

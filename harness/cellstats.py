@@ -102,7 +102,8 @@ def parse_bpf_listing(text: str) -> dict[str, dict[str, Any]]:
 
 def bpf_rows(hosts: dict[str, str], start: dict[str, dict[str, dict[str, Any]]],
              end: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """cpu.json "bpf" rows: per host and pinned program, run time and count over the window.
+    """cpu.json "bpf" rows: per host and pinned program, run time (integer nanoseconds, as the kernel
+    counts them: a fast machine's sub-microsecond totals must not round to zero) and count over the window.
     `hosts` maps host name -> role; `start`/`end` are host -> `parse_bpf_listing` results. A program
     not present at the start (or reloaded: another id) counts from zero."""
     rows = []
@@ -113,7 +114,7 @@ def bpf_rows(hosts: dict[str, str], start: dict[str, dict[str, dict[str, Any]]],
                 s = {"run_time_ns": 0, "run_cnt": 0}
             rows.append({"host": host, "role": hosts.get(host, ""), "program": Path(path).name,
                          "pinned": path, "id": e["id"],
-                         "run_time_s": round(max(0, e["run_time_ns"] - s["run_time_ns"]) / 1e9, 6),
+                         "run_time_ns": max(0, e["run_time_ns"] - s["run_time_ns"]),
                          "run_count": max(0, e["run_cnt"] - s["run_cnt"])})
     return rows
 

@@ -119,16 +119,43 @@ def curl_parallel(inv: Inventory, objs: Sequence[CatalogObject], out_dir: Path, 
 # Stats and tables of the components
 
 
+def fresh_json(inv: Inventory, host: str, rel: str, since: float | None = None, timeout: float = 60) -> dict:
+    """The JSON file `rel` (under the host's workdir) as a daemon wrote it after `since` (default: now).
+    The daemons rewrite their stats files periodically by rename, so the file's modification time is
+    the time of its content: poll for a newer one instead of sleeping a period and hoping."""
+    since = time.time() if since is None else since
+    deadline = time.monotonic() + timeout
+    with Remote(inv, inv.host(host)) as r:
+        while True:
+            out = r.run(f"stat -c %.9Y {r.workdir}/{rel} && cat {r.workdir}/{rel}")
+            mtime, _, body = out.partition("\n")
+            if float(mtime) > since:
+                return json.loads(body)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{host}: {rel} was not rewritten within {timeout} s (daemon stuck?)")
+            time.sleep(0.1)
+
+
 def frontend_stats(inv: Inventory, host: str | None = None) -> dict[str, int]:
     """The engine counters in a front-end's stats file (written every second)."""
     with Remote(inv, inv.host(host) if host else inv.frontends[0]) as r:
         return json.loads(r.run(f"cat {r.workdir}/run/frontend-stats.json"))["engine"]
 
 
-def frontend_stats_after(inv: Inventory, host: str | None = None, wait_s: float = 1.5) -> dict[str, int]:
-    """The stats once the front-end has written them again (they lag by up to a second)."""
-    time.sleep(wait_s)
-    return frontend_stats(inv, host)
+def frontend_stats_after(inv: Inventory, host: str | None = None) -> dict[str, int]:
+    """The engine counters as the front-end wrote them after this call: they count everything done
+    before it."""
+    return fresh_json(inv, host or inv.frontends[0].name, "run/frontend-stats.json")["engine"]
+
+
+def tcp_timeouts(inv: Inventory, host: str) -> int:
+    """The host's kernel count of TCP retransmission timeouts (TcpExt TCPTimeouts of its namespace)."""
+    text = subprocess.run(["ip", "netns", "exec", testbed.netns(inv.host(host)), "cat", "/proc/net/netstat"],
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+    for names, values in zip(text[::2], text[1::2], strict=True):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split(), values.split(), strict=True))["TCPTimeouts"])
+    raise AssertionError(f"{host}: no TcpExt line in /proc/net/netstat")
 
 
 def agent_pin(inv: Inventory, host: str) -> Path:

@@ -47,8 +47,8 @@ def test_parse_and_delta_rows() -> None:
                      "/p/b": {"id": 8, "name": "b", "run_time_ns": 9_000_000, "run_cnt": 99}}}  # b reloaded
     rows = {(r["host"], r["program"]): r for r in cellstats.bpf_rows({"fe1": "frontend", "be1": "backend"},
                                                                       begin, end)}
-    assert rows[("fe1", "a")]["run_time_s"] == pytest.approx(0.002) and rows[("fe1", "a")]["run_count"] == 100
-    assert rows[("fe1", "b")]["run_time_s"] == pytest.approx(0.001) and rows[("fe1", "b")]["run_count"] == 3
+    assert rows[("fe1", "a")]["run_time_ns"] == 2_000_000 and rows[("fe1", "a")]["run_count"] == 100
+    assert rows[("fe1", "b")]["run_time_ns"] == 1_000_000 and rows[("fe1", "b")]["run_count"] == 3
     assert rows[("be1", "c")]["role"] == "backend" and rows[("be1", "c")]["run_count"] == 1
     assert cellstats._sections("@@bpf\nx\ny\n@@frontend\n{}\n") == {"bpf": "x\ny", "frontend": "{}"}
 
@@ -96,8 +96,8 @@ def test_bpf_listing_counts_real_runs(pinned: list[Path]) -> None:
         before = listing()
         assert set(before) == {"/sys/fs/bpf/mrsc-cs/progs/count_me", "/sys/fs/bpf/mrsc-cs-agent/progs/count_me"}
         with Prog.pinned(pinned[1] / "progs" / "count_me") as prog:
-            for _ in range(7):
-                assert prog.test_run(FRAME)[0] == 0     # TC_ACT_OK
+            for _ in range(7):                          # 7 x 1000 runs: a total no machine runs in 0 ns
+                assert prog.test_run(FRAME, repeat=1000)[0] == 0     # TC_ACT_OK
         with Prog.pinned(pinned[2] / "progs" / "count_me") as other:
             other.test_run(FRAME, repeat=5)             # not this host's: must not be counted
         after = listing()
@@ -107,7 +107,8 @@ def test_bpf_listing_counts_real_runs(pinned: list[Path]) -> None:
     assert Path("/proc/sys/kernel/bpf_stats_enabled").read_text() == sysctl
     rows = {r["pinned"]: r for r in cellstats.bpf_rows({"h": "backend"}, {"h": before}, {"h": after})}
     agent = rows["/sys/fs/bpf/mrsc-cs-agent/progs/count_me"]
-    assert agent["run_count"] == 7 and agent["run_time_s"] > 0 and agent["program"] == "count_me"
+    assert agent["run_count"] == 7000 and agent["program"] == "count_me"
+    assert isinstance(agent["run_time_ns"], int) and agent["run_time_ns"] > 0
     assert rows["/sys/fs/bpf/mrsc-cs/progs/count_me"]["run_count"] == 0
     assert len(rows) == 2
 

@@ -25,6 +25,7 @@ from miresga_testbed import (
     log,
     miresga_testbed,
     run_locust,
+    tcp_timeouts,
     vip_url,
     wait_until_nothing_is_left,
 )
@@ -55,8 +56,7 @@ def test_two_frontends_share_the_connections(tmp_path):
         before = {f: frontend_stats(inv, f).get("flows_opened", 0) for f in fes}
         objs = [obj(inv, "1k")] * 60 + [obj(inv, "64k")] * 30 + [obj(inv, "1m")] * 10
         peak = curl_parallel(inv, objs, tmp_path / "bodies")
-        frontend_stats_after(inv, fes[0])     # the stats files lag by up to a second
-        opened = {f: frontend_stats(inv, f).get("flows_opened", 0) - before[f] for f in fes}
+        opened = {f: frontend_stats_after(inv, f).get("flows_opened", 0) - before[f] for f in fes}
         log(f"2 front-ends: {len(objs)} connections ({peak} at once), opened per front-end {opened}")
         assert all(n > 0 for n in opened.values()), opened
         assert sum(opened.values()) >= len(objs)
@@ -167,6 +167,7 @@ def test_resteered_offloaded_responses_do_not_stall(inv):
     passes them on (from the old back-end's RSTs), the new back-end waits for a retransmission
     timeout (>= 200 ms) on every re-steer."""
     before = frontend_stats(inv)
+    rto_before = {b.name: tcp_timeouts(inv, b.name) for b in inv.backends}
     n = 8
     args = ["curl", "-sS", "-f", "--max-time", "30"]
     for _ in range(n):
@@ -179,7 +180,11 @@ def test_resteered_offloaded_responses_do_not_stall(inv):
         f"({after['resteered'] - before.get('resteered', 0)} re-steers)")
     assert len(times) == n
     assert after["resteered"] - before.get("resteered", 0) >= n - 1
-    assert sum(times) < 0.8, times        # with the stall: >= (n - 1) * 0.2 s
+    # The stall is a retransmission timeout on the new back-end (its first segments go unacknowledged
+    # while the client's ACKs reach the old one): no back-end may have timed out. (Timing is the
+    # benchmarks' business: a busy machine may be slow, but it does not make a kernel time out here.)
+    rtos = {b.name: tcp_timeouts(inv, b.name) - rto_before[b.name] for b in inv.backends}
+    assert rtos == {b.name: 0 for b in inv.backends}, f"retransmission timeouts {rtos}; times {times}"
 
 
 def test_200_concurrent_connections_leave_nothing_behind(inv, tmp_path):

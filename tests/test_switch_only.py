@@ -51,10 +51,18 @@ def curl(inv, *paths: str) -> bytes:
                            *(url + p for p in paths)], capture_output=True, timeout=60).stdout
 
 
-def slowpath_stats(inv) -> dict:
-    time.sleep(1.1)                     # the slow path rewrites its stats file every second
+def slowpath_stats(inv, timeout: float = 60) -> dict:
+    """The slow path's stats as it wrote them after this call (it renames a new file into place every
+    second: poll the file's modification time instead of sleeping a period)."""
+    since, deadline = time.time(), time.monotonic() + timeout
     with Remote(inv, inv.switch_host) as r:
-        return json.loads(r.run(f"cat {r.workdir}/run/slowpath-stats.json"))
+        while True:
+            f = f"{r.workdir}/run/slowpath-stats.json"
+            mtime, _, body = r.run(f"stat -c %.9Y {f} && cat {f}").partition("\n")
+            if float(mtime) > since:
+                return json.loads(body)
+            assert time.monotonic() < deadline, f"the slow path did not rewrite {f} within {timeout} s"
+            time.sleep(0.1)
 
 
 def switch_entries(inv) -> dict:
@@ -95,21 +103,50 @@ got = b""
 while b"\\r\\n\\r\\n" not in got or len(got) < {size}:
     got += s.recv(65536)
 print(s.getsockname()[1], flush=True)
-time.sleep({hold})
-s.settimeout(2)
+s.settimeout({hold})                    # idle: ends early when the connection is reset or closed
 try:
     print("after-idle", s.recv(1) == b"", flush=True)
 except OSError as e:
     print("after-idle", type(e).__name__, flush=True)
 """
 
+# A connection that stays in use (a request every 0.2 s, so no idle timeout takes it) until the test
+# closes the holder's stdin; bounded to 300 s in any case.
+BUSY = """
+import select, socket, sys, time
+s = socket.create_connection(("{vip}", {port}), timeout=30)
+req = b"GET {path} HTTP/1.1\\r\\nHost: t\\r\\n\\r\\n"
+def fetch():
+    s.sendall(req)
+    got = b""
+    while b"\\r\\n\\r\\n" not in got or len(got.partition(b"\\r\\n\\r\\n")[2]) < {size}:
+        chunk = s.recv(65536)
+        if not chunk:
+            sys.exit("closed by the peer")
+        got += chunk
+fetch()
+print(s.getsockname()[1], flush=True)
+end = time.monotonic() + 300
+while time.monotonic() < end and not select.select([sys.stdin], [], [], 0.2)[0]:
+    fetch()
+"""
+
 
 def hold_connection(inv, hold: float) -> subprocess.Popen:
-    """A keep-alive connection that fetches the 1k object, then stays idle for `hold` seconds."""
+    """A keep-alive connection that fetches the 1k object, then stays idle for up to `hold` seconds
+    (less if it is reset or closed meanwhile)."""
     o = inv.catalog[0]
     code = HOLD.format(vip=inv.vip, port=inv.vip_port, path=o.path, size=o.size, hold=hold)
     return subprocess.Popen(["ip", "netns", "exec", cli(inv), sys.executable, "-c", code],
                             stdout=subprocess.PIPE, text=True)
+
+
+def busy_connection(inv) -> subprocess.Popen:
+    """A keep-alive connection that keeps fetching the 1k object until its stdin is closed."""
+    o = inv.catalog[0]
+    code = BUSY.format(vip=inv.vip, port=inv.vip_port, path=o.path, size=o.size)
+    return subprocess.Popen(["ip", "netns", "exec", cli(inv), sys.executable, "-c", code],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 def test_curl_through_the_vip(inv):
@@ -138,31 +175,33 @@ def test_curl_through_the_vip(inv):
                            f"http://{inv.vip}:{inv.vip_port}/nothing-here"], capture_output=True, text=True).stdout
     assert code == "404"
     # All closed: after the linger both tables are empty (slow path, control plane and the switch agree).
-    assert wait_until(lambda: tables_empty(inv), 15), (switch_entries(inv), slowpath_stats(inv)["entries"])
+    assert wait_until(lambda: tables_empty(inv), 60), (switch_entries(inv), slowpath_stats(inv)["entries"])
 
 
 def test_idle_connection_is_reset_and_its_entries_deleted(inv):
     before = slowpath_stats(inv)["engine"].get("timeout_established", 0)
-    p = hold_connection(inv, hold=IDLE_S + 4)
+    p = hold_connection(inv, hold=IDLE_S + 120)              # the slow path, not the client, must end it
     try:
         port = int(p.stdout.readline())
         key_present = lambda: any(k[1] == port for k in switch_entries(inv))   # noqa: E731
         assert key_present()                                 # installed while the connection is in use
-        assert wait_until(lambda: not key_present(), IDLE_S + 4)
+        assert wait_until(lambda: not key_present(), IDLE_S + 60)
         st = slowpath_stats(inv)
         assert st["engine"]["timeout_established"] > before
     finally:
-        p.wait(timeout=20)
-    assert wait_until(lambda: tables_empty(inv), 10)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert wait_until(lambda: tables_empty(inv), 60)
 
 
 def test_full_tables_relay_connections_in_the_slow_path(inv):
     tiny = dataclasses.replace(inv, switch=dataclasses.replace(inv.switch, profile=TINY_PROFILE))
     deploy.deploy(tiny, "switch-only")
-    holders = [hold_connection(inv, hold=IDLE_S - 1) for _ in range(2)]   # the two connections that fit
+    holders = [busy_connection(inv) for _ in range(2)]      # the two connections that fit, kept in use
     try:
         for h in holders:
-            h.stdout.readline()
+            assert h.stdout.readline().strip().isdigit()
         assert len(switch_entries(inv)) == 2
         for o in inv.catalog:                                # relayed by the slow path, byte-exact
             assert curl(inv, o.path) == object_bytes(o.name, o.size), o.name
@@ -172,10 +211,13 @@ def test_full_tables_relay_connections_in_the_slow_path(inv):
         assert st["counters"]["relayed_table_full"] >= len(inv.catalog) + 1
         assert st["counters"].get("relayed_install_failed", 0) == 0
         assert st["engine"]["conn_relayed"] >= len(inv.catalog) + 1
+        assert len(switch_entries(inv)) == 2                 # the holders kept their places throughout
     finally:
         for h in holders:
-            h.wait(timeout=20)
-    assert wait_until(lambda: tables_empty(inv), 15)
+            h.stdin.close()                                  # the holder's signal to stop
+            h.wait(timeout=60)
+    assert [h.returncode for h in holders] == [0, 0]
+    assert wait_until(lambda: tables_empty(inv), 60)
 
 
 def test_short_locust_run_without_failures(inv, tmp_path):
@@ -204,7 +246,7 @@ def test_short_locust_run_without_failures(inv, tmp_path):
     st = slowpath_stats(inv)
     assert st["counters"].get("relayed_table_full", 0) == 0 and st["counters"].get("relayed_install_failed", 0) == 0
     # After the load (closed connections, linger, idle timeout): both tables empty.
-    assert wait_until(lambda: tables_empty(inv), 2 * IDLE_S + 10), switch_entries(inv)
+    assert wait_until(lambda: tables_empty(inv), 2 * IDLE_S + 60), switch_entries(inv)
 
 
 def test_undeploy_stops_the_slow_path_and_removes_the_cpu_port(inv):

@@ -140,6 +140,20 @@ def _frontend_stats(inv) -> dict:
         return json.loads(r.run(f"cat {r.workdir}/run/frontend-stats.json"))["engine"]
 
 
+def _frontend_stats_after(inv, until=lambda st: True) -> dict:
+    """The counters as the front-end wrote them after this call (its file is renamed into place every
+    second: poll its modification time rather than sleep a period), the first such that `until` holds."""
+    since = time.time()
+    deadline = time.monotonic() + 60
+    with Remote(inv, inv.host("tfe1")) as r:
+        while True:
+            mtime, _, body = r.run(f"f={r.workdir}/run/frontend-stats.json; stat -c %.9Y $f && cat $f").partition("\n")
+            if float(mtime) > since and until(st := json.loads(body)["engine"]):
+                return st
+            assert time.monotonic() < deadline, f"no front-end stats file as expected within 60 s: {body}"
+            time.sleep(0.1)
+
+
 def _agent_flows(inv, host: str) -> dict:
     from system.agent.tables import FlowTable
     from system.bpf.syscall import Map
@@ -174,8 +188,7 @@ def test_miresga_serves_byte_exact_objects_through_the_vip(inv):
     code = subprocess.run(["ip", "netns", "exec", cli, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
                            f"http://{address}:{port}/nothing-here"], capture_output=True, text=True).stdout
     assert code == "404"
-    time.sleep(1.5)   # the stats file is written every second: read one written after the fetches
-    after = _frontend_stats(inv)
+    after = _frontend_stats_after(inv)      # a stats file written after the fetches
     assert after["offload_add"] > before.get("offload_add", 0)           # 1m and 10m were offloaded
     assert after["fastopen_accepted"] > before.get("fastopen_accepted", 0)
 
@@ -186,9 +199,9 @@ def test_miresga_serves_byte_exact_objects_through_the_vip(inv):
              f"TCP(sport=40000, dport={port}, flags='PA', seq=1000, ack=123456)/"
              "Raw(b'GET /obj/1k HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'), iface='eth0', verbose=False)")
     subprocess.run(["ip", "netns", "exec", cli, sys.executable, "-c", spoof], check=True)
-    time.sleep(2)   # the stats file is written every second
-    after = _frontend_stats(inv)
-    assert after["bad_cookie"] >= 1 and after["backend_syn_sent"] == syns
+    bad = after.get("bad_cookie", 0)
+    after = _frontend_stats_after(inv, until=lambda st: st.get("bad_cookie", 0) > bad)    # the segment was seen
+    assert after["backend_syn_sent"] == syns
 
     # After the connections closed: no offload entry in the switch, no agent entry on a back-end.
     deadline = time.monotonic() + 20

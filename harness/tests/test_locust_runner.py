@@ -244,4 +244,6 @@ def test_locust_run_paced(server, tmp_path) -> None:
     assert all(r["ok"] for r in rows)
     starts = sorted(r["start"] for r in rows)
     in_two_seconds = [t for t in starts if starts[0] + 0.5 <= t < starts[0] + 2.5]
-    assert 50 <= len(in_two_seconds) <= 70
+    # Pacing caps the rate (a closed loop on loopback would make thousands); the lower bound is loose
+    # so that a busy machine that starts a request late still passes.
+    assert 30 <= len(in_two_seconds) <= 70, len(in_two_seconds)

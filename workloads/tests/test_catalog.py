@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 
 import pytest
 
@@ -58,7 +57,11 @@ def test_write_catalog_rejects_path_names(tmp_path) -> None:
         write_catalog(tmp_path, {"../x": 10})
 
 
-def test_ten_megabytes_is_fast() -> None:
-    t = time.perf_counter()
-    object_bytes("10m", 10 * 1024 * 1024)
-    assert time.perf_counter() - t < 0.5
+def test_ten_megabytes_agree_with_their_ranges() -> None:
+    """The whole 10 MB object is its blocks in order (speed is not asserted here: a test may run on a
+    busy machine; `python -m harness.bench.locust_ceiling` shows the generator's real costs)."""
+    size = 10 * 1024 * 1024
+    data = object_bytes("10m", size)
+    assert len(data) == size
+    for start, end in [(0, 1), (BLOCK - 3, BLOCK + 3), (size // 2, size // 2 + 2 * BLOCK + 5), (size - 7, size)]:
+        assert data[start:end] == object_range("10m", size, start, end), (start, end)

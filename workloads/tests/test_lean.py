@@ -119,7 +119,7 @@ def test_misbehaving_server(mode, error, status, nbytes) -> None:
         assert r.status == status
         assert c.sock is None  # a failed connection is never reused
         if mode == "silent":
-            assert 400_000 <= r.latency_us < 2_000_000
+            assert r.latency_us >= 400_000          # it waited for the timeout (0.5 s) before giving up
 
 
 def test_sample_windows() -> None:

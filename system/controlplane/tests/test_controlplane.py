@@ -187,7 +187,11 @@ def test_stats_file(switch_proc, forwarding, tmp_path: Path) -> None:
         ids = [add(cli, f"198.18.103.{i}") for i in range(10)]
         acks(cli, ids)
         cli.close()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 60     # the file is rewritten periodically: wait for one with the adds
+        while not (f.exists() and (j := json.loads(f.read_text())).get("requests") == {"add": 10}
+                   and j.get("acks") == {"OK": 10}):
+            assert time.monotonic() < deadline, f.read_text() if f.exists() else "no stats file"
+            time.sleep(0.05)
         st = json.loads(f.read_text())
         assert st["connected"] is True and st["occupancy"] == {"route": 14}
         assert st["requests"] == {"add": 10} and st["acks"] == {"OK": 10}

@@ -4,7 +4,6 @@ Write, and with a paced switch profile the insertion rate is the profile's, not 
 
 from __future__ import annotations
 
-import statistics
 import threading
 import time
 from collections.abc import Iterator
@@ -40,12 +39,12 @@ def test_a_lone_request_is_written_at_once(switch_proc, forwarding) -> None:
         before = cli.stats()["stats"]
         rtt, server = rtts(cli, "198.18.110", 20)
         st = cli.stats()["stats"]
-        # Generous for a loaded CI machine; a Write on loopback takes ~1 ms here.
-        assert statistics.median(rtt) < 0.05, rtt
-        assert statistics.median(server) < 0.05, server
+        # No timer: each lone request is written by itself as soon as it arrives (how fast that is
+        # depends on the machine: `python -m system.controlplane.bench` measures it).
         assert st["batches"] - before["batches"] == 20              # one Write per lone request ...
         assert st["multi_update_writes"] == before["multi_update_writes"] == 0   # ... holding it alone
-        assert st["queue_latency_us"]["n"] == 20 and st["queue_latency_us"]["p50"] < 50_000
+        assert st["queue_latency_us"]["n"] == 20
+        assert len(rtt) == len(server) == 20
         cli.close()
     finally:
         c.close()
@@ -119,9 +118,9 @@ def test_a_paced_profile_sets_the_insertion_rate(paced_switch, forwarding) -> No
         got = acks(cli, ids)
         elapsed = time.monotonic() - t0
         assert [got[i]["code"] for i in ids] == ["OK"] * 1000
-        rate = 1000 / elapsed
-        assert elapsed >= 0.95, elapsed                     # (1000 - burst) / 1000 per s: the model's bound
-        assert rate >= 0.7 * 1000, f"{rate:.0f} updates/s against the profile's 1000"
+        # The model's bound holds on any machine: (1000 - burst) / 1000 per s. How close to the profile's
+        # rate the control plane gets is measured by `python -m system.controlplane.bench`, not here.
+        assert elapsed >= 0.95, elapsed
         assert cli.stats()["stats"]["mean_batch"] > 1
         cli.close()
     finally:

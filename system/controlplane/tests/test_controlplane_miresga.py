@@ -202,7 +202,7 @@ class MiresgaCP:
         self.controller.stop()
 
 
-def wait_for(pred, timeout: float = 10.0, step: float = 0.05) -> bool:
+def wait_for(pred, timeout: float = 60.0, step: float = 0.05) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if pred():
@@ -255,19 +255,19 @@ def test_secret_rotates_and_is_reinstalled_after_a_switch_restart(switch_proc, m
     sec = c.controller.secrets
     try:
         first = sec.current
-        assert wait_for(lambda: sec.installs >= 2, timeout=5), "no rotation within 5 s"
+        assert wait_for(lambda: sec.installs >= 2, timeout=60), "no rotation within 60 s"
         cur, prev = sec.current, sec.previous
         assert prev == first and cur != first
         with c.tables() as t:
             got = t.get_default("syn_cookie").params["secret"]
         assert got in (cur, sec.current)   # a further rotation may have happened meanwhile
         switch_proc.stop()                 # the switch loses its tables and its secret
-        assert wait_for(lambda: not c.controller.connected.is_set(), timeout=10)
+        assert wait_for(lambda: not c.controller.connected.is_set(), timeout=60)
         switch_proc.start()
         assert c.controller.connected.wait(30)
-        assert wait_for(lambda: c.controller.connected.is_set() and sec.installs >= 3, timeout=10)
+        assert wait_for(lambda: c.controller.connected.is_set() and sec.installs >= 3, timeout=60)
         with c.tables() as t:
-            assert wait_for(lambda: t.get_default("syn_cookie").params["secret"] == sec.current, timeout=3)
+            assert wait_for(lambda: t.get_default("syn_cookie").params["secret"] == sec.current, timeout=60)
             assert t.count("frontend_bucket") == 256
     finally:
         c.close()
@@ -290,7 +290,7 @@ def _syn_exchange(switch_ns, src: int, sport: int, options: list) -> tuple[objec
         s.bind((dev, 0))
         s.settimeout(0.2)
         s.send(bytes(syn))
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
                 frame = s.recv(2048)
@@ -332,7 +332,7 @@ def test_switch_cookie_validates_with_the_secrets_a_frontend_fetched(switch_proc
         # after a rotation, the fetched secrets still accept the old cookie (previous) and the new ones
         c.controller.secrets.due = 0.0
         assert wait_for(lambda: c.controller.secrets.rotations == 1 and c.controller.secrets.installs == 2)
-        assert wait_for(lambda: len(secrets.values()) == 2, timeout=3)
+        assert wait_for(lambda: len(secrets.values()) == 2, timeout=60)
         assert syncookie.validate((s + 1) & 0xFFFFFFFF, client, 41001, vip, 80, secrets) is not None
         _, synack2 = _syn_exchange(switch_ns, 1, 41002, [("MSS", 536)])
         s2 = synack2[TCP].seq
@@ -376,14 +376,14 @@ def test_daemon_cli_serves_and_rotates_the_secret(switch_proc, tmp_path) -> None
         try:
             first = cli.cookie_secrets()
             assert first["rotation_s"] == 1
-            assert wait_for(lambda: cli.cookie_secrets()["previous"] == first["current"], timeout=5)
+            assert wait_for(lambda: cli.cookie_secrets()["previous"] == first["current"], timeout=60)
             with PipelineTables(MIRESGA, switch_proc.pin_dir) as t:
                 def in_switch() -> bool:
                     rep = cli.cookie_secrets()
                     return t.get_default("syn_cookie").params["secret"] == rep["current"]
-                assert wait_for(in_switch, timeout=3)
+                assert wait_for(in_switch, timeout=60)
                 assert t.count("frontend_bucket") == 256 and t.count("backend_by_index") == 2
-            assert wait_for(lambda: json.loads(stats.read_text())["cookie"]["rotations"] >= 1, timeout=3)
+            assert wait_for(lambda: json.loads(stats.read_text())["cookie"]["rotations"] >= 1, timeout=60)
             assert str(first["current"]) not in stats.read_text()      # secrets stay out of the stats
         finally:
             cli.close()

@@ -44,7 +44,7 @@ class FramedServer:
         self.sock.close()
 
 
-def wait_for(pred, timeout=3.0) -> bool:
+def wait_for(pred, timeout=60.0) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if pred():

@@ -54,11 +54,12 @@ def test_tcp_end_to_end_byte_exact(star, tmp_path):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         out = tmp_path / "got.bin"
-        for _ in range(50):  # wait for the server to listen (bounded: 5 s)
+        deadline = time.monotonic() + 60   # wait for the server to listen (a failure guard, not a bound)
+        while True:
             r = subprocess.run(["ip", "netns", "exec", client_host.ns, "curl", "-sS", "-o", str(out),
-                                "--max-time", "10", f"http://{server_host.addr}:8080/obj.bin"],
+                                "--max-time", "30", f"http://{server_host.addr}:8080/obj.bin"],
                                capture_output=True, text=True, check=False)
-            if r.returncode != 7:  # 7: connection refused, server not up yet
+            if r.returncode != 7 or time.monotonic() > deadline:  # 7: connection refused, server not up yet
                 break
             time.sleep(0.1)
         assert r.returncode == 0, r.stderr

@@ -92,21 +92,30 @@ class Capture:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if not select.select([self.sock], [], [], 0.05)[0]:
-                continue
-            frame = self.sock.recv(1 << 18)
-            ihl = (frame[14] & 0x0F) * 4
-            if frame[23] != 6:
-                continue
-            tcp = 14 + ihl
-            dport, seq = struct.unpack_from("!H I", frame, tcp + 2)
-            payload = len(frame) - tcp - (frame[tcp + 12] >> 4) * 4
-            if dport == PORT and payload > 0:
-                self.segments.append((seq, payload))
+            if select.select([self.sock], [], [], 0.05)[0]:
+                self._take(self.sock.recv(1 << 18))
+
+    def _take(self, frame: bytes) -> None:
+        ihl = (frame[14] & 0x0F) * 4
+        if frame[23] != 6:
+            return
+        tcp = 14 + ihl
+        dport, seq = struct.unpack_from("!H I", frame, tcp + 2)
+        payload = len(frame) - tcp - (frame[tcp + 12] >> 4) * 4
+        if dport == PORT and payload > 0:
+            self.segments.append((seq, payload))
 
     def stop(self) -> None:
+        """Stops after taking every frame already queued: the tap sees a frame before the receiving
+        socket does, so once a transfer has completed all of its frames are in the queue."""
         self._stop.set()
         self._thread.join()
+        self.sock.setblocking(False)
+        while True:
+            try:
+                self._take(self.sock.recv(1 << 18))
+            except BlockingIOError:
+                break
         self.sock.close()
 
     def holes_and_fills(self) -> tuple[int, int]:
@@ -136,7 +145,6 @@ def test_reordering_is_real_and_data_arrives_intact(pair):
     cap = Capture()
     with Impairment(A, "xa", "egress", Spec(delay_every=7, delay_ms=5, port=PORT)) as imp:
         n, digest = transfer(data)
-    time.sleep(0.1)
     cap.stop()
     c = imp.counters()       # the final counters, held frames all sent again
     assert (n, digest) == (SIZE, hashlib.sha256(data).hexdigest())
