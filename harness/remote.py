@@ -17,7 +17,7 @@ from pathlib import Path
 from fabric import Connection
 from invoke.exceptions import CommandTimedOut, UnexpectedExit
 
-from harness import testbed
+from harness import interrupt, testbed
 from harness.inventory import Host, Inventory
 
 
@@ -141,6 +141,7 @@ class Remote:
         pid = self.service_pid(service)
         if pid is None:
             raise RemoteError(f"{self.name}: {service} did not start; log:\n{self.tail(service)}")
+        interrupt.note_started(self, service, pid)
         return pid
 
     def service_pid(self, service: str) -> int | None:
