@@ -11,6 +11,12 @@ One cell's lifecycle (flent's: check all, start, stop, parse):
 4. stop and collect: wait for the master to finish, fetch Locust's CSVs, the raw per-request files
    and the logs into `cells/<cell-id>/`, write cell.json and cpu.json (docs/run-directory.md).
 
+Stopping (harness/interrupt.py): Ctrl-C or SIGTERM abandons the cell running (one whose load has
+ended is finished first), stops every service the run started by its recorded PID (processes.jsonl),
+tears the local testbed down unless kept, records the manifest's `state` and builds the report of
+what ran; a second signal skips straight to KILL and teardown. `resume_suite` runs the missing cells
+into the same run directory.
+
 A suite with a `switch_profiles` axis deploys each system once per profile, with that profile in
 force (the inventory's `switch.profile` replaced); every cell records its profile in cell.json.
 """
@@ -202,11 +208,14 @@ def _execute(inv: Inventory, suite: Suite, run_dir: Path, keep_testbed: bool, re
             rundir.update_manifest(run_dir, **fields)
         if failure is not None:
             raise failure
-        if stop is None or not stop.urgent:
+        req = interrupt.requested()
+        if req is None or not req.urgent:
             try:
                 build_analysis(run_dir)
             except interrupt.Interrupted:
                 log(f"report skipped; build it with: fab report {run_dir}")
+        else:
+            log(f"stopped at once: no report; build it with: fab report {run_dir}")
     if stop is not None and state == "interrupted":
         raise RunInterrupted(f"interrupted ({stop.signal_name}) after {len(done)} of {len(suite.cells)} cells, "
                              f"kept in {run_dir}; resume: fab run-suite --resume {run_dir}", stop, run_dir)
