@@ -104,7 +104,8 @@ def run_suite(c, suite="quick", inventory=None, dry_run=False, keep_testbed=Fals
     """Run a suite: deploy each system, run every cell, collect a run directory, build the report.
 
     Ctrl-C or SIGTERM stops it cleanly (again: at once); `--resume RUN_DIR` completes it later."""
-    from harness import runner
+    from harness import deploy as dep
+    from harness import runner, testbed
     inv = _inv(c, inventory)
     try:
         if resume:
@@ -117,7 +118,7 @@ def run_suite(c, suite="quick", inventory=None, dry_run=False, keep_testbed=Fals
             run_dir = runner.run_suite(inv, s, keep_testbed=keep_testbed, results=Path(out) if out else None)
     except runner.RunInterrupted as e:
         raise Exit(f"error: {e}", code=e.exit_code) from None
-    except (runner.RunError, runner.SuiteError) as e:
+    except (runner.RunError, runner.SuiteError, testbed.TestbedError, dep.DeployError, dep.RemoteError) as e:
         raise _fail(e) from None
     print(f"results: {run_dir}\nreport:  {run_dir / 'report.md'}")
 

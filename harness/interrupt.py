@@ -155,7 +155,7 @@ def shielded() -> Iterator[None]:
 class Started:
     host: str
     service: str
-    pid: int
+    pid: int | None     # None: being started (its pid file, once written, names it)
     pidfile: str
     time: float
 
@@ -167,11 +167,14 @@ class Registry:
         self.started: list[Started] = []
         self._lock = threading.Lock()
 
-    def add(self, host: str, service: str, pid: int, pidfile: str) -> None:
+    def add(self, host: str, service: str, pid: int | None, pidfile: str) -> None:
+        """Registers a service: first while it is being started (pid None), then with its PID (which
+        replaces the first entry and is appended to the record file)."""
         s = Started(host, service, pid, pidfile, round(time.time(), 3))
         with self._lock:
+            self.started = [e for e in self.started if not (e.host == host and e.service == service and e.pid is None)]
             self.started.append(s)
-            if self.record is not None:
+            if self.record is not None and pid is not None:
                 with open(self.record, "a") as f:
                     f.write(json.dumps(asdict(s)) + "\n")
 
@@ -191,8 +194,9 @@ def tracking(inv: Inventory, record: Path | None = None) -> Iterator[Registry]:
         _registry = outer
 
 
-def note_started(r: Remote, service: str, pid: int) -> None:
-    """Called by Remote.start for every service it starts."""
+def note_started(r: Remote, service: str, pid: int | None) -> None:
+    """Called by Remote.start for every service: before starting it (pid None: a signal may land
+    before its PID is read back) and once it runs."""
     if _registry is not None:
         _registry.add(r.name, service, pid, r.pidfile(service))
 
@@ -202,18 +206,21 @@ def _stop_script(entries: list[Started], urgent: bool) -> str:
     and prints `stopped <service> <pid>` for each it stopped."""
     lines = ["sent="]
     for e in entries:
-        pf, pid, svc = shlex.quote(e.pidfile), e.pid, shlex.quote(e.service)
-        lines.append(f'if [ "$(cat {pf} 2>/dev/null)" = "{pid}" ] && kill -0 {pid} 2>/dev/null; then '
-                     f'kill -{"KILL" if urgent else "TERM"} {pid}; sent="$sent {pid}"; echo "stopping {svc} {pid}"; fi')
+        # ours: the pid file names the recorded PID (or, for one being started, whatever it names)
+        pf, want, svc = shlex.quote(e.pidfile), "" if e.pid is None else e.pid, shlex.quote(e.service)
+        lines.append(f'p=$(cat {pf} 2>/dev/null); if [ -n "$p" ] && {{ [ -z "{want}" ] || [ "$p" = "{want}" ]; }} '
+                     f'&& kill -0 $p 2>/dev/null; then kill -{"KILL" if urgent else "TERM"} $p; sent="$sent $p"; '
+                     f'echo "stopping {svc} $p"; fi')
     if not urgent:
         # alive: in /proc and not a zombie (a zombie waits for its parent, it runs nothing)
         lines.append(f"for i in $(seq {int(GRACE_S * 10)}); do a=; for p in $sent; do "
                      "st=$(cut -d')' -f2 /proc/$p/stat 2>/dev/null | cut -d' ' -f2); "
                      "[ -n \"$st\" ] && [ \"$st\" != Z ] && a=1; done; [ -z \"$a\" ] && break; sleep 0.1; done")
+    lines.append('for p in $sent; do kill -KILL $p 2>/dev/null; done')
     for e in entries:
-        pf, pid = shlex.quote(e.pidfile), e.pid
-        lines.append(f'if [ "$(cat {pf} 2>/dev/null)" = "{pid}" ]; then kill -KILL {pid} 2>/dev/null; '
-                     f"rm -f {pf}; fi")
+        pf, want = shlex.quote(e.pidfile), "" if e.pid is None else e.pid
+        lines.append(f'p=$(cat {pf} 2>/dev/null); if [ -n "$p" ] && {{ [ -z "{want}" ] || [ "$p" = "{want}" ]; }}; '
+                     f'then rm -f {pf}; fi')
     return "\n".join(lines)
 
 
@@ -221,7 +228,7 @@ def stop_started(registry: Registry, urgent: bool = False) -> list[str]:
     """Stops every service in `registry` that still runs under its recorded PID; returns
     `host:service` of each. Local testbed: directly on this machine (one PID namespace; works even
     when a host's sshd is gone); a cluster: one SSH command per host."""
-    by_host: dict[str, dict[tuple[str, int], Started]] = {}
+    by_host: dict[str, dict[tuple[str, int | None], Started]] = {}
     for s in registry.started:
         by_host.setdefault(s.host, {})[(s.service, s.pid)] = s
     stopped: list[str] = []

@@ -130,6 +130,7 @@ class Remote:
 
         With daemonizes=True the command forks itself and writes the pid file (nginx, haproxy -D)."""
         self.run(f"mkdir -p {self.workdir}/run {self.workdir}/log")
+        interrupt.note_started(self, service, None)
         envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
         cd = f"cd {shlex.quote(cwd or self.workdir)}"
         if daemonizes:

@@ -214,6 +214,10 @@ def _execute(inv: Inventory, suite: Suite, run_dir: Path, keep_testbed: bool, re
                 build_analysis(run_dir)
             except interrupt.Interrupted:
                 log(f"report skipped; build it with: fab report {run_dir}")
+            except Exception as e:
+                if stop is None:
+                    raise
+                log(f"the report of the cells that ran could not be built ({e}); fab report {run_dir}")
         else:
             log(f"stopped at once: no report; build it with: fab report {run_dir}")
     if stop is not None and state == "interrupted":

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from miresga_testbed import leftovers
 
-from harness import interrupt, inventory, testbed
+from harness import deploy, interrupt, inventory, testbed
 
 pytestmark = [pytest.mark.root, pytest.mark.testbed]
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,3 +183,64 @@ def test_sigterm_twice_stops_at_once_and_leaves_nothing(inv, tmp_path):
     assert m["state"] == "interrupted" and m["cells"] == ["direct--1k-close--u2--r1"]
     assert m["interruption"]["signal"] == "SIGTERM"
     assert not (run_dir / "report.md").exists(), err   # at once: no report (`fab report` builds it)
+
+
+def _service_pids(inv: inventory.Inventory) -> dict[str, int]:
+    """host:service -> PID of every pid file under the hosts' run/ directories."""
+    out = {}
+    for h in inv.hosts:
+        for f in Path(h.workdir, "run").glob("*.pid"):
+            if f.read_text().strip().isdigit():
+                out[f"{h.name}:{f.stem}"] = int(f.read_text())
+    return out
+
+
+def test_deploy_interrupted_halfway_stops_what_it_started_and_the_next_deploy_works(inv, tmp_path):
+    testbed.up(inv)
+    deploy.undeploy(inv, quiet=True)
+    p = _fab(tmp_path, "deploy", "--system", "haproxy", "-i", str(INV_PATH))
+    # halfway: the switch and the first back-end's nginx run, HAProxy is not deployed yet
+    _wait("nginx on tbe1", lambda: "tbe1:nginx" in _service_pids(inv), p)
+    before = {pid: t for pid in _service_pids(inv).values() if (t := _start_time(pid)) is not None}
+    assert before
+    os.killpg(p.pid, signal.SIGINT)
+    p.wait(timeout=GUARD_S)
+    err = _output(tmp_path)[1]
+    assert p.returncode == 128 + signal.SIGINT, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: deploy of haproxy interrupted (SIGINT); stopped what it had started (")
+    assert "tsw:p4rt" in last and "tbe1:nginx" in last and last.endswith("`fab deploy` or `fab undeploy` starts "
+                                                                          "over from there")
+    assert _still_running(before) == []
+    assert _service_pids(inv) == {}
+    r = subprocess.run([str(FAB), "deploy", "--system", "haproxy", "-i", str(INV_PATH)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=GUARD_S)
+    assert r.returncode == 0 and "haproxy is up" in r.stdout, (r.stdout[-3000:], r.stderr[-3000:])
+    assert {"tfe1:haproxy", "tbe1:nginx", "tbe2:nginx"} <= set(_service_pids(inv))
+    r = subprocess.run([str(FAB), "undeploy", "-i", str(INV_PATH)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=GUARD_S)
+    assert r.returncode == 0 and _service_pids(inv) == {}
+    testbed.down(inv)
+    assert leftovers(inv) == {}
+
+
+def test_locust_ui_ctrl_c_stops_the_ui_and_its_workers_and_nothing_else(inv, tmp_path):
+    testbed.up(inv)
+    deploy.deploy(inv, "direct")
+    system = _service_pids(inv)                       # the switch's and nginx's
+    p = _fab(tmp_path, "locust-ui", "-i", str(INV_PATH), "--minutes", "10")
+    ui = ("tcli1:locust-master", "tcli1:locust-worker-1")
+    _wait("the web UI and its worker", lambda: all(k in _service_pids(inv) for k in ui), p)
+    before = {pid: t for k, pid in _service_pids(inv).items() if k in ui and (t := _start_time(pid)) is not None}
+    assert len(before) == 2
+    os.killpg(p.pid, signal.SIGINT)
+    p.wait(timeout=GUARD_S)
+    out, err = _output(tmp_path)
+    assert p.returncode == 0, err[-3000:]
+    assert "SIGINT: stopping the web UI and its workers" in out
+    assert _still_running(before) == []
+    assert _service_pids(inv) == system               # the deployed system goes on
+    assert all(interrupt.alive(pid) for pid in system.values())
+    deploy.undeploy(inv, quiet=True)
+    testbed.down(inv)
+    assert leftovers(inv) == {}

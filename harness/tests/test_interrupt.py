@@ -139,3 +139,24 @@ def test_stop_started_stops_by_recorded_pid_only(tmp_path):
             if p.poll() is None:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait()
+
+
+def test_a_service_being_started_is_stopped_by_its_pid_file(tmp_path):
+    """A signal between a service's start and the read-back of its PID: the registry's entry has no
+    PID yet, so the pid file names the process to stop; nothing goes to the record file."""
+    inv = inventory.load("local")
+    p = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    (tmp_path / "nginx.pid").write_text(f"{p.pid}\n")
+    try:
+        with interrupt.tracking(inv, tmp_path / "processes.jsonl") as reg:
+            reg.add("be1", "nginx", None, str(tmp_path / "nginx.pid"))
+        assert interrupt.stop_started(reg) == ["be1:nginx"]
+        assert p.wait(timeout=DEADLINE_S) == -signal.SIGTERM
+        assert interrupt.read_record(tmp_path / "processes.jsonl") == []
+        # once the PID is known it replaces the pending entry
+        reg.add("be1", "nginx", 4242, str(tmp_path / "nginx.pid"))
+        assert [(s.service, s.pid) for s in reg.started] == [("nginx", 4242)]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
