@@ -49,6 +49,7 @@ class Interrupted(BaseException):
     def __init__(self, signum: int, urgent: bool = False) -> None:
         self.signum = signum
         self.urgent = urgent
+        self.time = _state.first_time or time.time()     # when the first signal arrived
         super().__init__(f"{self.signal_name}{' (again: stopping at once)' if urgent else ''}")
 
     @property
@@ -68,6 +69,7 @@ class _State:
         self.pending: int | None = None
         self.shield_depth = 0
         self.raised_urgent = False
+        self.first_time: float | None = None
 
 
 _state = _State()
@@ -80,6 +82,7 @@ def _say(msg: str) -> None:
 def _handler(signum: int, _frame: Any) -> None:
     st = _state
     st.received.append(signum)
+    st.first_time = st.first_time or time.time()
     name = signal.Signals(signum).name
     if len(st.received) == 1:
         if st.defer_depth or st.shield_depth:

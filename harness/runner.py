@@ -194,13 +194,16 @@ def _execute(inv: Inventory, suite: Suite, run_dir: Path, keep_testbed: bool, re
         with interrupt.shielded():
             state = "complete" if len(done) == len(suite.cells) else "interrupted" if stop else "failed"
             ended = rundir.now()
-            fields: dict[str, Any] = {"state": state, "ended": ended, "cells": done}
+            fields: dict[str, Any] = {"state": state, "ended": ended, "cells": done, "interruption": None,
+                                      "error": None}   # of this session (a resumed one clears the last's)
             this = {"started": started, "ended": ended, "git": rundir.git_state(), "state": state,
                     "cells": [c for c in done if c not in manifest.get("cells", [])]}
             fields["sessions"] = [*sessions, this]
             if stop is not None and state == "interrupted":
                 abandoned = current[0].cell_id if current else None
-                fields["interruption"] = {"signal": stop.signal_name, "at": ended, "cell": abandoned}
+                at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stop.time))
+                fields["interruption"] = {"signal": stop.signal_name, "at": at, "cell": abandoned,
+                                          "stopped_in_s": round(time.time() - stop.time, 1)}
                 if current:
                     _write_abandoned_cell(run_dir, current[0], stop, profile=_profile_of(with_profile(inv, current[0])))
             elif failure is not None:

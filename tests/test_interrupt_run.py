@@ -142,6 +142,7 @@ def test_ctrl_c_stops_the_run_keeps_what_ran_and_resume_completes_it(inv, tmp_pa
     first, second = "direct--1k-close--u2--r1", "direct--1k-close--u2--r2"
     assert m["state"] == "interrupted" and m["planned"] == [first, second] and m["cells"] == [first]
     assert m["interruption"]["signal"] == "SIGINT" and m["interruption"]["cell"] == second
+    print(f"SIGINT to everything stopped: {m['interruption']['stopped_in_s']} s")     # for the record, not a bound
     assert json.loads((run_dir / "cells" / first / "cell.json").read_text())["status"] == "ok"
     assert json.loads((run_dir / "cells" / second / "cell.json").read_text())["status"] == "interrupted"
     text = (run_dir / "report.md").read_text()
@@ -182,6 +183,7 @@ def test_sigterm_twice_stops_at_once_and_leaves_nothing(inv, tmp_path):
     m = json.loads((run_dir / "manifest.json").read_text())
     assert m["state"] == "interrupted" and m["cells"] == ["direct--1k-close--u2--r1"]
     assert m["interruption"]["signal"] == "SIGTERM"
+    print(f"SIGTERM x2 to everything stopped: {m['interruption']['stopped_in_s']} s")
     assert not (run_dir / "report.md").exists(), err   # at once: no report (`fab report` builds it)
 
 
