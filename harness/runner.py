@@ -564,8 +564,7 @@ def locust_ui(inv: Inventory, system: str | None = None, minutes: float = 30,
     UI and its workers (by PID) and nothing else: the system stays deployed."""
     sysd = deploy_system(inv, system) if system is not None else _deployed_system(inv)
     address, port = sysd.targets(inv)[0]
-    quick = load_suite("quick", inv)
-    wl = next((c.workload for c in quick.cells if c.workload["name"] == workload), quick.cells[0].workload)
+    wl = _quick_workload(inv, workload)
     job = Job(workload=Workload.from_dict(wl), target=Target(address=address, port=port), users=1)
     clients = [Remote(inv, h) for h in inv.clients]
     master = clients[0]
@@ -613,6 +612,15 @@ def locust_ui(inv: Inventory, system: str | None = None, minutes: float = 30,
                     log(f"stopped {', '.join(stopped)}")
                 for r in clients:
                     r.close()
+
+
+def _quick_workload(inv: Inventory, name: str) -> dict[str, Any]:
+    """The quick suite's workload `name` (else its first) as cell.json's workload object; only that
+    workload is checked against the inventory's catalog (another testbed may lack the others')."""
+    from harness.suites import parse, resolve
+    raw = yaml.safe_load(resolve("quick").read_text())
+    raw["workloads"] = [next((w for w in raw["workloads"] if w.get("name") == name), raw["workloads"][0])]
+    return parse(raw, inv, tuple(dep.SYSTEMS), source=resolve("quick")).cells[0].workload
 
 
 def _deployed_system(inv: Inventory) -> dep.System:

@@ -56,8 +56,10 @@ def _fab(out: Path, *args: str) -> subprocess.Popen:
     def ignore_sigint() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     with open(out / "fab.out", "w") as o, open(out / "fab.err", "w") as e:
-        return subprocess.Popen([str(FAB), *args], cwd=ROOT, preexec_fn=ignore_sigint, start_new_session=True,
-                                stdout=o, stderr=e, text=True)
+        p = subprocess.Popen([str(FAB), *args], cwd=ROOT, preexec_fn=ignore_sigint, start_new_session=True,
+                             stdout=o, stderr=e, text=True)
+    p.out_dir = out  # type: ignore[attr-defined]
+    return p
 
 
 def _output(out: Path) -> tuple[str, str]:
@@ -71,7 +73,8 @@ def _wait(what: str, predicate, proc: subprocess.Popen | None = None):  # type: 
         if got:
             return got
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"fab exited ({proc.returncode}) before {what}")
+            out, err = _output(proc.out_dir)  # type: ignore[attr-defined]
+            raise AssertionError(f"fab exited ({proc.returncode}) before {what}:\n{out[-2000:]}\n{err[-2000:]}")
         if time.monotonic() > deadline:
             raise AssertionError(f"no {what} within {GUARD_S} s")
         time.sleep(0.05)
