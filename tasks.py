@@ -70,8 +70,11 @@ def deploy(c, system="haproxy", inventory=None, dry_run=False):
         except dep.DeployError as e:
             raise _fail(e) from None
         return
+    from harness import runner
     try:
-        sysd = dep.deploy(_inv(c, inventory), system)
+        sysd = runner.deploy_system(_inv(c, inventory), system)
+    except runner.RunInterrupted as e:
+        raise Exit(f"error: {e}", code=e.exit_code) from None
     except (dep.DeployError, dep.RemoteError) as e:
         raise _fail(e) from None
     print(f"{system} is up; clients connect to {sysd.targets(_inv(c, inventory))}")
@@ -93,21 +96,29 @@ def undeploy(c, inventory=None):
     "dry_run": "print the expanded matrix of cells and exit",
     "keep_testbed": "local testbed: leave it up after the run",
     "out": "results directory (default: results/)",
+    "resume": "a run directory: run only its missing cells into it (same suite and inventory)",
+    "force": "with --resume: resume even if the commit or the inventory changed",
 })
-def run_suite(c, suite="quick", inventory=None, dry_run=False, keep_testbed=False, out=None):
-    """Run a suite: deploy each system, run every cell, collect a run directory, build the report."""
-    from harness import runner
+def run_suite(c, suite="quick", inventory=None, dry_run=False, keep_testbed=False, out=None, resume=None,
+              force=False):
+    """Run a suite: deploy each system, run every cell, collect a run directory, build the report.
+
+    Ctrl-C or SIGTERM stops it cleanly (again: at once); `--resume RUN_DIR` completes it later."""
+    from harness import deploy as dep
+    from harness import runner, testbed
     inv = _inv(c, inventory)
     try:
-        s = runner.load_suite(suite, inv)
-    except runner.SuiteError as e:
-        raise _fail(e) from None
-    if dry_run:
-        print(runner.dry_run(s))
-        return
-    try:
-        run_dir = runner.run_suite(inv, s, keep_testbed=keep_testbed, results=Path(out) if out else None)
-    except runner.RunError as e:
+        if resume:
+            run_dir = runner.resume_suite(Path(resume), inv, keep_testbed=keep_testbed, force=force)
+        else:
+            s = runner.load_suite(suite, inv)
+            if dry_run:
+                print(runner.dry_run(s))
+                return
+            run_dir = runner.run_suite(inv, s, keep_testbed=keep_testbed, results=Path(out) if out else None)
+    except runner.RunInterrupted as e:
+        raise Exit(f"error: {e}", code=e.exit_code) from None
+    except (runner.RunError, runner.SuiteError, testbed.TestbedError, dep.DeployError, dep.RemoteError) as e:
         raise _fail(e) from None
     print(f"results: {run_dir}\nreport:  {run_dir / 'report.md'}")
 
@@ -118,12 +129,15 @@ def run_suite(c, suite="quick", inventory=None, dry_run=False, keep_testbed=Fals
     "minutes": "stop the web UI and its workers after this many minutes (default 30)",
 })
 def locust_ui(c, system=None, inventory=None, minutes=30.0):
-    """Start Locust's web UI (port 8089) against the deployed system; Ctrl-C stops it."""
+    """Start Locust's web UI (port 8089) against the deployed system; Ctrl-C stops it and its workers."""
+    from harness import deploy as dep
     from harness import runner
     inv = _inv(c, inventory)
     try:
         runner.locust_ui(inv, system=system, minutes=float(minutes))
-    except runner.RunError as e:
+    except runner.RunInterrupted as e:
+        raise Exit(f"error: {e}", code=e.exit_code) from None
+    except (runner.RunError, dep.DeployError, dep.RemoteError) as e:
         raise _fail(e) from None
 
 

@@ -7,6 +7,7 @@ Satterthwaite degrees of freedom, rounded down), so it stays positive and is sym
 With fewer than two usable repetitions on either side the interval is NaN and the `note` says so.
 Cells with errors (or that failed) are excluded from the means and listed in `excluded`.
 In a run with several switch profiles (a sweep), systems are compared under the same profile only.
+In an incomplete run (interrupted), `lacking_sides` lists the pairs whose cells on one side did not run.
 """
 
 from __future__ import annotations
@@ -173,3 +174,42 @@ def compare_all(cells: pd.DataFrame, pairs: list[tuple[str, str]] | None = None)
     if not frames:
         return compare(cells.iloc[0:0], "", "")
     return pd.concat(frames, ignore_index=True)
+
+
+def cell_key(cell_id: str) -> tuple[str, str, int, str]:
+    """(system, workload, users, switch profile or "") of a cell id
+    `<system>--<workload>--u<users>[--<profile>]--r<repetition>` (docs/run-directory.md)."""
+    parts = cell_id.split("--")
+    if len(parts) not in (4, 5) or not parts[2].startswith("u") or not parts[-1].startswith("r"):
+        raise ValueError(f"not a cell id: {cell_id!r}")
+    return parts[0], parts[1], int(parts[2][1:]), parts[3] if len(parts) == 5 else ""
+
+
+def lacking_sides(planned: list[str], ran: list[str], pairs: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Pairs (default: `default_pairs` of the planned systems) and the (workload, users, profile)
+    both sides planned, where one side or both have no cell that ran: one row each, `missing` the
+    system(s) without cells. Empty for a complete run."""
+    plan = _keys(planned)
+    have = set(_keys(ran))
+    pairs = default_pairs([k[0] for k in plan]) if pairs is None else pairs
+    keys = list(dict.fromkeys(k[1:] for k in plan))
+    rows = []
+    for s, b in pairs:
+        for wl, users, profile in keys:
+            if (s, wl, users, profile) not in plan or (b, wl, users, profile) not in plan:
+                continue
+            missing = [x for x in (s, b) if (x, wl, users, profile) not in have]
+            if missing:
+                rows.append({"system": s, "baseline": b, "workload": wl, "users": users,
+                             "switch_profile": profile, "missing": missing})
+    return pd.DataFrame(rows, columns=["system", "baseline", "workload", "users", "switch_profile", "missing"])
+
+
+def _keys(cell_ids: list[str]) -> list[tuple[str, str, int, str]]:
+    out = []
+    for c in cell_ids:
+        try:
+            out.append(cell_key(c))
+        except ValueError:
+            continue        # not the harness's id scheme: nothing to pair
+    return out

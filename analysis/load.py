@@ -116,6 +116,26 @@ class Run:
     def emulated(self) -> bool:
         return bool(self.manifest.get("emulated", True))
 
+    @property
+    def planned(self) -> list[str]:
+        """Every cell the suite planned (suite order); runs from before it was recorded: the cells run."""
+        return list(self.manifest.get("planned") or self.manifest.get("cells") or [])
+
+    @property
+    def state(self) -> str:
+        """complete | interrupted | failed | running (docs/run-directory.md); older runs: complete."""
+        return str(self.manifest.get("state") or "complete")
+
+    @property
+    def missing(self) -> list[str]:
+        """Planned cells that did not run (an interrupted or failed run), in suite order."""
+        ran = set(self.manifest.get("cells") or [])
+        return [c for c in self.planned if c not in ran]
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "complete" and not self.missing
+
     def host_roles(self) -> dict[str, str]:
         hosts = self.manifest.get("hosts") or {}
         return {name: str(facts.get("role", "")) for name, facts in hosts.items() if isinstance(facts, dict)}

@@ -57,16 +57,46 @@ def provenance(run: load.Run, cells: pd.DataFrame) -> str:
         ("results from", kind),
         ("git commit", f"`{commit}`, {dirty_text}"),
         ("started / ended", f"{m.get('started', DASH)} / {m.get('ended', DASH)}"),
-        ("cells", f"{len(cells)} ({failed} failed, {flagged} flagged)"),
+        ("state", _state_text(run)),
+        ("cells", f"{len(cells)} ({failed} failed, {flagged} flagged)"
+         + ("" if run.complete else f" of {len(run.planned)} planned")),
         ("packages", pkgs),
     ]
     head = [f"# Report: run {run.run_id}" + (" (emulated testbed)" if run.emulated else ""), ""]
+    if not run.complete:
+        head += [*incomplete_notice(run), ""]
     if run.emulated:
         head += ["> These results come from an **emulated testbed** (software switch on one machine), not",
                  "> from the hardware the paper used. Compare shapes and ratios, not absolute numbers.", ""]
     head += [md_table(("", ""), rows), "",
              f"Built by `python -m analysis.report {run.path}` from the stored run directory."]
     return "\n".join(head)
+
+
+def _state_text(run: load.Run) -> str:
+    state = run.state
+    stop = run.manifest.get("interruption") or {}
+    if state == "interrupted" and stop:
+        return f"interrupted ({stop.get('signal', 'signal')} at {stop.get('at', DASH)})"
+    if state == "failed":
+        return f"failed ({run.manifest.get('error') or 'no message'})"
+    if state == "running":
+        return "running (the run was still going when this was built, or its process was killed)"
+    resumed = len(run.manifest.get("sessions") or []) - 1
+    return state + (f" (resumed {resumed} time{'s' if resumed > 1 else ''})" if resumed > 0 else "")
+
+
+def incomplete_notice(run: load.Run) -> list[str]:
+    """The report's first words for a run that did not run every planned cell."""
+    ran, planned = len(run.planned) - len(run.missing), len(run.planned)
+    stop = run.manifest.get("interruption") or {}
+    why = {"interrupted": f"interrupted by {stop.get('signal', 'a signal')}"
+                          + (f" during `{stop['cell']}`" if stop.get("cell") else ""),
+           "failed": "stopped by an error", "running": "still running, or killed"}.get(run.state, run.state)
+    missing = ", ".join(f"`{c}`" for c in run.missing)
+    return [f"> **incomplete: {ran} of {planned} cells** ({why}). Missing: {missing or DASH}.",
+            f"> Tables, comparisons and figures cover the cells that ran. Complete it with "
+            f"`fab run-suite --resume {run.path}`."]
 
 
 def _flags_text(group: pd.DataFrame) -> str:
@@ -127,8 +157,10 @@ def workload_table(cells: pd.DataFrame, workload: str) -> str:
     return "\n".join([f"### {workload}{objects}", "", note, "", md_table(header, rows)])
 
 
-def comparison_table(comp: pd.DataFrame) -> str:
-    if comp.empty:
+def comparison_table(comp: pd.DataFrame, lacking: pd.DataFrame | None = None) -> str:
+    """The comparisons; `lacking` (compare.lacking_sides) adds a row per pair that lacks a side."""
+    lacking = lacking if lacking is not None else pd.DataFrame()
+    if comp.empty and lacking.empty:
         return "No pair of systems to compare in this run."
     rows = []
     for _, r in comp.iterrows():
@@ -143,6 +175,11 @@ def comparison_table(comp: pd.DataFrame) -> str:
             f"{r['n_system']}/{r['n_baseline']}",
             ", ".join(f"`{c}`" for c in r["excluded"]) or DASH,
         ])
+    for _, r in lacking.iterrows():
+        profile = r.get("switch_profile") or ""
+        rows.append([f"{r['system']} vs {r['baseline']}", r["workload"] + (f" @ {profile}" if profile else ""),
+                     _num(r["users"], "g"), DASH, DASH, DASH,
+                     f"lacks a side: no {' and no '.join(r['missing'])} cells (not run)", DASH, DASH, DASH])
     header = ("pair", "workload", "users", "sizes", "metric", "ratio", "95% CI", "paper", "n (sys/base)",
               "excluded cells")
     return "\n".join([
@@ -317,7 +354,8 @@ def build_report(run_dir: str | Path, figure_paths: list[Path] | None = None) ->
     sweep = sweep_section(cells)
     if sweep is not None:
         parts += ["## Insertion-rate sweep", "", sweep, ""]
-    parts += ["## Comparisons", "", comparison_table(comp), "",
+    lacking = compare.lacking_sides(run.planned, [c.cell_id for c in run.cells]) if not run.complete else None
+    parts += ["## Comparisons", "", comparison_table(comp, lacking), "",
               "## Flagged cells", "", flagged_list(cells), "", "## Figures", ""]
     if figure_paths:
         for p in figure_paths:

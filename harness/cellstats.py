@@ -202,6 +202,21 @@ class CellCollector:
                 self._cp.close()
                 self._cp = None
 
+    def abandon(self) -> None:
+        """Closes what this process holds without waiting for anything (the run is being stopped;
+        a cluster's `bpf-stats` holders are services the run's clean-up stops by PID)."""
+        self._stop.set()
+        if self._stats_fd is not None:
+            os.close(self._stats_fd)
+            self._stats_fd = None
+        with self._cp_lock:
+            if self._cp is not None:
+                self._cp.close()
+                self._cp = None
+        for r in self.remotes.values():
+            r.close()
+        self.remotes.clear()
+
     def close(self) -> None:
         self.finish()
         for r in self.remotes.values():

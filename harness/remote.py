@@ -17,7 +17,7 @@ from pathlib import Path
 from fabric import Connection
 from invoke.exceptions import CommandTimedOut, UnexpectedExit
 
-from harness import testbed
+from harness import interrupt, testbed
 from harness.inventory import Host, Inventory
 
 
@@ -130,6 +130,7 @@ class Remote:
 
         With daemonizes=True the command forks itself and writes the pid file (nginx, haproxy -D)."""
         self.run(f"mkdir -p {self.workdir}/run {self.workdir}/log")
+        interrupt.note_started(self, service, None)
         envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
         cd = f"cd {shlex.quote(cwd or self.workdir)}"
         if daemonizes:
@@ -141,6 +142,7 @@ class Remote:
         pid = self.service_pid(service)
         if pid is None:
             raise RemoteError(f"{self.name}: {service} did not start; log:\n{self.tail(service)}")
+        interrupt.note_started(self, service, pid)
         return pid
 
     def service_pid(self, service: str) -> int | None:

@@ -17,6 +17,10 @@ from harness.remote import Remote
 from harness.suites import Suite
 
 FORMAT = 1
+# manifest "state": running (or the process died without a word), complete (every planned cell ran;
+# failed cells included), interrupted (stopped by SIGINT/SIGTERM), failed (the run itself stopped on
+# an error).
+STATES = ("running", "complete", "interrupted", "failed")
 RESULTS = ROOT / "results"
 PYTHON_PACKAGES = ("locust", "fabric", "paramiko", "pandas", "seaborn", "matplotlib", "numpy", "grpcio",
                    "protobuf", "p4runtime", "p4runtime-shell", "scapy", "PyYAML")
@@ -88,7 +92,8 @@ def host_facts(r: Remote) -> dict[str, Any]:
 
 
 def write_manifest(run_dir: Path, suite: Suite, inv: Inventory, hosts: dict[str, Any],
-                   started: str, cells: list[str], ended: str | None = None) -> None:
+                   started: str, cells: list[str], ended: str | None = None, state: str = "running") -> None:
+    """The manifest of a new run; `cells` are the cells done so far, in the order they ran."""
     manifest = {
         "format": FORMAT,
         "run_id": run_dir.name,
@@ -101,9 +106,31 @@ def write_manifest(run_dir: Path, suite: Suite, inv: Inventory, hosts: dict[str,
         "hosts": hosts,
         "started": started,
         "ended": ended,
+        "state": state,
+        "planned": [c.cell_id for c in suite.cells],
         "cells": cells,
     }
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    _write_json(run_dir / "manifest.json", manifest)
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    return dict(json.loads((run_dir / "manifest.json").read_text()))
+
+
+def update_manifest(run_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Replaces top-level fields of an existing manifest (state, cells, ended, ...)."""
+    manifest = read_manifest(run_dir) | fields
+    if manifest.get("state") not in STATES:
+        raise ValueError(f"manifest state must be one of {', '.join(STATES)}, not {manifest.get('state')!r}")
+    _write_json(run_dir / "manifest.json", manifest)
+    return manifest
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Written whole and renamed into place: an interruption never leaves half a manifest."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def write_inputs(run_dir: Path, suite: Suite, inv: Inventory) -> None:

@@ -11,6 +11,12 @@ One cell's lifecycle (flent's: check all, start, stop, parse):
 4. stop and collect: wait for the master to finish, fetch Locust's CSVs, the raw per-request files
    and the logs into `cells/<cell-id>/`, write cell.json and cpu.json (docs/run-directory.md).
 
+Stopping (harness/interrupt.py): Ctrl-C or SIGTERM abandons the cell running (one whose load has
+ended is finished first), stops every service the run started by its recorded PID (processes.jsonl),
+tears the local testbed down unless kept, records the manifest's `state` and builds the report of
+what ran; a second signal skips straight to KILL and teardown. `resume_suite` runs the missing cells
+into the same run directory.
+
 A suite with a `switch_profiles` axis deploys each system once per profile, with that profile in
 force (the inventory's `switch.profile` replaced); every cell records its profile in cell.json.
 """
@@ -26,8 +32,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from harness import deploy as dep
-from harness import locust_runner, rundir, testbed
+from harness import interrupt, locust_runner, rundir, testbed
 from harness.cellstats import CellCollector
 from harness.inventory import Inventory
 from harness.remote import Remote, RemoteError
@@ -35,7 +43,8 @@ from harness.suites import Cell, Suite, SuiteError, dry_run, profile_record
 from harness.suites import load as _load_suite
 from workloads.spec import Job, Target, Workload
 
-__all__ = ["RunError", "SuiteError", "dry_run", "load_suite", "locust_ui", "run_suite"]
+__all__ = ["RunError", "RunInterrupted", "SuiteError", "dry_run", "load_suite", "locust_ui", "resume_suite",
+           "run_suite"]
 
 MASTER_PORT = 5557
 STOP_TIMEOUT_S = 10   # Locust lets requests in flight finish this long after the run time
@@ -59,59 +68,243 @@ def log(msg: str) -> None:
 # Suites
 
 
+class RunInterrupted(RunError):
+    """An operation stopped on SIGINT or SIGTERM, after cleaning up; `exit_code` is 128 + the signal."""
+
+    def __init__(self, message: str, stop: interrupt.Interrupted, run_dir: Path | None = None) -> None:
+        self.run_dir = run_dir
+        self.exit_code = stop.exit_code
+        super().__init__(message)
+
+
+def deploy_system(inv: Inventory, system: str) -> dep.System:
+    """`dep.deploy` that a signal stops cleanly: what this deploy had started is stopped by PID and
+    RunInterrupted raised. (Whatever an earlier, killed deploy left, the next deploy's undeploy or
+    `fab undeploy` stops by pid file.)"""
+    with interrupt.handling(), interrupt.tracking(inv) as reg:
+        try:
+            return dep.deploy(inv, system)
+        except interrupt.Interrupted as e:
+            stop = e
+        with interrupt.shielded():
+            stopped = interrupt.stop_started(reg, urgent=stop.urgent)
+    raise RunInterrupted(f"deploy of {system} interrupted ({stop.signal_name}); stopped what it had started "
+                         f"({', '.join(stopped) or 'nothing running'}); `fab deploy` or `fab undeploy` "
+                         "starts over from there", stop)
+
+
 def run_suite(inv: Inventory, suite: Suite, keep_testbed: bool = False, results: Path | None = None) -> Path:
+    """Runs every cell of `suite` into a new run directory; returns it. On SIGINT/SIGTERM: stops,
+    cleans up and raises RunInterrupted (see harness/interrupt.py)."""
+    run_dir = rundir.new_run_dir(suite.name, results or rundir.RESULTS)
+    rundir.write_inputs(run_dir, suite, inv)
+    return _execute(inv, suite, run_dir, keep_testbed, resume=False)
+
+
+def resume_suite(run_dir: Path, inv: Inventory, keep_testbed: bool = False, force: bool = False) -> Path:
+    """Runs the cells an interrupted (or failed) run is missing into the same run directory, with
+    the suite it stored; refuses when the commit or the inventory differ from the run's (unless
+    `force`). The report is rebuilt over all cells."""
+    try:
+        manifest = rundir.read_manifest(run_dir)
+    except (OSError, ValueError) as e:
+        raise RunError(f"{run_dir} is not a run directory (manifest.json: {e})") from None
+    if "planned" not in manifest:
+        raise RunError(f"{run_dir}: its manifest does not list the planned cells (a run from before "
+                       "interruption was recorded); it cannot be resumed")
+    suite = resumable_suite(run_dir, inv)
+    if [c.cell_id for c in suite.cells] != manifest["planned"]:
+        raise RunError(f"{run_dir}/suite.yaml no longer expands to the cells the run planned "
+                       "(the suite format or the profiles changed); it cannot be resumed")
+    problems = resume_mismatches(run_dir, manifest, inv)
+    if problems and not force:
+        raise RunError(f"{run_dir} cannot be resumed as is: " + "; ".join(problems) + " (--force resumes anyway)")
+    for p in problems:
+        log(f"resuming despite: {p}")
+    missing = [c for c in manifest["planned"] if c not in manifest.get("cells", [])]
+    if not missing:
+        log(f"{run_dir}: every planned cell ran already; rebuilding the report")
+        rundir.update_manifest(run_dir, state="complete")
+        build_analysis(run_dir)
+        return run_dir
+    return _execute(inv, suite, run_dir, keep_testbed, resume=True)
+
+
+def resumable_suite(run_dir: Path, inv: Inventory) -> Suite:
+    from harness.suites import parse
+    raw = yaml.safe_load((run_dir / "suite.yaml").read_text())
+    return parse(raw, inv, tuple(dep.SYSTEMS), source=run_dir / "suite.yaml")
+
+
+def resume_mismatches(run_dir: Path, manifest: dict[str, Any], inv: Inventory) -> list[str]:
+    """Why resuming would mix unlike data: another commit, another inventory."""
+    problems = []
+    then = (manifest.get("git") or {}).get("commit")
+    now = rundir.git_state()["commit"]
+    if then != now:
+        problems.append(f"the run was made at commit {str(then)[:12]}, this checkout is at {str(now)[:12]}")
+    stored = (run_dir / "inventory.yaml").read_text() if (run_dir / "inventory.yaml").exists() else None
+    if stored is None or yaml.safe_load(stored) != inv.raw:
+        problems.append(f"the inventory differs from the run's ({run_dir}/inventory.yaml, testbed "
+                        f"{manifest.get('testbed')!r}; this is {inv.name!r} from {inv.source or 'memory'})")
+    return problems
+
+
+def _execute(inv: Inventory, suite: Suite, run_dir: Path, keep_testbed: bool, resume: bool) -> Path:
     started = rundir.now()
     t_start = time.monotonic()
     local = inv.kind == "local"
-    run_dir = rundir.new_run_dir(suite.name, results or rundir.RESULTS)
-    log(f"suite {suite.name}: {len(suite.cells)} cells on {inv.name} "
-        f"(about {suite.estimated_seconds / 60:.1f} min) -> {run_dir}")
-    rundir.write_inputs(run_dir, suite, inv)
-    done: list[str] = []
-    try:
-        if local:
-            testbed.up(inv)
-        with dep.remotes(inv) as rs:
-            hosts = {r.name: rundir.host_facts(r) for r in rs}
+    manifest = rundir.read_manifest(run_dir) if resume else {}
+    done: list[str] = list(manifest.get("cells", []))
+    todo = [c for c in suite.cells if c.cell_id not in done]
+    hosts: dict[str, Any] = manifest.get("hosts", {})
+    sessions: list[dict[str, Any]] = list(manifest.get("sessions", []))
+    est = sum(c.load.warmup_s + c.load.duration_s for c in todo) / max(sum(
+        c.load.warmup_s + c.load.duration_s for c in suite.cells), 1) * suite.estimated_seconds
+    log(f"suite {suite.name}: {'resuming ' if resume else ''}{len(todo)} of {len(suite.cells)} cells on {inv.name} "
+        f"(about {est / 60:.1f} min) -> {run_dir}  (Ctrl-C stops it cleanly)")
+    if not resume:
         rundir.write_manifest(run_dir, suite, inv, hosts, started, done)
-        n = 0
-        for system, profile in suite.deployments:
-            cells = [c for c in suite.cells if c.deployment == (system, profile)]
-            inv_c = with_profile(inv, cells[0])
-            if profile is not None:
-                _save_profile(run_dir, cells[0])
-                log(f"switch profile {profile} ({cells[0].switch_profile_path})")
+    rundir.update_manifest(run_dir, state="running", ended=None,
+                           sessions=[*sessions, {"started": started, "ended": None, "git": rundir.git_state(),
+                                                 "cells": []}])
+    current: list[Cell] = []            # the cell running now
+    stop: interrupt.Interrupted | None = None
+    failure: BaseException | None = None
+    with interrupt.handling(), interrupt.tracking(inv, run_dir / "processes.jsonl") as reg:
+        try:
+            if local:
+                testbed.up(inv)
+            if not hosts:
+                with dep.remotes(inv) as rs:
+                    hosts = {r.name: rundir.host_facts(r) for r in rs}
+                rundir.update_manifest(run_dir, hosts=hosts)
+            _run_cells(inv, suite, run_dir, todo, done, hosts, current, t_start)
+        except interrupt.Interrupted as e:
+            stop = e
+        except BaseException as e:  # the run stops on an error: clean up, record, then re-raise
+            failure = e
+        teardown = local and not keep_testbed
+        try:
+            _clean_up(inv, reg, teardown, urgent=stop is not None and stop.urgent)
+        except interrupt.Interrupted as e:      # a (second) signal during the graceful clean-up
+            stop = stop or e
+            with interrupt.shielded():
+                _clean_up(inv, reg, teardown, urgent=True)
+        with interrupt.shielded():
+            state = "complete" if len(done) == len(suite.cells) else "interrupted" if stop else "failed"
+            ended = rundir.now()
+            fields: dict[str, Any] = {"state": state, "ended": ended, "cells": done, "interruption": None,
+                                      "error": None}   # of this session (a resumed one clears the last's)
+            this = {"started": started, "ended": ended, "git": rundir.git_state(), "state": state,
+                    "cells": [c for c in done if c not in manifest.get("cells", [])]}
+            fields["sessions"] = [*sessions, this]
+            if stop is not None and state == "interrupted":
+                abandoned = current[0].cell_id if current else None
+                at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stop.time))
+                fields["interruption"] = {"signal": stop.signal_name, "at": at, "cell": abandoned,
+                                          "stopped_in_s": round(time.time() - stop.time, 1)}
+                if current:
+                    _write_abandoned_cell(run_dir, current[0], stop, profile=_profile_of(with_profile(inv, current[0])))
+            elif failure is not None:
+                fields["error"] = f"{type(failure).__name__}: {failure}"
+            rundir.update_manifest(run_dir, **fields)
+        if failure is not None:
+            raise failure
+        req = interrupt.requested()
+        if req is None or not req.urgent:
             try:
-                sysd = dep.deploy(inv_c, system)
-            except (dep.DeployError, RemoteError) as e:
-                log(f"deploying {system} failed; its {len(cells)} cells are recorded as failed: {e}")
-                for c in cells:
-                    n += 1
-                    _write_failed_cell(run_dir, c, f"deploy failed: {e}", profile=_profile_of(inv_c))
-                    done.append(c.cell_id)
-                continue
-            for c in cells:
-                n += 1
-                eta = (time.monotonic() - t_start) / max(n - 1, 1) * (len(suite.cells) - n + 1) if n > 1 else \
-                    suite.estimated_seconds
-                log(f"[{n}/{len(suite.cells)}] {c.cell_id} (about {eta / 60:.1f} min left)")
-                cell_dir = run_dir / "cells" / c.cell_id
-                try:
-                    run_cell(inv_c, c, sysd, cell_dir, bpf_stats=suite.bpf_stats)
-                except (RunError, RemoteError, OSError) as e:
-                    log(f"cell {c.cell_id} failed: {e}")
-                    _write_failed_cell(run_dir, c, str(e), detail=traceback.format_exc(), profile=_profile_of(inv_c))
-                done.append(c.cell_id)
-                rundir.write_manifest(run_dir, suite, inv, hosts, started, done)
-                _progress(cell_dir, {name: f["role"] for name, f in hosts.items()})
-        dep.undeploy(inv, quiet=True)
-    finally:
-        if local and not keep_testbed:
-            testbed.down(inv)
-    rundir.write_manifest(run_dir, suite, inv, hosts, started, done, ended=rundir.now())
-    build_analysis(run_dir)
+                build_analysis(run_dir)
+            except interrupt.Interrupted:
+                log(f"report skipped; build it with: fab report {run_dir}")
+            except Exception as e:
+                if stop is None:
+                    raise
+                log(f"the report of the cells that ran could not be built ({e}); fab report {run_dir}")
+        else:
+            log(f"stopped at once: no report; build it with: fab report {run_dir}")
+    if stop is not None and state == "interrupted":
+        raise RunInterrupted(f"interrupted ({stop.signal_name}) after {len(done)} of {len(suite.cells)} cells, "
+                             f"kept in {run_dir}; resume: fab run-suite --resume {run_dir}", stop, run_dir)
     log(f"done in {(time.monotonic() - t_start) / 60:.1f} min: {run_dir}")
     return run_dir
+
+
+def _run_cells(inv: Inventory, suite: Suite, run_dir: Path, todo: list[Cell], done: list[str],
+               hosts: dict[str, Any], current: list[Cell], t_start: float) -> None:
+    """Deploys each system (and switch profile) of `todo` and runs its cells; `done` grows by each
+    cell recorded (manifest updated after each), `current` holds the cell running now."""
+    n = 0
+    for system, profile in dict.fromkeys(c.deployment for c in todo):
+        cells = [c for c in todo if c.deployment == (system, profile)]
+        inv_c = with_profile(inv, cells[0])
+        if profile is not None:
+            _save_profile(run_dir, cells[0])
+            log(f"switch profile {profile} ({cells[0].switch_profile_path})")
+        try:
+            sysd = dep.deploy(inv_c, system)
+        except (dep.DeployError, RemoteError) as e:
+            log(f"deploying {system} failed; its {len(cells)} cells are recorded as failed: {e}")
+            for c in cells:
+                n += 1
+                _write_failed_cell(run_dir, c, f"deploy failed: {e}", profile=_profile_of(inv_c))
+                done.append(c.cell_id)
+            rundir.update_manifest(run_dir, cells=done)
+            continue
+        for c in cells:
+            n += 1
+            eta = (time.monotonic() - t_start) / max(n - 1, 1) * (len(todo) - n + 1) if n > 1 else \
+                suite.estimated_seconds * len(todo) / len(suite.cells)
+            log(f"[{len(done) + 1}/{len(suite.cells)}] {c.cell_id} (about {eta / 60:.1f} min left)")
+            cell_dir = run_dir / "cells" / c.cell_id
+            if cell_dir.exists():               # an abandoned attempt of an interrupted run
+                shutil.rmtree(cell_dir)
+            current[:] = [c]
+            try:
+                run_cell(inv_c, c, sysd, cell_dir, bpf_stats=suite.bpf_stats)
+            except interrupt.Interrupted:
+                if _cell_status(cell_dir) == "ok":      # collected before the stop took effect: kept
+                    done.append(c.cell_id)
+                    current.clear()
+                    rundir.update_manifest(run_dir, cells=done)
+                raise
+            except (RunError, RemoteError, OSError) as e:
+                log(f"cell {c.cell_id} failed: {e}")
+                _write_failed_cell(run_dir, c, str(e), detail=traceback.format_exc(), profile=_profile_of(inv_c))
+            done.append(c.cell_id)
+            current.clear()
+            rundir.update_manifest(run_dir, cells=done)
+            _progress(cell_dir, {name: f["role"] for name, f in hosts.items()})
+    dep.undeploy(inv, quiet=True)
+
+
+def _cell_status(cell_dir: Path) -> str | None:
+    try:
+        return str(json.loads((cell_dir / "cell.json").read_text()).get("status"))
+    except (OSError, ValueError):
+        return None
+
+
+def _clean_up(inv: Inventory, reg: interrupt.Registry, teardown: bool, urgent: bool) -> None:
+    """Stops every process the run started (by its recorded PID; at once when `urgent`), then tears
+    the local testbed down, or else stops whatever still has a pid file (undeploy)."""
+    stopped = interrupt.stop_started(reg, urgent=urgent)
+    if stopped:
+        log(f"stopped {', '.join(stopped)}")
+    if teardown:
+        testbed.down(inv)
+    elif not urgent:
+        dep.undeploy(inv, quiet=True)
+
+
+def _write_abandoned_cell(run_dir: Path, c: Cell, stop: interrupt.Interrupted,
+                          profile: dict[str, Any] | None) -> None:
+    """cell.json of the cell a signal abandoned (not in the manifest's cells: resume runs it again)."""
+    d = run_dir / "cells" / c.cell_id
+    d.mkdir(parents=True, exist_ok=True)
+    rec = c.to_dict() | {"switch_profile": profile, "status": "interrupted",
+                         "error": f"abandoned on {stop.signal_name}", "ended": rundir.now()}
+    (d / "cell.json").write_text(json.dumps(rec, indent=2) + "\n")
 
 
 def _progress(cell_dir: Path, roles: dict[str, str]) -> None:
@@ -244,42 +437,51 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, bpf_s
         deadline = time.time() + STOP_GRACE_S
         while master.service_pid("locust-master") is not None and time.time() < deadline:
             time.sleep(0.3)
-        ended = rundir.now()
-        collector.finish()
-        master.stop("locust-master")
-        for r, i in workers:
-            r.stop(f"locust-worker-{i}")
-        cell_dir.mkdir(parents=True, exist_ok=True)
-        for r in clients:
-            r.get_tree(f"{r.workdir}/cells/{cell.cell_id}/requests", cell_dir / "requests")
-            r.get_tree(f"{r.workdir}/cells/{cell.cell_id}/locust", cell_dir / "locust")
-        _rename_locust_csvs(cell_dir / "locust")
-        for r, svc in measured:
-            (cell_dir / "logs").mkdir(exist_ok=True)
-            (cell_dir / "logs" / f"{r.name}-{svc}.log").write_text(r.tail(svc, 200))
-        _collect_switch_stats(inv, cell_dir / "switch", sysd)
-        collector.write(cell_dir)
-        cpu = _cpu_json(before, after, measure_end - measure_start)
-        cpu["bpf"] = collector.bpf_rows()
-        (cell_dir / "cpu.json").write_text(json.dumps(cpu, indent=2) + "\n")
-        rec = cell.to_dict() | {
-            "switch_profile": _profile_of(inv),
-            "target": {"address": address, "port": port},
-            "generator": {"hosts": [h.name for h in inv.clients], "workers": n_workers},
-            "measure_start": measure_start, "measure_end": measure_end,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)), "ended": ended,
-            "status": "ok", "error": None,
-        }
-        (cell_dir / "cell.json").write_text(json.dumps(rec, indent=2) + "\n")
-        if not any((cell_dir / "requests").glob("*.csv")):
-            raise RunError(f"no raw request data came back; master log:\n{_tail(cell_dir / 'locust/master.log')}")
+        # The load is over: collecting takes seconds and keeps the cell, so a first Ctrl-C waits for it.
+        with interrupt.deferred():
+            _collect_cell(inv, cell, sysd, cell_dir, collector, clients, master, workers, measured, before, after,
+                          rec={"switch_profile": _profile_of(inv), "target": {"address": address, "port": port},
+                               "generator": {"hosts": [h.name for h in inv.clients], "workers": n_workers},
+                               "measure_start": measure_start, "measure_end": measure_end,
+                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0))})
     finally:
-        collector.close()
-        for r, i in workers:
-            r.stop(f"locust-worker-{i}")
-        master.stop("locust-master")
+        if interrupt.requested() is None:
+            collector.close()
+            for r, i in workers:
+                r.stop(f"locust-worker-{i}")
+            master.stop("locust-master")
+        else:       # stopping: the run's clean-up stops Locust by its recorded PIDs, at once
+            collector.abandon()
         for r in clients + [r for rs in others.values() for r in rs]:
             r.close()
+
+
+def _collect_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, collector: CellCollector,
+                  clients: list[Remote], master: Remote, workers: list[tuple[Remote, int]],
+                  measured: list[tuple[Remote, str]], before: dict, after: dict, rec: dict[str, Any]) -> None:
+    """A cell's step 4 after the load: Locust's files, logs, counters, cpu.json and cell.json."""
+    ended = rundir.now()
+    collector.finish()
+    master.stop("locust-master")
+    for r, i in workers:
+        r.stop(f"locust-worker-{i}")
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    for r in clients:
+        r.get_tree(f"{r.workdir}/cells/{cell.cell_id}/requests", cell_dir / "requests")
+        r.get_tree(f"{r.workdir}/cells/{cell.cell_id}/locust", cell_dir / "locust")
+    _rename_locust_csvs(cell_dir / "locust")
+    for r, svc in measured:
+        (cell_dir / "logs").mkdir(exist_ok=True)
+        (cell_dir / "logs" / f"{r.name}-{svc}.log").write_text(r.tail(svc, 200))
+    _collect_switch_stats(inv, cell_dir / "switch", sysd)
+    collector.write(cell_dir)
+    cpu = _cpu_json(before, after, rec["measure_end"] - rec["measure_start"])
+    cpu["bpf"] = collector.bpf_rows()
+    (cell_dir / "cpu.json").write_text(json.dumps(cpu, indent=2) + "\n")
+    rec = cell.to_dict() | rec | {"ended": ended, "status": "ok", "error": None}
+    (cell_dir / "cell.json").write_text(json.dumps(rec, indent=2) + "\n")
+    if not any((cell_dir / "requests").glob("*.csv")):
+        raise RunError(f"no raw request data came back; master log:\n{_tail(cell_dir / 'locust/master.log')}")
 
 
 def _collect_switch_stats(inv: Inventory, dest: Path, sysd: dep.System | None = None) -> None:
@@ -358,48 +560,67 @@ def _cpu_json(before: dict, after: dict, window: float) -> dict[str, Any]:
 def locust_ui(inv: Inventory, system: str | None = None, minutes: float = 30,
               workload: str = "1k-close") -> None:
     """Locust's web UI on the first client (port 8089 on its management address) with the usual
-    workers, against the deployed system; stops after `minutes` or on Ctrl-C."""
-    sysd = dep.deploy(inv, system) if system is not None else _deployed_system(inv)
+    workers, against the deployed system; stops after `minutes` or on Ctrl-C/SIGTERM, which stop the
+    UI and its workers (by PID) and nothing else: the system stays deployed."""
+    sysd = deploy_system(inv, system) if system is not None else _deployed_system(inv)
     address, port = sysd.targets(inv)[0]
-    quick = load_suite("quick", inv)
-    wl = next((c.workload for c in quick.cells if c.workload["name"] == workload), quick.cells[0].workload)
+    wl = _quick_workload(inv, workload)
     job = Job(workload=Workload.from_dict(wl), target=Target(address=address, port=port), users=1)
     clients = [Remote(inv, h) for h in inv.clients]
     master = clients[0]
     mgmt = str(master.host.mgmt_address or master.host.ssh_address)
     workers = _workers(inv, clients)
-    try:
-        for r in clients:
-            rc = f"{r.workdir}/cells/ui"
-            r.run(f"rm -rf {rc} && mkdir -p {rc}/requests {rc}/locust")
-            r.put_tree({"job.json": json.dumps(job.to_dict(), indent=2).encode()}, dest=rc)
-        rc = f"{master.workdir}/cells/ui"
-        cmd = locust_runner.ui_command(master.python(), f"{master.workdir}/workloads/locustfile.py",
-                                       web_host=mgmt, bind_host=mgmt, bind_port=MASTER_PORT,
-                                       users=16, spawn_rate=16, csv_prefix=f"{rc}/locust/stats",
-                                       logfile=f"{rc}/locust/master.log")
-        master.start("locust-master", shlex.join(cmd),
-                     env=locust_runner.locust_env(f"{rc}/job.json", f"{rc}/requests", f"{master.name}-master"))
-        for r, i in workers:
-            wrc = f"{r.workdir}/cells/ui"
-            cmd = locust_runner.worker_command(r.python(), f"{r.workdir}/workloads/locustfile.py",
-                                               master_host=mgmt, master_port=MASTER_PORT,
-                                               logfile=f"{wrc}/locust/worker-{r.name}-{i}.log")
-            r.start(f"locust-worker-{i}", shlex.join(cmd),
-                    env=locust_runner.locust_env(f"{wrc}/job.json", f"{wrc}/requests", r.name, worker_id=i))
-        log(f"Locust web UI: http://{mgmt}:{locust_runner.WEB_PORT}  (workload {wl['name']} against "
-            f"{sysd.name} at {address}:{port}; {len(workers)} workers; stops in {minutes:g} min or on Ctrl-C)")
-        deadline = time.time() + minutes * 60
-        while time.time() < deadline and master.service_pid("locust-master") is not None:
-            time.sleep(2)
-    except KeyboardInterrupt:
-        log("stopping the web UI")
-    finally:
-        for r, i in workers:
-            r.stop(f"locust-worker-{i}")
-        master.stop("locust-master")
-        for r in clients:
-            r.close()
+    with interrupt.handling(), interrupt.tracking(inv) as reg:
+        try:
+            for r in clients:
+                rc = f"{r.workdir}/cells/ui"
+                r.run(f"rm -rf {rc} && mkdir -p {rc}/requests {rc}/locust")
+                r.put_tree({"job.json": json.dumps(job.to_dict(), indent=2).encode()}, dest=rc)
+            rc = f"{master.workdir}/cells/ui"
+            cmd = locust_runner.ui_command(master.python(), f"{master.workdir}/workloads/locustfile.py",
+                                           web_host=mgmt, bind_host=mgmt, bind_port=MASTER_PORT,
+                                           users=16, spawn_rate=16, csv_prefix=f"{rc}/locust/stats",
+                                           logfile=f"{rc}/locust/master.log")
+            master.start("locust-master", shlex.join(cmd),
+                         env=locust_runner.locust_env(f"{rc}/job.json", f"{rc}/requests", f"{master.name}-master"))
+            for r, i in workers:
+                wrc = f"{r.workdir}/cells/ui"
+                cmd = locust_runner.worker_command(r.python(), f"{r.workdir}/workloads/locustfile.py",
+                                                   master_host=mgmt, master_port=MASTER_PORT,
+                                                   logfile=f"{wrc}/locust/worker-{r.name}-{i}.log")
+                r.start(f"locust-worker-{i}", shlex.join(cmd),
+                        env=locust_runner.locust_env(f"{wrc}/job.json", f"{wrc}/requests", r.name, worker_id=i))
+            log(f"Locust web UI: http://{mgmt}:{locust_runner.WEB_PORT}  (workload {wl['name']} against "
+                f"{sysd.name} at {address}:{port}; {len(workers)} workers; stops in {minutes:g} min or on Ctrl-C)")
+            deadline = time.time() + minutes * 60
+            while time.time() < deadline and master.service_pid("locust-master") is not None:
+                time.sleep(2)
+        except interrupt.Interrupted as e:
+            log(f"{e.signal_name}: stopping the web UI and its workers")
+        finally:
+            try:
+                req = interrupt.requested()
+                if req is None or not req.urgent:
+                    for r, i in workers:
+                        r.stop(f"locust-worker-{i}")
+                    master.stop("locust-master")
+            except (interrupt.Interrupted, RemoteError) as e:
+                log(f"stopping at once ({e})")
+            with interrupt.shielded():
+                stopped = interrupt.stop_started(reg, urgent=True)    # what the graceful stop missed
+                if stopped:
+                    log(f"stopped {', '.join(stopped)}")
+                for r in clients:
+                    r.close()
+
+
+def _quick_workload(inv: Inventory, name: str) -> dict[str, Any]:
+    """The quick suite's workload `name` (else its first) as cell.json's workload object; only that
+    workload is checked against the inventory's catalog (another testbed may lack the others')."""
+    from harness.suites import parse, resolve
+    raw = yaml.safe_load(resolve("quick").read_text())
+    raw["workloads"] = [next((w for w in raw["workloads"] if w.get("name") == name), raw["workloads"][0])]
+    return parse(raw, inv, tuple(dep.SYSTEMS), source=resolve("quick")).cells[0].workload
 
 
 def _deployed_system(inv: Inventory) -> dep.System:

@@ -89,3 +89,43 @@ def test_report_with_failed_cell(sample_run: Path) -> None:
 
 def test_md_table_escapes_pipes() -> None:
     assert report.md_table(("a", "b"), [("x|y", "1")]).splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |"]
+
+
+def test_incomplete_run_says_so_and_marks_pairs_lacking_a_side(sample_run: Path) -> None:
+    """An interrupted run (harness/interrupt.py): 6 of 16 planned cells ran; the header says
+    "incomplete: 6 of 16 cells" and names the missing ones; comparisons whose cells on one side did
+    not run are rows that say which side is lacking; the tables cover what ran."""
+    mpath = sample_run / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    planned = manifest["cells"]
+    ran = planned[:6]               # haproxy x 4, direct 1k-close x 2: direct t2-mix never ran
+    manifest |= {"planned": planned, "cells": ran, "state": "interrupted",
+                 "interruption": {"signal": "SIGINT", "at": "2026-11-26T08:16:00Z", "cell": planned[6]}}
+    mpath.write_text(json.dumps(manifest))
+    text = report.build_report(sample_run, figure_paths=[]).read_text()
+    head = text.split("## Results per workload")[0]
+    assert "**incomplete: 6 of 16 cells** (interrupted by SIGINT during `direct--t2-mix--u8--r1`)" in head
+    missing = head.split("Missing: ")[1].split(".\n")[0]
+    assert missing == ", ".join(f"`{c}`" for c in planned[6:])
+    assert f"fab run-suite --resume {sample_run}" in head
+    assert "| state | interrupted (SIGINT at 2026-11-26T08:16:00Z) |" in head
+    flagged = int((load.cells(sample_run)["flags"] != "").sum())
+    assert f"| cells | 6 (0 failed, {flagged} flagged) of 16 planned |" in head
+    rows = _table_rows(_section(text, "## Comparisons"))
+    lacking = {(r[0], r[1]): r[6] for r in rows if r[6].startswith("lacks a side")}
+    # haproxy vs direct: t2-mix has no direct cell; miresga and switch-only never ran at all
+    assert lacking[("haproxy vs direct", "t2-mix")] == "lacks a side: no direct cells (not run)"
+    assert lacking[("miresga vs haproxy", "1k-close")] == "lacks a side: no miresga cells (not run)"
+    assert lacking[("miresga vs direct", "t2-mix")] == "lacks a side: no miresga and no direct cells (not run)"
+    assert ("haproxy vs direct", "1k-close") not in lacking            # both sides ran: a real ratio
+    assert any(r[0] == "haproxy vs direct" and r[1] == "1k-close" and r[5] != "–" for r in rows)
+    # miresga vs its 3 baselines and switch-only vs direct on both workloads, haproxy vs direct on t2-mix
+    assert len(lacking) == 4 * 2 + 1
+    t2 = _table_rows(_section(text, "### t2-mix "))
+    assert [r[0] for r in t2] == ["haproxy"]
+
+
+def test_complete_run_has_no_notice(sample_run: Path) -> None:
+    text = report.build_report(sample_run, figure_paths=[]).read_text()
+    assert "incomplete" not in text and "lacks a side" not in text
+    assert "| state | complete |" in text
