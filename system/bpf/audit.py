@@ -12,6 +12,7 @@ traps split locks makes each one cost tens of microseconds (system/switch/README
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import subprocess
@@ -23,14 +24,30 @@ MAP_TYPES = {1: "hash", 2: "array", 5: "percpu_hash", 6: "percpu_array", 9: "lru
              10: "lru_percpu_hash", 11: "lpm_trie"}
 PERCPU_TYPES = {"percpu_hash", "percpu_array", "lru_percpu_hash"}
 
+VMLINUX_BTF = Path("/sys/kernel/btf/vmlinux")
+
+
+@functools.cache
+def lpm_node_header() -> int:
+    """Bytes of struct lpm_trie_node before its data: the running kernel's (24 on 6.18: child[2],
+    prefixlen, flags), else 40 (older kernels also had an rcu_head)."""
+    try:
+        proc = subprocess.run(["bpftool", "btf", "dump", "file", str(VMLINUX_BTF), "format", "raw"],
+                              capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return 40
+    m = re.search(r"STRUCT 'lpm_trie_node' size=(\d+)", proc.stdout)
+    return int(m.group(1)) if m else 40
+
+
 # Where the value starts inside the kernel's element, as a function of the key size. Hash maps
 # put it at round_up(key_size, 8) after an 8-aligned header; arrays at a stride of
-# round_up(value_size, 8); an LPM trie node is {rcu_head, child[2], prefixlen, flags} (40 bytes,
-# 24 without the rcu_head on newer kernels) + the key's data (key_size - 4) + the value, so the
-# value sits at 4 mod 8 for an 8-byte key (offset 44): a u64 at value offset 16 is misaligned.
+# round_up(value_size, 8); an LPM trie node is its header + the key's data (key_size - 4) + the
+# value, so the value sits at 4 mod 8 for an 8-byte key (28 or 44): a u64 at value offset 24 is
+# misaligned, and can straddle a cache line.
 def value_offset_in_element(map_type: str, key_size: int) -> int:
     if map_type == "lpm_trie":
-        return 40 + key_size - 4
+        return lpm_node_header() + key_size - 4
     if map_type in ("hash", "lru_hash", "percpu_hash", "lru_percpu_hash"):
         return (key_size + 7) // 8 * 8     # after the key, in an 8-aligned element
     return 0
