@@ -29,6 +29,9 @@ FORMATS = (1,)
 PERCENTILES = {"p50_us": 50.0, "p90_us": 90.0, "p99_us": 99.0, "p999_us": 99.9}
 ERROR_KINDS = ("wrong-bytes", "short-body", "reset", "timeout", "http", "connect", "other")
 SATURATED_UTIL = 0.9
+# The emulated switch stands for a line-rate ASIC: a cell whose switch data plane (eBPF run time on
+# the switch host) used more than this share of one core measured the emulator (system/switch/README.md).
+SWITCH_BOUND_UTIL = 0.25
 REQUEST_COLUMNS = {
     "start": "float64",
     "latency_us": "int64",
@@ -322,7 +325,7 @@ def _div(a: float, b: float) -> float:
 
 
 CPU_COLUMNS = ["lb_cpu_s", "backend_cpu_s", "agent_cpu_s", "switch_cpu_s", "generator_cpu_s", "generator_util",
-               "lb_bpf_s", "agent_bpf_s", "switch_bpf_s", "slowpath_cpu_s"]
+               "lb_bpf_s", "agent_bpf_s", "switch_bpf_s", "switch_bpf_util", "slowpath_cpu_s"]
 # CPU seconds per ok request: front-end (incl. its eBPF), of which eBPF; agents (incl. eBPF); the
 # switch-only slow path (processes on the switch host); the emulated switch's data plane (eBPF).
 PER_REQUEST = {"cpu_s_per_req": "lb_cpu_s", "lb_bpf_s_per_req": "lb_bpf_s", "agent_cpu_s_per_req": "agent_cpu_s",
@@ -368,6 +371,7 @@ def cell_metrics(cell: Cell, host_roles: dict[str, str]) -> dict[str, Any]:
             switch_cpu_s=cpu.switch_cpu_s, generator_cpu_s=cpu.generator_cpu_s,
             generator_util=_div(cpu.generator_cpu_s, cpu_window * cores),
             lb_bpf_s=cpu.lb_bpf_s, agent_bpf_s=cpu.agent_bpf_s, switch_bpf_s=cpu.switch_bpf_s,
+            switch_bpf_util=_div(cpu.switch_bpf_s, cpu_window),   # share of one core
             slowpath_cpu_s=cpu.slowpath_cpu_s,
         )
     for column, source in PER_REQUEST.items():
@@ -387,12 +391,14 @@ def _flags(row: dict[str, Any]) -> str:
             flags.append("errors")
         if row["generator_saturated"]:
             flags.append("generator-saturated")
+        if row["switch_bound"]:
+            flags.append("switch-bound")
     return ",".join(flags)
 
 
 def cells(run_dir: str | Path | Run) -> pd.DataFrame:
     """One tidy row per cell (in run order): identity, status, counts, throughput, latency (us), CPU,
-    flags (`errors`, `generator_saturated`, and a `flags` text) and `emulated`. Failed cells keep
+    flags (`errors`, `generator_saturated`, `switch_bound`, and a `flags` text) and `emulated`. Failed cells keep
     their identity and status with NaN metrics; `usable` is True for cells that ran without errors."""
     run = _as_run(run_dir)
     roles = run.host_roles()
@@ -410,13 +416,15 @@ def cells(run_dir: str | Path | Run) -> pd.DataFrame:
         row["errors"] = bool(cell.ok and row["failed"] > 0)
         util = row["generator_util"]
         row["generator_saturated"] = bool(cell.ok and not math.isnan(util) and util >= SATURATED_UTIL)
+        sw = row["switch_bpf_util"]
+        row["switch_bound"] = bool(cell.ok and not math.isnan(sw) and sw > SWITCH_BOUND_UTIL)
         row["flags"] = _flags(row)
         row["usable"] = bool(cell.ok and not row["errors"])
         row["emulated"] = run.emulated
         rows.append(row)
     columns = [*Cell("", Path(), {}).identity(), "status", "cell_error", "min_object_bytes",
                "max_object_bytes", *_metric_columns(),
-               "errors", "generator_saturated", "flags", "usable", "emulated"]
+               "errors", "generator_saturated", "switch_bound", "flags", "usable", "emulated"]
     return pd.DataFrame(rows, columns=columns)
 
 

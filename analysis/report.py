@@ -334,6 +334,9 @@ def flagged_list(cells: pd.DataFrame) -> str:
                               f"({', '.join(errs)})")
             if r["generator_saturated"]:
                 detail.append(f"generator CPU util {r['generator_util'] * 100:.0f}% (>= 90%)")
+            if r["switch_bound"]:
+                detail.append(f"the emulated switch's eBPF used {r['switch_bpf_util'] * 100:.0f}% of one core "
+                              f"(> {load.SWITCH_BOUND_UTIL * 100:.0f}%): the cell measured the emulator")
         lines.append(f"- `{r['cell_id']}`: {r['flags']}; " + "; ".join(detail))
     return "\n".join(lines)
 

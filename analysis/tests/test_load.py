@@ -225,6 +225,10 @@ def test_sample_matches_independent_recomputation(sample_run: Path) -> None:
         util = sum(p["user_s"] + p["system_s"] for p in gen) / (cpu["window_s"] * sum(len(p["pids"]) for p in gen))
         assert row["generator_util"] == pytest.approx(util)
         assert bool(row["generator_saturated"]) == (util >= 0.9)
+        sw = [b["run_time_s"] for b in cpu["bpf"] if manifest["hosts"][b["host"]]["role"] == "switch"]
+        if sw:
+            assert row["switch_bpf_util"] == pytest.approx(sum(sw) / cpu["window_s"])
+        assert bool(row["switch_bound"]) == (sum(sw) / cpu["window_s"] > 0.25)
         fe = [p["user_s"] + p["system_s"] for p in cpu["processes"] if p["role"] == "frontend"]
         fe += [b["run_time_s"] for b in cpu["bpf"] if manifest["hosts"][b["host"]]["role"] == "frontend"]
         if fe:
@@ -233,6 +237,19 @@ def test_sample_matches_independent_recomputation(sample_run: Path) -> None:
             assert math.isnan(row["lb_cpu_s"])
         assert bool(row["emulated"]) == manifest["emulated"]
     assert warmup_rows_seen > 0, "the sample should hold warm-up rows, or window filtering goes untested"
+
+
+def test_sample_flags_the_switch_bound_cell(sample_run: Path) -> None:
+    """The sample's one cell whose switch eBPF ran 0.62 s in a 2 s window (31% of a core) is
+    flagged switch-bound; every other switch cell (well under 1%) is not."""
+    df = load.cells(sample_run).set_index("cell_id")
+    bound = df[df["switch_bound"].astype(bool)]
+    assert list(bound.index) == ["miresga--t2-mix--u8--r1"]
+    assert bound.iloc[0]["switch_bpf_util"] == pytest.approx(0.62 / 2.0)
+    assert bound.iloc[0]["flags"] == "switch-bound" and bool(bound.iloc[0]["usable"])
+    others = df[df["system"].isin(["miresga", "switch-only"]) & ~df["switch_bound"].astype(bool)]
+    assert len(others) == 7 and (others["switch_bpf_util"] < 0.01).all()
+    assert df[df["system"] == "haproxy"]["switch_bpf_util"].isna().all()   # no switch BPF rows
 
 
 def test_sample_requests_frame(sample_run: Path) -> None:

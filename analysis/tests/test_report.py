@@ -56,6 +56,8 @@ def test_report_on_sample(sample_run: Path) -> None:
     flagged = _section(text, "## Flagged cells")
     for _, c in cells[cells["flags"] != ""].iterrows():
         assert f"`{c['cell_id']}`: {c['flags']}" in flagged
+    assert ("- `miresga--t2-mix--u8--r1`: switch-bound; the emulated switch's eBPF used 31% of one core "
+            "(> 25%): the cell measured the emulator") in flagged
     for png in (sample_run / "figures").glob("*.png"):
         assert f"(figures/{png.name})" in text
 

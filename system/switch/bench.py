@@ -1,10 +1,19 @@
-"""Benchmark: TCP goodput and small-packet rate through the emulated switch vs a direct veth pair.
+"""Benchmark: the emulated switch's cost per packet and per path, and TCP goodput and small-packet rate
+through it vs a direct veth pair.
 
-    python -m system.switch.bench [--seconds 3] [--out results/switch-bench.json]
+    python -m system.switch.bench [--seconds 3] [--calls 2000] [--out results/switch-bench.json]
 
-Needs root. Builds two setups with prefix mrsc-bn (switch star, 2 ports) and mrsc-bd (a veth pair
-between two namespaces), measures each with a Python socket sender/receiver (a forked receiver
-process, bounded in time), prints a table, saves JSON with provenance, and tears everything down.
+Needs root. Two parts (system/switch/README.md, "Counters" and "Benchmark"):
+1. Every pipeline and table path (route; the SYN-ACK; Miresga's front-end buckets and offload
+   rewrites in both directions; switch-only's conn_in/conn_out and slow path) with a small and an
+   MTU-sized frame: ns per packet from BPF_PROG_TEST_RUN (system/switch/pathbench.py).
+2. Real traffic: setups with prefix mrsc-bn (switch star, 2 ports, pipeline forwarding) and mrsc-bd
+   (a veth pair between two namespaces); TCP goodput with GSO/TSO on (the switch sees 64 KB
+   super-packets) and off (MTU-sized skbs), and 64-byte UDP, each measured with a Python socket
+   sender/receiver (a forked receiver process, bounded in time). For the switch: BPF stats' ns per
+   run, ns per 1448-byte TCP segment carried, and the share of one core the switch's program used
+   at the measured throughput.
+Prints tables, saves JSON with provenance, and tears everything down.
 """
 
 from __future__ import annotations
@@ -23,11 +32,14 @@ from pathlib import Path
 from system.bpf.loader import BPFFS
 from system.bpf.syscall import Prog, enable_stats
 from system.switch.package import build_package
+from system.switch.pathbench import run_paths
 from system.switch.target import EmulatedSwitch
 from system.testing.netns import StarTopology, existing_netns, in_netns, ip_int, mac_int, sh
 
 PORT = 5201
 CHUNK = 256 * 1024
+MSS = 1448              # TCP payload per 1500-byte packet with timestamps
+TARGET_NS = 1000        # per packet, every path (issue 17)
 
 
 def _tcp_receiver(conn: socket.socket, q: mp.Queue) -> None:
@@ -143,19 +155,33 @@ def _git() -> dict:
             "dirty": bool(run("git", "status", "--porcelain"))}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=3.0, help="duration of each measurement (max 30)")
-    ap.add_argument("--out", type=Path, default=Path("results/switch-bench.json"))
-    args = ap.parse_args(argv)
-    seconds = min(max(args.seconds, 0.5), 30.0)
-    if os.geteuid() != 0:
-        ap.error("needs root (network namespaces, BPF)")
+def _offload(ns: str, dev: str, on: bool) -> None:
+    """GSO/TSO/GRO of `dev` on or off (off: the stack hands the veth MTU-sized skbs)."""
+    state = "on" if on else "off"
+    sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "tso", state, "gso", state, "gro", state)
+
+
+def _measured(prog: Prog, fn, args: tuple) -> dict:
+    before = prog.info()
+    out = fn(*args)
+    after = prog.info()
+    runs = after.run_cnt - before.run_cnt
+    busy = after.run_time_ns - before.run_time_ns
+    out["bpf_runs"] = runs
+    out["bpf_ns_per_run"] = busy / runs if runs else None
+    out["bpf_core_share"] = busy / (out["seconds"] * 1e9)
+    if "bytes" in out:
+        segments = out["bytes"] / MSS
+        out["bpf_ns_per_segment"] = busy / segments if segments else None
+    return out
+
+
+def traffic(seconds: float) -> dict[str, dict]:
+    """TCP (GSO on and off) and UDP through the forwarding pipeline and through a veth pair."""
     results: dict[str, dict] = {}
     topo = StarTopology(prefix="mrsc-bn", ifprefix="mcb", nports=2, subnet=212)
     pair = DirectPair()
     switch = None
-    stats_fd = None
     try:
         topo.up()
         switch = EmulatedSwitch(topo.switch_ns, topo.port_map, BPFFS / "mrsc-bench")
@@ -164,39 +190,79 @@ def main(argv: list[str] | None = None) -> int:
             tables.insert("route", {"dst_addr": (ip_int(h.addr), 32)}, "forward",
                           {"port": h.port, "smac": mac_int(h.sw_mac), "dmac": mac_int(h.mac)})
         pair.up()
-        stats_fd = enable_stats()
         h1, h2 = topo.host(1), topo.host(2)
-        for name, fn in (("tcp_goodput", tcp_goodput), ("udp_64B_rate", udp_rate)):
-            with Prog.pinned(switch.pin_dir / "progs" / "pipe_ingress") as prog:
-                before = prog.info()
-                sw = fn(h1.ns, h2.ns, h2.addr, seconds)
-                after = prog.info()
-            runs = after.run_cnt - before.run_cnt
-            sw["bpf_runs"] = runs
-            sw["bpf_ns_per_run"] = (after.run_time_ns - before.run_time_ns) / runs if runs else None
-            results[name] = {"switch": sw, "direct": fn(pair.a, pair.b, pair.addr_b, seconds)}
+        devs = [(h.ns, h.dev) for h in topo.hosts] + [(pair.a, "mcbda"), (pair.b, "mcbdb")]
+        plan = (("tcp_gso", tcp_goodput, True), ("tcp_mtu", tcp_goodput, False), ("udp_64B", udp_rate, True))
+        with Prog.pinned(switch.pin_dir / "progs" / "pipe_ingress") as prog:
+            for name, fn, gso in plan:
+                for ns, dev in devs:
+                    _offload(ns, dev, gso)
+                print(f"  {name}: switch ...", flush=True)
+                sw = _measured(prog, fn, (h1.ns, h2.ns, h2.addr, seconds))
+                print(f"  {name}: direct veth ...", flush=True)
+                results[name] = {"switch": sw, "direct": fn(pair.a, pair.b, pair.addr_b, seconds)}
     finally:
-        if stats_fd is not None:
-            os.close(stats_fd)
         if switch is not None:
             switch.unload()
         topo.down()
         pair.down()
-    t, u = results["tcp_goodput"], results["udp_64B_rate"]
-    print(f"{'measurement':28} {'emulated switch':>16} {'direct veth':>14} {'ratio':>7}")
-    print(f"{'TCP goodput (Gbit/s)':28} {t['switch']['gbit_s']:16.2f} {t['direct']['gbit_s']:14.2f} "
-          f"{t['switch']['gbit_s'] / t['direct']['gbit_s']:7.2f}")
-    print(f"{'UDP 64 B received (kpps)':28} {u['switch']['received_pps'] / 1e3:16.1f} "
-          f"{u['direct']['received_pps'] / 1e3:14.1f} "
-          f"{u['switch']['received_pps'] / max(u['direct']['received_pps'], 1):7.2f}")
-    print(f"{'UDP 64 B sent (kpps)':28} {u['switch']['sent_pps'] / 1e3:16.1f} "
-          f"{u['direct']['sent_pps'] / 1e3:14.1f}")
-    print(f"BPF program: {t['switch']['bpf_ns_per_run'] or 0:.0f} ns/run (TCP), "
-          f"{u['switch']['bpf_ns_per_run'] or 0:.0f} ns/run (UDP)")
-    doc = {"format": 1, "benchmark": "switch", "seconds": seconds,
+    return results
+
+
+def _print_paths(paths: list[dict]) -> None:
+    print(f"\n{'pipeline':12} {'path':28} {'frame':>7} {'ns/pkt (median)':>16} {'p90':>6} {'BPF stats':>10}")
+    for r in paths:
+        flag = "" if r["ns_median"] <= TARGET_NS else f"  > {TARGET_NS} ns"
+        print(f"{r['pipeline']:12} {r['path']:28} {r['frame_bytes']:6d}B {r['ns_median']:16.0f} "
+              f"{r['ns_p90']:6.0f} {r['bpf_stats_ns_per_run'] or 0:10.0f}{flag}")
+    worst = max(paths, key=lambda r: r["ns_median"])
+    print(f"worst path: {worst['pipeline']}/{worst['path']} ({worst['size']}) {worst['ns_median']:.0f} ns "
+          f"(target <= {TARGET_NS} ns: {'met' if worst['ns_median'] <= TARGET_NS else 'NOT met'})")
+
+
+def _print_traffic(results: dict[str, dict]) -> None:
+    print(f"\n{'measurement':30} {'emulated switch':>16} {'direct veth':>12} {'ratio':>6} "
+          f"{'ns/run':>7} {'ns/seg':>7} {'core':>6}")
+    for name in ("tcp_gso", "tcp_mtu"):
+        sw, d = results[name]["switch"], results[name]["direct"]
+        print(f"{'TCP ' + name[4:].upper() + ' goodput (Gbit/s)':30} {sw['gbit_s']:16.2f} {d['gbit_s']:12.2f} "
+              f"{sw['gbit_s'] / d['gbit_s']:6.2f} {sw['bpf_ns_per_run'] or 0:7.0f} "
+              f"{sw['bpf_ns_per_segment'] or 0:7.0f} {sw['bpf_core_share'] * 100:5.1f}%")
+    u = results["udp_64B"]
+    sw, d = u["switch"], u["direct"]
+    print(f"{'UDP 64 B received (kpps)':30} {sw['received_pps'] / 1e3:16.1f} {d['received_pps'] / 1e3:12.1f} "
+          f"{sw['received_pps'] / max(d['received_pps'], 1):6.2f} {sw['bpf_ns_per_run'] or 0:7.0f} "
+          f"{'':>7} {sw['bpf_core_share'] * 100:5.1f}%")
+    print("ns/run: BPF stats per program run (a GSO run carries up to 45 segments); ns/seg: per 1448-byte "
+          "TCP segment carried (ACK runs included); core: share of one core the switch's program used.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=3.0, help="duration of each traffic measurement (max 30)")
+    ap.add_argument("--calls", type=int, default=2000, help="test runs per path and frame size (100..100000)")
+    ap.add_argument("--skip-traffic", action="store_true", help="only the per-path test runs")
+    ap.add_argument("--out", type=Path, default=Path("results/switch-bench.json"))
+    args = ap.parse_args(argv)
+    seconds = min(max(args.seconds, 0.5), 30.0)
+    calls = min(max(args.calls, 100), 100_000)
+    if os.geteuid() != 0:
+        ap.error("needs root (network namespaces, BPF)")
+    stats_fd = enable_stats()
+    try:
+        print(f"per-path cost ({calls} test runs each):", flush=True)
+        paths = run_paths(calls)
+        results = {} if args.skip_traffic else traffic(seconds)
+    finally:
+        os.close(stats_fd)
+    _print_paths(paths)
+    if results:
+        _print_traffic(results)
+    doc = {"format": 2, "benchmark": "switch", "seconds": seconds, "calls": calls,
            "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
            "host": {"kernel": platform.release(), "nproc": os.cpu_count(), "python": platform.python_version()},
-           "git": _git(), "pipeline": "forwarding", "results": results}
+           "git": _git(), "emulated": True, "target_ns_per_packet": TARGET_NS,
+           "paths": paths, "traffic_pipeline": "forwarding", "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"saved {args.out}")

@@ -86,10 +86,11 @@ class TableSpec:
     actions: tuple[ActionSpec, ...]
     size: int                     # max entries of the map
     default_action: str           # the const default action (P4 short name)
-    direct_counter: str | None = None          # P4 short name of the direct counter
-    direct_counter_p4info_name: str | None = None
-    counter_layout: tuple[int, int] | None = None  # value offsets of packets, bytes (u64 host)
-    lpm_prefix_offset: int | None = None           # LPM trie: offset of the u32 prefixlen
+    direct_counter: str | None = None          # P4 short name of the direct counter = its map's
+    direct_counter_p4info_name: str | None = None  # name (per-CPU hash keyed like the table)
+    lpm_prefix_offset: int | None = None           # LPM trie: key offset of the u32 prefixlen
+    value_prefix_offset: int | None = None         # LPM trie: value offset of a copy of it (the
+                                                   # data plane keys the direct counter with it)
     const_default: bool = True    # False: the control plane may change the default action
 
     @property
@@ -152,6 +153,7 @@ DROP_REASONS = ("none", "not_ipv4", "arp", "malformed", "ttl_expired", "table_mi
 PORT_COUNTER_FIELDS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "drops")
 TABLE_COUNTER_FIELDS = ("hit_packets", "hit_bytes", "miss_packets", "miss_bytes")
 DROP_COUNTER_FIELDS = ("packets", "bytes")
+DIRECT_COUNTER_FIELDS = ("packets", "bytes")   # struct direct_counter (structs.h)
 
 COMMON_MAPS = (
     MapSpec("ports", 4, 4, MAX_PORTS + 1),
@@ -170,7 +172,7 @@ ROUTE = TableSpec(
     map_name="route",
     table_id=0,
     key_size=8,
-    value_size=40,
+    value_size=24,
     match_fields=(MatchFieldSpec("dst_addr", 32, "lpm", Layout(4, 4, "network")),),
     actions=(
         ActionSpec("forward", "SwitchIngress.forwarding.forward", 1, (
@@ -184,8 +186,8 @@ ROUTE = TableSpec(
     default_action="drop",
     direct_counter="route_counter",
     direct_counter_p4info_name="SwitchIngress.forwarding.route_counter",
-    counter_layout=(24, 32),
     lpm_prefix_offset=0,
+    value_prefix_offset=20,
 )
 
 
@@ -193,10 +195,16 @@ def table_counters_map(tables: tuple[TableSpec, ...]) -> MapSpec:
     return MapSpec("table_counters", 4, 8 * len(TABLE_COUNTER_FIELDS), len(tables), TABLE_COUNTER_FIELDS)
 
 
+def direct_counter_maps(tables: tuple[TableSpec, ...]) -> tuple[MapSpec, ...]:
+    """The per-CPU direct counter maps (DIRECT_COUNTER_MAP in structs.h): keyed like the table."""
+    return tuple(MapSpec(t.direct_counter, t.key_size, 8 * len(DIRECT_COUNTER_FIELDS), t.size,
+                         DIRECT_COUNTER_FIELDS) for t in tables if t.direct_counter)
+
+
 FORWARDING = PipelineSpec(
     name="forwarding",
     tables=(ROUTE,),
-    maps=(*COMMON_MAPS, table_counters_map((ROUTE,))),
+    maps=(*COMMON_MAPS, table_counters_map((ROUTE,)), *direct_counter_maps((ROUTE,))),
 )
 
 # --- pipeline miresga (system/switch/bpf/miresga*.h, p4src/miresga.p4) ---------------------------
@@ -226,32 +234,31 @@ def _counted(name: str, table_id: int, key_size: int, value_size: int,
                      key_size=key_size, value_size=value_size, match_fields=match_fields,
                      actions=actions, size=size, default_action=default_action,
                      direct_counter=f"{name}_counter",
-                     direct_counter_p4info_name=f"{_MI}.{name}_counter",
-                     counter_layout=(value_size - 16, value_size - 8))
+                     direct_counter_p4info_name=f"{_MI}.{name}_counter")
 
 
-VIP = _counted("vip", 1, 8, 24, _endpoint_key("dst_addr", "dst_port"),
+VIP = _counted("vip", 1, 8, 4, _endpoint_key("dst_addr", "dst_port"),
                (ActionSpec("mark_vip", f"{_MI}.mark_vip", 1), _miss("vip_miss")),
                VIP_TABLE_SIZE, "vip_miss")
-BACKENDS = _counted("backends", 2, 8, 32, _endpoint_key("src_addr", "src_port"),
+BACKENDS = _counted("backends", 2, 8, 12, _endpoint_key("src_addr", "src_port"),
                     (ActionSpec("mark_backend", f"{_MI}.mark_backend", 1, (
                         ParamSpec("vip_addr", 32, Layout(4, 4, "network")),
                         ParamSpec("vip_port", 16, Layout(8, 2, "network")),
                     )), _miss("backends_miss")),
                     BACKENDS_TABLE_SIZE, "backends_miss")
-FRONTEND_BUCKET = _counted("frontend_bucket", 3, 4, 32,
+FRONTEND_BUCKET = _counted("frontend_bucket", 3, 4, 16,
                            (MatchFieldSpec("bucket", 16, "exact", Layout(0, 4, "host")),),
                            (ActionSpec("to_frontend", f"{_MI}.to_frontend", 1, (
                                ParamSpec("port", 9, Layout(4, 4, "host")),
                                ParamSpec("dmac", 48, Layout(8, 6, "network")),
                            )), _miss("frontend_bucket_drop")),
                            FRONTEND_BUCKET_TABLE_SIZE, "frontend_bucket_drop")
-OFFLOAD = _counted("offload", 4, 8, 24, _endpoint_key("client_addr", "client_port"),
+OFFLOAD = _counted("offload", 4, 8, 8, _endpoint_key("client_addr", "client_port"),
                    (ActionSpec("to_backend", f"{_MI}.to_backend", 1, (
                        ParamSpec("index", 16, Layout(4, 4, "host")),
                    )), _miss("offload_miss")),
                    OFFLOAD_TABLE_SIZE, "offload_miss")
-BACKEND_BY_INDEX = _counted("backend_by_index", 5, 4, 40,
+BACKEND_BY_INDEX = _counted("backend_by_index", 5, 4, 24,
                             (MatchFieldSpec("index", 16, "exact", Layout(0, 4, "host")),),
                             (ActionSpec("set_backend", f"{_MI}.set_backend", 1, (
                                 ParamSpec("port", 9, Layout(4, 4, "host")),
@@ -271,7 +278,7 @@ MIRESGA_TABLES = (ROUTE, VIP, BACKENDS, FRONTEND_BUCKET, OFFLOAD, BACKEND_BY_IND
 MIRESGA = PipelineSpec(
     name="miresga",
     tables=MIRESGA_TABLES,
-    maps=(*COMMON_MAPS, table_counters_map(MIRESGA_TABLES)),
+    maps=(*COMMON_MAPS, table_counters_map(MIRESGA_TABLES), *direct_counter_maps(MIRESGA_TABLES)),
     internal_maps=("miresga_rodata",),   # the CRC32 table (miresga_crc32.h), pinned by bpftool
 )
 
@@ -297,8 +304,7 @@ def _so_counted(name: str, table_id: int, key_size: int, value_size: int,
                      key_size=key_size, value_size=value_size, match_fields=match_fields,
                      actions=actions, size=size, default_action=default_action,
                      direct_counter=f"{name}_counter",
-                     direct_counter_p4info_name=f"{_SO}.{name}_counter",
-                     counter_layout=(value_size - 16, value_size - 8))
+                     direct_counter_p4info_name=f"{_SO}.{name}_counter")
 
 
 def _four_tuple(a: tuple[str, str], b: tuple[str, str]) -> tuple[MatchFieldSpec, ...]:
@@ -309,13 +315,13 @@ def _four_tuple(a: tuple[str, str], b: tuple[str, str]) -> tuple[MatchFieldSpec,
             MatchFieldSpec(b[1], 16, "exact", Layout(10, 2, "network")))
 
 
-SO_VIP = _so_counted("vip", 1, 8, 24, _endpoint_key("dst_addr", "dst_port"),
+SO_VIP = _so_counted("vip", 1, 8, 4, _endpoint_key("dst_addr", "dst_port"),
                      (ActionSpec("mark_vip", f"{_SO}.mark_vip", 1), _so_miss("miss_vip")),
                      VIP_TABLE_SIZE, "miss_vip")
-SO_BACKENDS = _so_counted("backends", 2, 8, 24, _endpoint_key("src_addr", "src_port"),
+SO_BACKENDS = _so_counted("backends", 2, 8, 4, _endpoint_key("src_addr", "src_port"),
                           (ActionSpec("mark_backend", f"{_SO}.mark_backend", 1), _so_miss("miss_backend")),
                           BACKENDS_TABLE_SIZE, "miss_backend")
-CONN_IN = _so_counted("conn_in", 3, 12, 48,
+CONN_IN = _so_counted("conn_in", 3, 12, 32,
                       _four_tuple(("client_addr", "client_port"), ("vip_addr", "vip_port")),
                       (ActionSpec("to_backend", f"{_SO}.to_backend", 1, (
                           ParamSpec("backend_addr", 32, Layout(8, 4, "network")),
@@ -326,7 +332,7 @@ CONN_IN = _so_counted("conn_in", 3, 12, 48,
                           ParamSpec("ack_delta", 32, Layout(28, 4, "host")),
                       )), _so_miss("miss_conn_in")),
                       CONN_IN_TABLE_SIZE, "miss_conn_in")
-CONN_OUT = _so_counted("conn_out", 4, 12, 32,
+CONN_OUT = _so_counted("conn_out", 4, 12, 16,
                        _four_tuple(("backend_addr", "backend_port"), ("client_addr", "client_port")),
                        (ActionSpec("to_client", f"{_SO}.to_client", 1, (
                            ParamSpec("vip_addr", 32, Layout(4, 4, "network")),
@@ -351,7 +357,8 @@ SWITCH_ONLY_TABLES = (ROUTE, SO_VIP, SO_BACKENDS, CONN_IN, CONN_OUT, SO_SYN_COOK
 SWITCH_ONLY = PipelineSpec(
     name="switch_only",
     tables=SWITCH_ONLY_TABLES,
-    maps=(*COMMON_MAPS, table_counters_map(SWITCH_ONLY_TABLES)),
+    maps=(*COMMON_MAPS, table_counters_map(SWITCH_ONLY_TABLES),
+          *direct_counter_maps(SWITCH_ONLY_TABLES)),
     internal_maps=("switch_o_rodata",),   # the CRC32 table (miresga_crc32.h): libbpf's name, pinned
 )
 
@@ -533,12 +540,41 @@ class PipelineTables:
             raise TableError("INVALID_ARGUMENT", f"{what}: action {action} of table {spec.name} "
                                                  "is default-only")
 
+    @staticmethod
+    def _value(spec: TableSpec, kb: bytes, action: str, params: dict[str, int]) -> bytes:
+        value = encode_value(spec, action, params)
+        if spec.value_prefix_offset is None:
+            return value
+        assert spec.lpm_prefix_offset is not None
+        o, p = spec.value_prefix_offset, spec.lpm_prefix_offset
+        return value[:o] + kb[p: p + 4] + value[o + 4:]
+
+    def _reset_counter(self, spec: TableSpec, kb: bytes) -> None:
+        """Zero the entry's direct counter (per-CPU hash keyed like the table), creating it."""
+        m = self._map(spec.direct_counter)  # type: ignore[arg-type]
+        m.update(kb, bytes(m.value_buffer_size))
+
+    def _drop_counter(self, spec: TableSpec, kb: bytes) -> None:
+        try:
+            self._map(spec.direct_counter).delete(kb)  # type: ignore[arg-type]
+        except BpfError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+
     def insert(self, table: str, key: dict[str, int | tuple[int, int]], action: str,
                params: dict[str, int]) -> None:
+        """Insert an entry; its direct counter starts at zero (created after the entry: a packet
+        in between is not counted)."""
         spec = self.spec.table(table)
         self._entry_action(spec, action, "insert")
-        self._write(spec, encode_key(spec, key), encode_value(spec, action, params), BPF_NOEXIST,
-                    "insert")
+        kb = encode_key(spec, key)
+        self._write(spec, kb, self._value(spec, kb, action, params), BPF_NOEXIST, "insert")
+        if spec.direct_counter:
+            try:
+                self._reset_counter(spec, kb)
+            except BaseException:
+                self._map(spec.map_name).delete(kb)   # no entry without its counter
+                raise
 
     def modify(self, table: str, key: dict[str, int | tuple[int, int]], action: str,
                params: dict[str, int]) -> None:
@@ -546,25 +582,22 @@ class PipelineTables:
         spec = self.spec.table(table)
         self._entry_action(spec, action, "modify")
         kb = encode_key(spec, key)
-        value = bytearray(encode_value(spec, action, params))
-        old = self._exact_lookup(spec, kb)
-        if old is None:
-            raise TableError("NOT_FOUND", f"modify: no such entry in {spec.name}")
-        if spec.counter_layout:
-            start = spec.counter_layout[0]
-            value[start: start + 16] = old[start: start + 16]
-        self._write(spec, kb, bytes(value), BPF_EXIST, "modify")
+        # BPF_EXIST: the exact key (an LPM trie too); the counter map is not touched.
+        self._write(spec, kb, self._value(spec, kb, action, params), BPF_EXIST, "modify")
 
     def delete(self, table: str, key: dict[str, int | tuple[int, int]]) -> None:
         spec = self.spec.table(table)
         if spec.keyless:
             raise TableError("INVALID_ARGUMENT", f"delete: table {spec.name} is keyless")
+        kb = encode_key(spec, key)
         try:
-            self._map(spec.map_name).delete(encode_key(spec, key))
+            self._map(spec.map_name).delete(kb)
         except BpfError as exc:
             if exc.errno == errno.ENOENT:
                 raise TableError("NOT_FOUND", f"delete: no such entry in {spec.name}") from None
             raise
+        if spec.direct_counter:
+            self._drop_counter(spec, kb)
 
     def _exact_lookup(self, spec: TableSpec, kb: bytes) -> bytes | None:
         m = self._map(spec.map_name)
@@ -616,6 +649,8 @@ class PipelineTables:
         keys = list(m.iter_keys())
         for kb in keys:
             m.delete(kb)
+            if spec.direct_counter:
+                self._drop_counter(spec, kb)
         return len(keys)
 
     # default actions (keyless tables: an array of one element, key 0)
@@ -643,16 +678,17 @@ class PipelineTables:
     # counters
 
     def entry_counters(self, table: str, key: dict[str, int | tuple[int, int]]) -> dict[str, int]:
-        """The direct counter of one entry: {"packets", "bytes"}."""
+        """The direct counter of one entry: {"packets", "bytes"}, summed over the CPUs."""
         spec = self.spec.table(table)
-        if spec.counter_layout is None:
+        if spec.direct_counter is None:
             raise TableError("INVALID_ARGUMENT", f"table {spec.name} has no direct counter")
-        raw = self._exact_lookup(spec, encode_key(spec, key))
-        if raw is None:
+        kb = encode_key(spec, key)
+        values = self._map(spec.direct_counter).lookup_percpu(kb)
+        if values:   # exists exactly while the entry does (insert creates it, delete removes it)
+            return _sum_u64_fields(values, DIRECT_COUNTER_FIELDS)
+        if self._exact_lookup(spec, kb) is None:
             raise TableError("NOT_FOUND", f"no such entry in {spec.name}")
-        p, b = spec.counter_layout
-        return {"packets": struct.unpack_from("<Q", raw, p)[0],
-                "bytes": struct.unpack_from("<Q", raw, b)[0]}
+        return dict.fromkeys(DIRECT_COUNTER_FIELDS, 0)   # inserted, counter not yet created
 
     def counters(self, table: str) -> dict[str, int]:
         spec = self.spec.table(table)

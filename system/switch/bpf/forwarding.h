@@ -18,6 +18,19 @@
 #include "csum.h"
 #include "pipeline.h"
 
+/* The matched entry's direct counter is keyed by the entry's own key: its prefix and length. */
+static __always_inline void count_route(struct route_value *rv, __be32 daddr, struct pipe_md *md)
+{
+	struct route_key key = {};
+	__u32 plen = rv->prefixlen;
+
+	if (plen > 32)
+		return;
+	key.prefixlen = plen;
+	key.dst_addr = plen ? daddr & host_to_be32(0xffffffffu << (32 - plen)) : 0;
+	count_entry(&route_counter, &key, md);
+}
+
 /* Returns DROP_NONE with md->egress_port set, or a DROP_* reason. */
 static __always_inline __u32 forwarding_apply(struct __sk_buff *skb, struct pipe_md *md)
 {
@@ -55,8 +68,7 @@ static __always_inline __u32 forwarding_apply(struct __sk_buff *skb, struct pipe
 		return DROP_TABLE_MISS;
 	}
 	count_table(TABLE_ROUTE, 1, md->pkts, md->bytes);
-	__sync_fetch_and_add(&rv->packets, md->pkts);
-	__sync_fetch_and_add(&rv->bytes, md->bytes);
+	count_route(rv, ip->daddr, md);
 	if (rv->action != ROUTE_ACTION_FORWARD)
 		return DROP_ACTION;
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /* What the per-connection pipelines (miresga.c, switch_only.c) share: header offsets of an IPv4
- * (no options) TCP frame, TCP flag bits, per-entry direct counters and the parse of a frame into
+ * (no options) TCP frame, TCP flag bits and the parse of a frame into
  * its Ethernet, IPv4 and TCP headers. Include after forwarding.h. */
 #ifndef MIRESGA_SWITCH_L4_PIPELINE_H
 #define MIRESGA_SWITCH_L4_PIPELINE_H
@@ -20,12 +20,6 @@
 #define TCPF_SYN 0x02
 #define TCPF_RST 0x04
 #define TCPF_ACK 0x10
-
-static __always_inline void count_entry(__u64 *packets, __u64 *bytes, struct pipe_md *md)
-{
-	__sync_fetch_and_add(packets, md->pkts);
-	__sync_fetch_and_add(bytes, md->bytes);
-}
 
 /* The frame's headers when it is TCP in an unfragmented IPv4 packet without IP options (the
  * per-connection tables' traffic); 0 otherwise, and the pipeline routes the frame. Pulls the

@@ -18,6 +18,9 @@ struct {
 	__type(value, struct route_value);
 } route SEC(".maps");
 
+/* route_counter: route's direct counter, keyed by the entry's LPM key (prefix length, prefix). */
+DIRECT_COUNTER_MAP(route_counter, struct route_key, ROUTE_TABLE_SIZE);
+
 /* ports: P4 port number -> ifindex of its interface. Filled by the loader (target.py). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

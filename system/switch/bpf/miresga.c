@@ -37,7 +37,7 @@ static __always_inline __u32 to_frontend(struct __sk_buff *skb, struct pipe_md *
 	count_table(TABLE_FRONTEND_BUCKET, v != NULL, md->pkts, md->bytes);
 	if (!v)
 		return DROP_TABLE_MISS;
-	count_entry(&v->packets, &v->bytes, md);
+	count_entry(&frontend_bucket_counter, &key, md);
 	if (v->action != FRONTEND_BUCKET_ACTION_TO_FRONTEND)
 		return DROP_ACTION;
 	if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_dest), v->dmac, ETH_ALEN, 0) < 0)
@@ -59,7 +59,7 @@ static __always_inline struct offload_value *offload_lookup(struct pipe_md *md, 
 		v = NULL;
 	count_table(TABLE_OFFLOAD, v != NULL, md->pkts, md->bytes);
 	if (v)
-		count_entry(&v->packets, &v->bytes, md);
+		count_entry(&offload_counter, &key, md);
 	return v;
 }
 
@@ -79,7 +79,7 @@ static __always_inline int to_backend(struct __sk_buff *skb, struct pipe_md *md,
 	count_table(TABLE_BACKEND_BY_INDEX, b != NULL, md->pkts, md->bytes);
 	if (!b)
 		return 0;       /* unknown index: the front-end handles the packet */
-	count_entry(&b->packets, &b->bytes, md);
+	count_entry(&backend_by_index_counter, &key, md);
 	daddr = b->dst_addr;
 	dport = b->dst_port;
 	*reason = DROP_MALFORMED;
@@ -139,7 +139,7 @@ static __always_inline __u32 miresga_apply(struct __sk_buff *skb, struct pipe_md
 	count_table(TABLE_VIP, vv != NULL, md->pkts, md->bytes);
 	if (vv) {
 		/* Client -> VIP. */
-		count_entry(&vv->packets, &vv->bytes, md);
+		count_entry(&vip_counter, &vkey, md);
 		if ((flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN)
 			return synack_apply(skb, md, eth, ip, tcp);
 		payload = be16_to_host(ip->tot_len) - sizeof(*ip) - tcp->doff * 4;
@@ -160,7 +160,7 @@ static __always_inline __u32 miresga_apply(struct __sk_buff *skb, struct pipe_md
 	if (!bv)
 		return forwarding_apply(skb, md);
 	/* Back-end -> client. */
-	count_entry(&bv->packets, &bv->bytes, md);
+	count_entry(&backends_counter, &bkey, md);
 	if (!(flags & (TCPF_SYN | TCPF_FIN | TCPF_RST)) && offload_lookup(md, daddr, dport)) {
 		if (rewrite_source(skb, saddr, sport, bv->vip_addr, bv->vip_port) < 0)
 			return DROP_MALFORMED;

@@ -2,13 +2,15 @@
  * value structs, maps. Mirrored in system/switch/tables.py (MIRESGA), checked by
  * system/switch/tests/test_correspondence.py. Byte order per field: "network" as on the wire,
  * "host" the CPU's order. Every value starts with a u32 action code (host order); values of
- * tables with a direct counter end with packets and bytes (u64, host order). Pads are zero. */
+ * tables with a direct counter have it in <table>_counter (DIRECT_COUNTER_MAP, structs.h), keyed like
+ * the table. Pads are zero. */
 #ifndef MIRESGA_SWITCH_MIRESGA_TABLES_H
 #define MIRESGA_SWITCH_MIRESGA_TABLES_H
 
 #include <linux/types.h>
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include "structs.h"
 
 /* Table sizes (p4src/include/miresga_sizes.p4 has the same numbers). */
 #define VIP_TABLE_SIZE 64
@@ -42,7 +44,7 @@
 #define BACKEND_BY_INDEX_ACTION_SET 1
 #define BACKEND_BY_INDEX_ACTION_MISS 2
 
-/* vip: (dst IP, dst port) -> mark_vip(). 8-byte key, 24-byte value. */
+/* vip: (dst IP, dst port) -> mark_vip(). 8-byte key, 4-byte value. */
 struct vip_key {
 	__be32 dst_addr;   /* network */
 	__be16 dst_port;   /* network */
@@ -51,12 +53,9 @@ struct vip_key {
 
 struct vip_value {
 	__u32 action;      /* host: VIP_ACTION_* */
-	__u32 pad;
-	__u64 packets;     /* host: direct counter */
-	__u64 bytes;
 };
 
-/* backends: (src IP, src port) -> mark_backend(vip_addr, vip_port). 8 / 32 bytes. */
+/* backends: (src IP, src port) -> mark_backend(vip_addr, vip_port). 8 / 12 bytes. */
 struct backends_key {
 	__be32 src_addr;   /* network */
 	__be16 src_port;   /* network */
@@ -68,12 +67,9 @@ struct backends_value {
 	__be32 vip_addr;   /* network: the VIP this back-end serves (source of offloaded replies) */
 	__be16 vip_port;   /* network */
 	__u16 pad;
-	__u32 pad2;
-	__u64 packets;
-	__u64 bytes;
 };
 
-/* frontend_bucket: bucket index -> to_frontend(port, dmac). 4 / 32 bytes. */
+/* frontend_bucket: bucket index -> to_frontend(port, dmac). 4 / 16 bytes. */
 struct frontend_bucket_key {
 	__u32 bucket;      /* host: 0..FRONTEND_BUCKETS-1 */
 };
@@ -83,11 +79,9 @@ struct frontend_bucket_value {
 	__u32 port;        /* host: P4 egress port of the front-end */
 	__u8 dmac[6];      /* network: the front-end's MAC */
 	__u16 pad;
-	__u64 packets;
-	__u64 bytes;
 };
 
-/* offload: (client IP, client port) -> to_backend(index). 8 / 24 bytes. */
+/* offload: (client IP, client port) -> to_backend(index). 8 / 8 bytes. */
 struct offload_key {
 	__be32 client_addr; /* network */
 	__be16 client_port; /* network */
@@ -97,11 +91,9 @@ struct offload_key {
 struct offload_value {
 	__u32 action;      /* host: OFFLOAD_ACTION_* */
 	__u32 index;       /* host: back-end index (key of backend_by_index) */
-	__u64 packets;
-	__u64 bytes;
 };
 
-/* backend_by_index: index -> set_backend(port, dmac, dst_addr, dst_port). 4 / 40 bytes. */
+/* backend_by_index: index -> set_backend(port, dmac, dst_addr, dst_port). 4 / 24 bytes. */
 struct backend_by_index_key {
 	__u32 index;       /* host */
 };
@@ -114,8 +106,6 @@ struct backend_by_index_value {
 	__be32 dst_addr;   /* network: the back-end's IPv4 address */
 	__be16 dst_port;   /* network: the back-end's TCP port */
 	__u16 pad2;
-	__u64 packets;
-	__u64 bytes;
 };
 
 struct {
@@ -153,6 +143,13 @@ struct {
 	__type(key, struct backend_by_index_key);
 	__type(value, struct backend_by_index_value);
 } backend_by_index SEC(".maps");
+
+/* Direct counters (per-CPU, keyed like their tables; structs.h). */
+DIRECT_COUNTER_MAP(vip_counter, struct vip_key, VIP_TABLE_SIZE);
+DIRECT_COUNTER_MAP(backends_counter, struct backends_key, BACKENDS_TABLE_SIZE);
+DIRECT_COUNTER_MAP(frontend_bucket_counter, struct frontend_bucket_key, FRONTEND_BUCKET_TABLE_SIZE);
+DIRECT_COUNTER_MAP(offload_counter, struct offload_key, OFFLOAD_TABLE_SIZE);
+DIRECT_COUNTER_MAP(backend_by_index_counter, struct backend_by_index_key, BACKEND_BY_INDEX_TABLE_SIZE);
 
 /* syn_cookie (keyless: the cookie secret) and the SYN-ACK's constants, shared with switch_only. */
 #include "synack_tables.h"

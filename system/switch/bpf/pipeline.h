@@ -25,6 +25,19 @@ static __always_inline void pipe_md_init(struct __sk_buff *skb, struct pipe_md *
 	md->bytes = skb->len;
 }
 
+/* Count the packet in a table entry's direct counter: `counter_map` (DIRECT_COUNTER_MAP, structs.h) at the
+ * table's key. Per-CPU: plain adds, no locked instruction. A missing counter (the microseconds
+ * between the control plane's two writes of an insert) counts nothing. */
+static __always_inline void count_entry(void *counter_map, const void *key, struct pipe_md *md)
+{
+	struct direct_counter *c = bpf_map_lookup_elem(counter_map, key);
+
+	if (c) {
+		c->packets += md->pkts;
+		c->bytes += md->bytes;
+	}
+}
+
 /* Drop, counted per ingress port and per reason. */
 static __always_inline int pipe_drop(struct pipe_md *md, __u32 reason)
 {

@@ -12,16 +12,35 @@ struct route_key {
 	__be32 dst_addr;   /* network order: IPv4 destination */
 };
 
-/* route: value = action code, its parameters, and the entry's direct counter. 40 bytes. */
+/* route: value = action code and its parameters. 24 bytes. Its direct counter is the entry's key
+ * (prefix length and prefix) in route_counter (maps.h), which the data plane builds from prefixlen. */
 struct route_value {
 	__u32 action;      /* host order: ROUTE_ACTION_* */
 	__u32 port;        /* host order: forward(port): P4 egress port, 1..MAX_PORTS */
 	__u8 smac[6];      /* network order (as on the wire): forward(smac) */
 	__u8 dmac[6];      /* network order (as on the wire): forward(dmac) */
-	__u32 pad;         /* zero */
-	__u64 packets;     /* host order: direct counter, updated by the data plane */
-	__u64 bytes;       /* host order: direct counter, bytes of the frames (L2 header included) */
+	__u32 prefixlen;   /* host order: the entry's own prefix length (= its key's), 0..32 */
 };
+
+/* A direct counter: the value of a per-CPU hash keyed like its table (route_counter, vip_counter,
+ * ...). Never inside a table's value: a locked add on a value shared by every CPU costs ~100 ns
+ * when contended and ~85 us as a split lock in a VM when the trie places it across a cache line
+ * (system/switch/README.md, "Counters"). 16 bytes. */
+struct direct_counter {
+	__u64 packets;     /* host order: packets (GSO segments) that hit the entry, on this CPU */
+	__u64 bytes;       /* host order: bytes of the frames (L2 header included), on this CPU */
+};
+
+/* A table's direct counter: a per-CPU hash keyed like the table (struct direct_counter above).
+ * The control plane creates the entry (zero) when it inserts the table entry and deletes it with
+ * the entry; the data plane adds to its own CPU's copy without atomics. */
+#define DIRECT_COUNTER_MAP(name, key_type, size)                                                   \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_PERCPU_HASH);                                            \
+		__uint(max_entries, size);                                                         \
+		__type(key, key_type);                                                             \
+		__type(value, struct direct_counter);                                              \
+	} name SEC(".maps")
 
 /* ports: P4 port number -> interface. 4 bytes. */
 struct port_info {

@@ -116,7 +116,7 @@ static __always_inline __u32 switch_only_apply(struct __sk_buff *skb, struct pip
 	count_table(TABLE_VIP, vv != NULL, md->pkts, md->bytes);
 	if (vv) {
 		/* Client -> VIP. */
-		count_entry(&vv->packets, &vv->bytes, md);
+		count_entry(&vip_counter, &vkey, md);
 		if ((flags & (TCPF_SYN | TCPF_ACK)) == TCPF_SYN)
 			return synack_apply(skb, md, eth, ip, tcp);
 		if (flags & TCPF_ENDS)
@@ -131,7 +131,7 @@ static __always_inline __u32 switch_only_apply(struct __sk_buff *skb, struct pip
 		count_table(TABLE_CONN_IN, iv != NULL, md->pkts, md->bytes);
 		if (!iv)
 			return to_slow_path(md);
-		count_entry(&iv->packets, &iv->bytes, md);
+		count_entry(&conn_in_counter, &ikey, md);
 		return to_backend(skb, md, iv, daddr, dport, ack);
 	}
 
@@ -144,7 +144,7 @@ static __always_inline __u32 switch_only_apply(struct __sk_buff *skb, struct pip
 	if (!bv)
 		return forwarding_apply(skb, md);
 	/* Back-end -> client. */
-	count_entry(&bv->packets, &bv->bytes, md);
+	count_entry(&backends_counter, &bkey, md);
 	if (flags & TCPF_ENDS)
 		return to_slow_path(md);
 	okey.backend_addr = saddr;
@@ -157,7 +157,7 @@ static __always_inline __u32 switch_only_apply(struct __sk_buff *skb, struct pip
 	count_table(TABLE_CONN_OUT, ov != NULL, md->pkts, md->bytes);
 	if (!ov)
 		return to_slow_path(md);
-	count_entry(&ov->packets, &ov->bytes, md);
+	count_entry(&conn_out_counter, &okey, md);
 	if (to_client(skb, ov, saddr, sport, seq) < 0)
 		return DROP_MALFORMED;
 	return forwarding_apply(skb, md);

@@ -2,8 +2,8 @@
  * key and value structs, maps. Mirrored in system/switch/tables.py (SWITCH_ONLY), checked by
  * system/switch/tests/test_correspondence.py and test_switch_only_correspondence.py. Byte order per
  * field: "network" as on the wire, "host" the CPU's order. Every value starts with a u32 action code
- * (host order); values of tables with a direct counter end with packets and bytes (u64, host
- * order). Pads are zero. syn_cookie and the SYN-ACK's constants: synack_tables.h (shared with
+ * (host order); tables with a direct counter have it in <table>_counter (DIRECT_COUNTER_MAP,
+ * structs.h), keyed like the table. Pads are zero. syn_cookie and the SYN-ACK's constants: synack_tables.h (shared with
  * miresga). */
 #ifndef MIRESGA_SWITCH_SWITCH_ONLY_TABLES_H
 #define MIRESGA_SWITCH_SWITCH_ONLY_TABLES_H
@@ -11,6 +11,7 @@
 #include <linux/types.h>
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include "structs.h"
 
 /* Table sizes (p4src/include/miresga_sizes.p4 and switch_only_sizes.p4 have the same numbers).
  * conn_in/conn_out: the Tofino-1 figure (system/switch/profiles/tofino1.yaml) as the maximum; the
@@ -41,7 +42,7 @@
 #define CONN_OUT_ACTION_MISS 2
 #define SLOW_PATH_ACTION_SET 1
 
-/* vip: (dst IP, dst port) -> mark_vip(). 8-byte key, 24-byte value. */
+/* vip: (dst IP, dst port) -> mark_vip(). 8-byte key, 4-byte value. */
 struct vip_key {
 	__be32 dst_addr;   /* network */
 	__be16 dst_port;   /* network */
@@ -50,12 +51,9 @@ struct vip_key {
 
 struct vip_value {
 	__u32 action;      /* host: VIP_ACTION_* */
-	__u32 pad;
-	__u64 packets;     /* host: direct counter */
-	__u64 bytes;
 };
 
-/* backends: (src IP, src port) -> mark_backend(). 8 / 24 bytes. */
+/* backends: (src IP, src port) -> mark_backend(). 8 / 4 bytes. */
 struct backends_key {
 	__be32 src_addr;   /* network */
 	__be16 src_port;   /* network */
@@ -64,13 +62,10 @@ struct backends_key {
 
 struct backends_value {
 	__u32 action;      /* host: BACKENDS_ACTION_* */
-	__u32 pad;
-	__u64 packets;
-	__u64 bytes;
 };
 
 /* conn_in: client -> VIP 4-tuple -> to_backend(backend_addr, backend_port, port, smac, dmac,
- * ack_delta). 12 / 48 bytes. */
+ * ack_delta). 12 / 32 bytes. */
 struct conn_in_key {
 	__be32 client_addr; /* network */
 	__be32 vip_addr;    /* network */
@@ -87,11 +82,9 @@ struct conn_in_value {
 	__u8 dmac[6];       /* network */
 	__u16 pad;
 	__u32 ack_delta;    /* host: ack += ack_delta (mod 2^32); delta = b - s */
-	__u64 packets;
-	__u64 bytes;
 };
 
-/* conn_out: back-end -> client 4-tuple -> to_client(vip_addr, vip_port, seq_delta). 12 / 32 bytes. */
+/* conn_out: back-end -> client 4-tuple -> to_client(vip_addr, vip_port, seq_delta). 12 / 16 bytes. */
 struct conn_out_key {
 	__be32 backend_addr; /* network */
 	__be32 client_addr;  /* network */
@@ -105,8 +98,6 @@ struct conn_out_value {
 	__be16 vip_port;    /* network: source port := this */
 	__u16 pad;
 	__u32 seq_delta;    /* host: seq -= seq_delta (mod 2^32) */
-	__u64 packets;
-	__u64 bytes;
 };
 
 /* slow_path: keyless; its default action set_slow_path(port). 8 bytes, key u32 0. */
@@ -151,6 +142,12 @@ struct {
 	__type(key, __u32);
 	__type(value, struct slow_path_value);
 } slow_path SEC(".maps");
+
+/* Direct counters (per-CPU, keyed like their tables; structs.h). */
+DIRECT_COUNTER_MAP(vip_counter, struct vip_key, VIP_TABLE_SIZE);
+DIRECT_COUNTER_MAP(backends_counter, struct backends_key, BACKENDS_TABLE_SIZE);
+DIRECT_COUNTER_MAP(conn_in_counter, struct conn_in_key, CONN_IN_TABLE_SIZE);
+DIRECT_COUNTER_MAP(conn_out_counter, struct conn_out_key, CONN_OUT_TABLE_SIZE);
 
 /* syn_cookie (keyless: the cookie secret) and the SYN-ACK's constants, shared with miresga. */
 #include "synack_tables.h"
