@@ -26,7 +26,7 @@ control SynAck(inout ingress_headers_t hdr,
 
     bit<4> wscale_code = 15;
 
-    action build_synack() {
+    @hidden action build_synack() {
         mac_addr_t mac = hdr.ethernet.dst_addr;
         hdr.ethernet.dst_addr = hdr.ethernet.src_addr;
         hdr.ethernet.src_addr = mac;    /* the switch port's MAC the client addressed */
@@ -55,7 +55,7 @@ control SynAck(inout ingress_headers_t hdr,
         ig_md.synack = true;
     }
 
-    action drop_client_options() {
+    @hidden action drop_client_options() {
         hdr.tcp_opts[0].setInvalid();
         hdr.tcp_opts[1].setInvalid();
         hdr.tcp_opts[2].setInvalid();
