@@ -2,7 +2,7 @@
 
 docs/switch-only-datapath.md: after the back-end's SYN-ACK the slow path inserts `conn_in` (client
 -> VIP rewritten to the back-end, `ack += delta`) and `conn_out` (back-end -> client rewritten to the
-VIP, `seq -= delta`) with two `add`s on the control plane's framed protocol
+VIP, `seq += seq_delta` with seq_delta = -delta mod 2^32: a Tofino cannot subtract action data) with two `add`s on the control plane's framed protocol
 (docs/controlplane-protocol.md), and holds the request until both are acknowledged OK. If either
 fails, the other one is deleted once it is in and the connection is relayed by user space
 (`relayed_table_full` for RESOURCE_EXHAUSTED, `relayed_install_failed` otherwise). Both entries are
@@ -94,7 +94,8 @@ class ConnTable:
             CONN_OUT: {"key": {"backend_addr": b.ip, "backend_port": b.port,
                                "client_addr": client, "client_port": flow.client_port},
                        "action": "to_client",
-                       "params": {"vip_addr": self.vip, "vip_port": self.vip_port, "seq_delta": flow.delta}},
+                       "params": {"vip_addr": self.vip, "vip_port": self.vip_port,
+                                  "seq_delta": -flow.delta & 0xFFFFFFFF}},   # added: the negated delta
         }
 
     def install(self, flow: Flow) -> None:
