@@ -218,8 +218,9 @@ def tofino_steps(inv: Inventory, pipeline: str) -> str:
     return "\n".join([
         f"switch target tofino: the pipeline {pipeline!r} must be built and loaded with the Tofino SDE "
         "on the switch host; run these there (see p4src/README.md):",
-        f"  1. bf-p4c --target tofino --arch tna --p4runtime-files {pipeline}.p4info.txtpb "
-        f"-o build/{pipeline} p4src/{pipeline}.p4",
+        f"  1. bf-p4c --target tofino --arch tna --p4runtime-force-std-externs --p4runtime-files "
+        f"{pipeline}.p4info.txtpb -o build/{pipeline} p4src/{pipeline}.p4 (its P4Info must equal "
+        f"p4src/{pipeline}.p4info.txtpb: scripts/p4-compile.sh --check)",
         f"  2. start the SDE's P4Runtime server (Stratum or bf_switchd with P4Runtime) on port "
         f"{inv.switch.p4runtime_port} with the ports of the inventory enabled",
         f"  3. python -m system.controlplane --inventory INVENTORY --switch localhost:{inv.switch.p4runtime_port} "
