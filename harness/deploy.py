@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from harness import credentials as creds
 from harness import testbed
 from harness.inventory import ROOT, Inventory
 from harness.remote import Remote, RemoteError, wait_for
@@ -192,7 +193,7 @@ def deploy_switch(r: Remote, inv: Inventory, pipeline: str, extra_ports: dict[in
     p4rt = f"{mgmt}:{inv.switch.p4runtime_port}"
     pin_dir = f"/sys/fs/bpf/{testbed.netns(r.host)}" if inv.kind == "local" else "/sys/fs/bpf/miresga-switch"
     py = r.python()
-    r.start("p4rt", f"{py} -m system.switch.p4rt --address {p4rt} "
+    r.start("p4rt", f"{py} -m system.switch.p4rt --address {p4rt} --credentials {creds.remote_dir(r, 'p4rt')} "
             f"--ports {','.join(f'{n}={i}' for n, i in sorted(ports.items()))} --profile {inv.switch.profile} "
             f"--pin-dir {pin_dir} --stats-file {r.workdir}/run/p4rt-stats.json")
     wait_for(lambda: r.run(f"{py} -c \"import socket; socket.create_connection(('{mgmt}', "
@@ -200,7 +201,8 @@ def deploy_switch(r: Remote, inv: Inventory, pipeline: str, extra_ports: dict[in
              r.service_pid("p4rt") is not None, 20, f"the P4Runtime server on {r.name} to listen on {p4rt}")
     r.start("controlplane", f"{py} -m system.controlplane --inventory {r.workdir}/inventory.yaml "
             f"--switch {p4rt} --listen {mgmt}:{CONTROLPLANE_PORT} --pipeline {pipeline} "
-            f"--port-map {r.workdir}/port-map.yaml --stats-file {r.workdir}/run/controlplane-stats.json")
+            f"--port-map {r.workdir}/port-map.yaml --stats-file {r.workdir}/run/controlplane-stats.json "
+            f"--credentials {creds.remote_dir(r, 'controlplane')}")
     stats = f"{r.workdir}/run/controlplane-stats.json"
 
     def ready() -> bool:
@@ -290,6 +292,7 @@ def deploy_frontend(r: Remote, inv: Inventory, fastopen: bool = True) -> None:
     r.start("frontend", f"{r.python()} -m system.frontend --dev {h.data_interface} --own-mac {own} "
             f"--client-next-hop-mac {hop} --vip {inv.vip} --vip-port {inv.vip_port} {backends} "
             f"--rules {r.workdir}/rules.yaml --controlplane {mgmt}:{CONTROLPLANE_PORT} --pin-dir {pin} "
+            f"--credentials {creds.remote_dir(r, 'frontend')} "
             f"--stats-file {r.workdir}/run/frontend-stats.json" + (" --fastopen" if fastopen else ""))
     wait_for(lambda: r.run(f"test -s {r.workdir}/run/frontend-stats.json && echo ok", check=False).strip() == "ok"
              or r.service_pid("frontend") is None, 30, f"the front-end on {h.name} to start")
@@ -334,7 +337,7 @@ def deploy_slowpath(r: Remote, inv: Inventory) -> None:
             f"--port-map {r.workdir}/port-map.yaml --rules {r.workdir}/rules.yaml "
             f"--controlplane {mgmt}:{CONTROLPLANE_PORT} --p4runtime {mgmt}:{inv.switch.p4runtime_port} "
             f"--idle-timeout {o['idle_timeout']} --linger {o['linger']} --counter-interval {o['counter_interval']} "
-            f"--stats-file {stats}")
+            f"--stats-file {stats} --credentials {creds.remote_dir(r, 'slowpath')}")
     wait_for(lambda: r.run(f"test -s {stats} && echo ok", check=False).strip() == "ok"
              or r.service_pid("slowpath") is None, 40, f"the slow path on {r.name} to start")
     if r.service_pid("slowpath") is None:
@@ -517,6 +520,11 @@ def deploy(inv: Inventory, system: str) -> System:
     undeploy(inv, quiet=True)
     log(f"deploying {system} on {inv.name}: {sysd.description}")
     try:
+        if inv.switch.target == "emulated":     # the control plane and P4Runtime server run: mutual TLS
+            with remotes(inv) as rs:
+                creds.install(inv, {r.name: r for r in rs if r.host.role in ("switch", "frontend")})
+            log(f"credentials issued (a new CA): switch and front-end hosts' {creds.REMOTE_DIR}/, "
+                f"the harness's in {creds.local_dir(inv)}")
         sysd.deploy(inv)
     except RemoteError as e:
         raise DeployError(str(e)) from None
