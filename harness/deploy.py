@@ -479,6 +479,9 @@ def plan(inv: Inventory, system: str) -> str:
     """What `deploy` would do, host by host, without touching anything (`fab deploy --dry-run`)."""
     sysd = get_system(system)
     lines = [f"deploy {system} on {inv.name} ({inv.kind}, switch target {inv.switch.target}): {sysd.description}"]
+    if inv.switch.target == "emulated":
+        lines.append("  credentials: a new CA and one certificate per daemon (harness/credentials.py), copied "
+                     "over SSH into the switch's and front-ends' <workdir>/credentials/ (0600)")
     for h in inv.hosts:
         where = f"  {h.name} ({h.role}, ssh {h.ssh_user}@{h.ssh_address}:{h.ssh_port}, workdir {h.workdir}):"
         if h.role == "switch":

@@ -104,7 +104,7 @@ class SwitchNamespaces:
 
 
 def make_server(switch_ns: SwitchNamespaces, profile: str = "unlimited", tag: str = "p4rt",
-                stats_file: Path | None = None) -> Any:
+                stats_file: Path | None = None, credentials: Any = None) -> Any:
     """A started in-process P4RuntimeServer on a free loopback port (pins under <prefix>-<tag>)."""
     from system.switch.p4rt.device import Device
     from system.switch.p4rt.server import P4RuntimeServer
@@ -112,7 +112,7 @@ def make_server(switch_ns: SwitchNamespaces, profile: str = "unlimited", tag: st
 
     device = Device(switch_ns.sw_ns, switch_ns.ports, PIN_ROOT / f"{switch_ns.prefix}-{tag}",
                     load_profile(profile))
-    server = P4RuntimeServer(device, "127.0.0.1:0", stats_file=stats_file)
+    server = P4RuntimeServer(device, "127.0.0.1:0", stats_file=stats_file, credentials=credentials)
     server.start()
     return server
 
