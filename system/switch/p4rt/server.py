@@ -36,6 +36,7 @@ import grpc
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
 from system.credentials import Credentials
+from system.switch.p4rt.access import RoleCheck
 from system.switch.p4rt.arbitration import Arbiter, Stream, election_id
 from system.switch.p4rt.device import Device
 from system.switch.p4rt.errors import STATUS_DETAILS_KEY, P4RTError, write_failure
@@ -259,7 +260,8 @@ class P4RuntimeServer:
         self.device = device
         self.servicer = P4RuntimeServicer(device)
         pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="p4rt")
-        self.grpc = grpc.server(pool,
+        self.access = RoleCheck() if credentials is not None else None    # roles only exist with TLS
+        self.grpc = grpc.server(pool, interceptors=[self.access] if self.access else None,
                                 options=[("grpc.max_receive_message_length", 256 << 20),
                                          ("grpc.max_send_message_length", 256 << 20),
                                          ("grpc.so_reuseport", 0)])

@@ -66,3 +66,28 @@ def test_p4runtime_shell_over_tls(tls_server, creds, pipeline_files) -> None:
         assert [e.match["dst_addr"] for e in sh.TableEntry("route").read()] != []
     finally:
         sh.teardown()
+
+
+def test_roles_on_p4runtime(tls_server, creds) -> None:
+    """The slow path may read (its idle timeout reads counters) but not write; a front-end's
+    certificate gets nothing; the control plane everything."""
+    def call(who: str, method: str, request) -> str:
+        with grpc.secure_channel(tls_server.address, creds[who].grpc_channel_credentials()) as ch:
+            try:
+                rep = getattr(p4runtime_pb2_grpc.P4RuntimeStub(ch), method)(request, timeout=10)
+                list(rep) if method == "Read" else None
+                return "OK"
+            except grpc.RpcError as e:
+                return e.code().name
+    empty_write = p4runtime_pb2.WriteRequest(device_id=1, election_id=p4runtime_pb2.Uint128(low=5))
+    read = p4runtime_pb2.ReadRequest(device_id=1, entities=[p4runtime_pb2.Entity(
+        table_entry=p4runtime_pb2.TableEntry())])
+    caps = p4runtime_pb2.CapabilitiesRequest()
+    assert call("controlplane", "Capabilities", caps) == "OK"
+    assert call("slowpath", "Capabilities", caps) == "OK"
+    assert call("slowpath", "Write", empty_write) == "PERMISSION_DENIED"
+    assert call("frontend", "Capabilities", caps) == "PERMISSION_DENIED"
+    assert call("frontend", "Read", read) == "PERMISSION_DENIED"
+    assert call("frontend", "Write", empty_write) == "PERMISSION_DENIED"
+    assert tls_server.access.refused == {"slowpath Write": 1, "frontend Capabilities": 1, "frontend Read": 1,
+                                         "frontend Write": 1}
