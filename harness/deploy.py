@@ -225,7 +225,8 @@ def tofino_steps(inv: Inventory, pipeline: str) -> str:
         f"  2. start the SDE's P4Runtime server (Stratum or bf_switchd with P4Runtime) on port "
         f"{inv.switch.p4runtime_port} with the ports of the inventory enabled",
         f"  3. python -m system.controlplane --inventory INVENTORY --switch localhost:{inv.switch.p4runtime_port} "
-        f"--listen 0.0.0.0:{CONTROLPLANE_PORT} --pipeline {pipeline} --port-map port-map.yaml",
+        f"--listen 0.0.0.0:{CONTROLPLANE_PORT} --pipeline {pipeline} --port-map port-map.yaml "
+        "--credentials CREDS (an identity of role controlplane: system/credentials.py, issue() / deploy_set())",
         "These steps are not executed by this harness: no SDE can be installed on the machines it was built on.",
     ])
 

@@ -4,7 +4,8 @@ Documented in docs/controlplane-protocol.md. A frame is a 4-byte big-endian unsi
 by that many bytes of UTF-8 JSON: one object per frame, at most MAX_FRAME bytes. Every object has
 "v" (the protocol version, 1), "type" and, for requests, "id" (an integer the client chooses; the
 reply carries it back). Requests: hello, add, modify, delete, stats, cookie_secrets. Replies: hello,
-ack, stats, cookie_secrets, error.
+ack, stats, cookie_secrets, error. Frames travel inside mutual TLS (`connect` with an identity's
+`Credentials`, system/credentials.py); what a client may ask depends on its role (rights.py).
 """
 
 from __future__ import annotations
