@@ -217,7 +217,10 @@ class TLSStream:
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:
             raise TimeoutError("timed out")
-        r, w, _ = select.select([] if want_write else [self.sock], [self.sock] if want_write else [], [], left)
+        fd = self.sock.fileno()
+        if fd < 0:                                   # closed by another thread meanwhile
+            raise OSError("TLS connection closed")
+        r, w, _ = select.select([] if want_write else [fd], [fd] if want_write else [], [], left)
         if not r and not w:
             raise TimeoutError("timed out")
 
