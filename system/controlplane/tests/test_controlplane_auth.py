@@ -273,3 +273,32 @@ def test_daemons_refuse_to_start_without_credentials_or_insecure(capsys, tmp_pat
     assert "--credentials DIR (mutual TLS) or --insecure" in capsys.readouterr().err
     assert p4rt_main(["--ports", "1=lo", "--pin-dir", str(tmp_path)]) == 2
     assert "--credentials DIR (TLS with client certificates) or --insecure" in capsys.readouterr().err
+
+
+def test_the_control_plane_reaches_p4runtime_over_tls_and_others_do_not(creds, tmp_path: Path) -> None:
+    """The real P4Runtime server with TLS (no pipeline set, so no switch namespaces or BPF are
+    touched): the control plane's certificate arbitrates as primary through p4runtime-shell's client;
+    no certificate, a front-end's, or the slow path's (reads only) cannot."""
+    from system.controlplane.switch import SwitchConnection, SwitchRefused, SwitchUnavailable
+    from system.switch.p4rt.device import Device
+    from system.switch.p4rt.server import P4RuntimeServer
+    from system.switch.profiles import load_profile
+
+    server = P4RuntimeServer(Device(None, {1: "lo"}, tmp_path / "pins", load_profile("unlimited")), "127.0.0.1:0",
+                             credentials=creds["p4rt"])
+    server.start()
+    try:
+        conn = SwitchConnection(server.address, election_id=(0, 7), credentials=creds["controlplane"])
+        conn.connect()                                   # arbitrated, and an empty Write accepted: primary
+        assert conn.alive
+        conn.close()
+        for who in (None, "frontend", "slowpath"):
+            other = SwitchConnection(server.address, election_id=(0, 8),
+                                     credentials=creds[who] if who else None)
+            with pytest.raises((SwitchUnavailable, SwitchRefused)):
+                other.connect()
+            other.close()
+        assert server.access.refused["frontend StreamChannel"] >= 1
+        assert server.access.refused["slowpath StreamChannel"] >= 1
+    finally:
+        server.stop(unload=False)
