@@ -6,6 +6,7 @@ Uses its own small testbed (tests/data/testbed.yaml), never the user's `local` o
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -265,7 +266,7 @@ print(json.dumps(out))
 '''
 
 
-def test_miresga_management_plane_lets_no_one_in(inv, capsys):
+def test_miresga_management_plane_lets_no_one_in(inv, capsys, tmp_path):
     """Deployed with credentials (fab deploy makes them): Miresga serves byte-exact; from the load
     generator nothing of the control plane or the P4Runtime server answers without a certificate; the
     harness's monitor identity reads stats only; keys are 0600 in 0700 directories; the cookie secret
@@ -317,7 +318,24 @@ def test_miresga_management_plane_lets_no_one_in(inv, capsys):
     assert after["auth"]["handshakes_failed"] - before["auth"]["handshakes_failed"] >= 4
     assert "route" not in "".join(after["auth"]["refused"])
 
+    # what a run collects from the switch for a cell (cellstats: the monitor identity samples the stats)
+    from harness.cellstats import CellCollector
+    col = CellCollector(inv, deploy.get_system("miresga"), bpf_stats=False)
+    col.begin()
+    col.snapshot("start")
+    deadline = time.monotonic() + 60
+    while len(col.samples) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    col.snapshot("end")
+    col.finish()
+    col.close()
+    col.write(tmp_path / "cell")
+    assert col.errors == [] and len(col.samples) >= 2
+    assert col.samples[-1]["stats"]["auth"]["sessions"]["monitor"] >= 1
+
     needles = [f"{s}" for s in secrets] + [f"{s:x}" for s in secrets] + [f"{s:#x}" for s in secrets]
+    collected = "".join(p.read_text() for p in (tmp_path / "cell").rglob("*") if p.is_file())
+    assert collected and not any(re.search(rf"\b{n}\b", collected) for n in needles)
     for h in inv.hosts:
         with Remote(inv, h) as r:
             found = r.run(f"grep -rIlw {' '.join(f'-e {n}' for n in needles)} {r.workdir}/run {r.workdir}/log "
