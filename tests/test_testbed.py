@@ -293,7 +293,7 @@ def test_miresga_management_plane_lets_no_one_in(inv, capsys, tmp_path):
         assert mon.cookie_secrets()["code"] == "PERMISSION_DENIED"
     finally:
         mon.close()
-    assert before["auth"]["sessions"].get("frontend", 0) >= 2       # the front-end's secrets and offload clients
+    assert before["auth"]["sessions"].get("frontend", 0) >= 1       # the front-end's secrets fetcher (at least)
 
     probe = subprocess.run(["ip", "netns", "exec", cli, sys.executable, "-c", _MGMT_PROBE, mgmt,
                             str(deploy.CONTROLPLANE_PORT), str(inv.switch.p4runtime_port), str(monitor.ca)],
