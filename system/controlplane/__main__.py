@@ -2,7 +2,8 @@
 
     python -m system.controlplane --inventory harness/inventories/local.yaml \\
         --switch 198.19.0.2:9559 --listen 198.19.0.2:9600 --pipeline forwarding \\
-        --port-map /var/lib/miresga/local/switch/ports.yaml --stats-file cp-stats.json
+        --port-map /var/lib/miresga/local/switch/ports.yaml --stats-file cp-stats.json \\
+        --credentials /var/lib/miresga/local/switch/credentials/controlplane
 
 Connects to the switch as primary (p4runtime-shell), sets the pipeline (built here with
 system.switch.package.build_package, P4Info from p4src/), installs the static tables derived from the

@@ -3,7 +3,7 @@
 Example (what `fab deploy --system switch-only` starts on the switch host, in the switch namespace):
     python -m system.switchonly --dev cpu0 --inventory inventory.yaml --port-map port-map.yaml \\
         --rules rules.yaml --controlplane 198.19.0.2:9600 --p4runtime 198.19.0.2:9559 \\
-        --stats-file run/slowpath-stats.json
+        --stats-file run/slowpath-stats.json --credentials credentials/slowpath
 
 The VIP and the back-ends come from the inventory; each back-end's switch port and MACs (conn_in's
 `to_backend(port, smac, dmac)`) from the port map the control plane uses. Cookie secrets and the

@@ -2,7 +2,8 @@
 
 Example (deployment, inside the switch namespace):
     python -m system.switch.p4rt --address 198.19.0.2:9559 --ports 1=sw-client1,2=sw-fe1 \\
-        --profile system/switch/profiles/tofino1.yaml --pin-dir /sys/fs/bpf/mrsg-switch --device-id 1
+        --profile system/switch/profiles/tofino1.yaml --pin-dir /sys/fs/bpf/mrsg-switch --device-id 1 \\
+        --credentials /var/lib/miresga/local/switch/credentials/p4rt
 
 `--netns NS` names the namespace holding the switch ports (the target attaches its programs there);
 the gRPC socket is bound in the namespace the process runs in. `--credentials DIR` (system/credentials.py:
