@@ -14,3 +14,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "root" in item.keywords or "testbed" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def creds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """One deployment's credentials for servers on 127.0.0.1 (system/credentials.py): name ->
+    Credentials for controlplane, p4rt, frontend, slowpath, operator and monitor."""
+    from system.credentials import local_test_set
+    return dict(local_test_set(tmp_path_factory.mktemp("credentials")))

@@ -226,12 +226,13 @@ class CellCollector:
     # -- the control plane ---------------------------------------------------------------------
 
     def _cp_stats(self) -> dict[str, Any]:
+        from harness.credentials import monitor as monitor_credentials
         from system.controlplane.protocol import Client
         sw = self.inv.switch_host
         with self._cp_lock:
             if self._cp is None:
                 self._cp = Client((str(sw.mgmt_address or sw.ssh_address), dep.CONTROLPLANE_PORT), timeout=3,
-                                  name="harness-stats")
+                                  name="harness-stats", credentials=monitor_credentials(self.inv))
             try:
                 rep = self._cp.stats()
             except (OSError, ValueError):

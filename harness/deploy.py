@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from harness import credentials as creds
 from harness import testbed
 from harness.inventory import ROOT, Inventory
 from harness.remote import Remote, RemoteError, wait_for
@@ -192,7 +193,7 @@ def deploy_switch(r: Remote, inv: Inventory, pipeline: str, extra_ports: dict[in
     p4rt = f"{mgmt}:{inv.switch.p4runtime_port}"
     pin_dir = f"/sys/fs/bpf/{testbed.netns(r.host)}" if inv.kind == "local" else "/sys/fs/bpf/miresga-switch"
     py = r.python()
-    r.start("p4rt", f"{py} -m system.switch.p4rt --address {p4rt} "
+    r.start("p4rt", f"{py} -m system.switch.p4rt --address {p4rt} --credentials {creds.remote_dir(r, 'p4rt')} "
             f"--ports {','.join(f'{n}={i}' for n, i in sorted(ports.items()))} --profile {inv.switch.profile} "
             f"--pin-dir {pin_dir} --stats-file {r.workdir}/run/p4rt-stats.json")
     wait_for(lambda: r.run(f"{py} -c \"import socket; socket.create_connection(('{mgmt}', "
@@ -200,7 +201,8 @@ def deploy_switch(r: Remote, inv: Inventory, pipeline: str, extra_ports: dict[in
              r.service_pid("p4rt") is not None, 20, f"the P4Runtime server on {r.name} to listen on {p4rt}")
     r.start("controlplane", f"{py} -m system.controlplane --inventory {r.workdir}/inventory.yaml "
             f"--switch {p4rt} --listen {mgmt}:{CONTROLPLANE_PORT} --pipeline {pipeline} "
-            f"--port-map {r.workdir}/port-map.yaml --stats-file {r.workdir}/run/controlplane-stats.json")
+            f"--port-map {r.workdir}/port-map.yaml --stats-file {r.workdir}/run/controlplane-stats.json "
+            f"--credentials {creds.remote_dir(r, 'controlplane')}")
     stats = f"{r.workdir}/run/controlplane-stats.json"
 
     def ready() -> bool:
@@ -224,7 +226,8 @@ def tofino_steps(inv: Inventory, pipeline: str) -> str:
         f"  2. start the SDE's P4Runtime server (Stratum or bf_switchd with P4Runtime) on port "
         f"{inv.switch.p4runtime_port} with the ports of the inventory enabled",
         f"  3. python -m system.controlplane --inventory INVENTORY --switch localhost:{inv.switch.p4runtime_port} "
-        f"--listen 0.0.0.0:{CONTROLPLANE_PORT} --pipeline {pipeline} --port-map port-map.yaml",
+        f"--listen 0.0.0.0:{CONTROLPLANE_PORT} --pipeline {pipeline} --port-map port-map.yaml "
+        "--credentials CREDS (an identity of role controlplane: system/credentials.py, issue() / deploy_set())",
         "These steps are not executed by this harness: no SDE can be installed on the machines it was built on.",
     ])
 
@@ -291,6 +294,7 @@ def deploy_frontend(r: Remote, inv: Inventory, fastopen: bool = True) -> None:
     r.start("frontend", f"{r.python()} -m system.frontend --dev {h.data_interface} --own-mac {own} "
             f"--client-next-hop-mac {hop} --vip {inv.vip} --vip-port {inv.vip_port} {backends} "
             f"--rules {r.workdir}/rules.yaml --controlplane {mgmt}:{CONTROLPLANE_PORT} --pin-dir {pin} "
+            f"--credentials {creds.remote_dir(r, 'frontend')} "
             f"--stats-file {r.workdir}/run/frontend-stats.json" + (" --fastopen" if fastopen else ""))
     wait_for(lambda: r.run(f"test -s {r.workdir}/run/frontend-stats.json && echo ok", check=False).strip() == "ok"
              or r.service_pid("frontend") is None, 30, f"the front-end on {h.name} to start")
@@ -335,7 +339,7 @@ def deploy_slowpath(r: Remote, inv: Inventory) -> None:
             f"--port-map {r.workdir}/port-map.yaml --rules {r.workdir}/rules.yaml "
             f"--controlplane {mgmt}:{CONTROLPLANE_PORT} --p4runtime {mgmt}:{inv.switch.p4runtime_port} "
             f"--idle-timeout {o['idle_timeout']} --linger {o['linger']} --counter-interval {o['counter_interval']} "
-            f"--stats-file {stats}")
+            f"--stats-file {stats} --credentials {creds.remote_dir(r, 'slowpath')}")
     wait_for(lambda: r.run(f"test -s {stats} && echo ok", check=False).strip() == "ok"
              or r.service_pid("slowpath") is None, 40, f"the slow path on {r.name} to start")
     if r.service_pid("slowpath") is None:
@@ -477,6 +481,9 @@ def plan(inv: Inventory, system: str) -> str:
     """What `deploy` would do, host by host, without touching anything (`fab deploy --dry-run`)."""
     sysd = get_system(system)
     lines = [f"deploy {system} on {inv.name} ({inv.kind}, switch target {inv.switch.target}): {sysd.description}"]
+    if inv.switch.target == "emulated":
+        lines.append("  credentials: a new CA and one certificate per daemon (harness/credentials.py), copied "
+                     "over SSH into the switch's and front-ends' <workdir>/credentials/ (0600)")
     for h in inv.hosts:
         where = f"  {h.name} ({h.role}, ssh {h.ssh_user}@{h.ssh_address}:{h.ssh_port}, workdir {h.workdir}):"
         if h.role == "switch":
@@ -518,6 +525,11 @@ def deploy(inv: Inventory, system: str) -> System:
     undeploy(inv, quiet=True)
     log(f"deploying {system} on {inv.name}: {sysd.description}")
     try:
+        if inv.switch.target == "emulated":     # the control plane and P4Runtime server run: mutual TLS
+            with remotes(inv) as rs:
+                creds.install(inv, {r.name: r for r in rs if r.host.role in ("switch", "frontend")})
+            log(f"credentials issued (a new CA): switch and front-end hosts' {creds.REMOTE_DIR}/, "
+                f"the harness's in {creds.local_dir(inv)}")
         sysd.deploy(inv)
     except RemoteError as e:
         raise DeployError(str(e)) from None

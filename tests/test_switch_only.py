@@ -66,8 +66,11 @@ def slowpath_stats(inv, timeout: float = 60) -> dict:
 
 
 def switch_entries(inv) -> dict:
-    """conn_in/conn_out entries as the switch itself has them (P4Runtime Read), keyed by client endpoint."""
-    reader = CounterReader(f"{inv.switch_host.mgmt_address}:{inv.switch.p4runtime_port}", lambda _: None)
+    """conn_in/conn_out entries as the switch itself has them (P4Runtime Read over TLS), keyed by client
+    endpoint."""
+    from harness.credentials import monitor
+    reader = CounterReader(f"{inv.switch_host.mgmt_address}:{inv.switch.p4runtime_port}", lambda _: None,
+                           credentials=monitor(inv))      # the harness's identity: P4Runtime reads only
     try:
         return reader.read()
     finally:

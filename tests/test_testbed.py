@@ -6,6 +6,7 @@ Uses its own small testbed (tests/data/testbed.yaml), never the user's `local` o
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -212,3 +213,139 @@ def test_miresga_serves_byte_exact_objects_through_the_vip(inv):
     assert _agent_flows(inv, "tbe1") == {} and _agent_flows(inv, "tbe2") == {}
     deploy.undeploy(inv)
     assert not list(Path("/sys/fs/bpf").glob(f"{testbed.netns(inv.host('tbe1'))}-agent*/**/flows"))
+
+
+# The attacker on the load generator (issue 18): plain TCP, TLS without a client certificate, and
+# P4Runtime with either, at the switch's management address. Prints what each got (JSON).
+_MGMT_PROBE = r'''
+import json, socket, ssl, struct, sys
+import grpc
+from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
+host, port, p4port, ca = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+def frame(m):
+    b = json.dumps(m).encode()
+    return struct.pack("!I", len(b)) + b
+def drain(s):
+    got = b""
+    s.settimeout(20)
+    try:
+        while c := s.recv(65536):
+            got += c
+    except OSError:
+        pass
+    return got.decode("latin-1")
+route = {"table": "route", "key": {"dst_addr": ["198.18.1.11", 32]}, "action": "forward",
+         "params": {"port": 1, "smac": "02:00:00:00:00:01", "dmac": "02:00:00:00:00:02"}}
+out = {}
+for name, msg in (("hello", {"type": "hello"}), ("cookie_secrets", {"type": "cookie_secrets"}),
+                  ("add_route", {"type": "add", **route})):
+    with socket.create_connection((host, port), timeout=20) as s:
+        s.sendall(frame({"v": 1, "id": 1, **msg}))
+        out[name] = drain(s)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.load_verify_locations(cafile=ca)           # the CA is public; the client has no certificate of it
+try:
+    with socket.create_connection((host, port), timeout=20) as raw, ctx.wrap_socket(raw, server_hostname=host) as t:
+        t.sendall(frame({"v": 1, "id": 1, "type": "cookie_secrets"}))
+        out["tls_without_certificate"] = drain(t)
+except OSError as e:
+    out["tls_without_certificate"] = ""
+def p4_read(channel):
+    entity = p4runtime_pb2.Entity(table_entry=p4runtime_pb2.TableEntry())
+    req = p4runtime_pb2.ReadRequest(device_id=1, entities=[entity])
+    stub = p4runtime_pb2_grpc.P4RuntimeStub(channel)
+    try:
+        return ["entities: %d" % len(r.entities) for r in stub.Read(req, timeout=10)]
+    except grpc.RpcError as e:
+        return e.code().name
+with grpc.insecure_channel(f"{host}:{p4port}") as ch:
+    out["p4runtime_insecure"] = p4_read(ch)
+with grpc.secure_channel(f"{host}:{p4port}", grpc.ssl_channel_credentials(open(ca, "rb").read())) as ch:
+    out["p4runtime_tls_without_certificate"] = p4_read(ch)
+print(json.dumps(out))
+'''
+
+
+def test_miresga_management_plane_lets_no_one_in(inv, capsys, tmp_path):
+    """Deployed with credentials (fab deploy makes them): Miresga serves byte-exact; from the load
+    generator nothing of the control plane or the P4Runtime server answers without a certificate; the
+    harness's monitor identity reads stats only; keys are 0600 in 0700 directories; the cookie secret
+    is in no stats file or log of any host, nor in deploy's output."""
+    from harness import credentials as hc
+    from system.controlplane.protocol import Client
+
+    deploy.deploy(inv, "miresga")
+    deploy_output = capsys.readouterr().out
+    cli = testbed.netns(inv.host("tcli1"))
+    o = inv.catalog[0]
+    body = subprocess.run(["ip", "netns", "exec", cli, "curl", "-sf", "--max-time", "30",
+                           f"http://{inv.vip}:{inv.vip_port}{o.path}"], capture_output=True).stdout
+    assert body == object_bytes(o.name, o.size)
+
+    sw = inv.switch_host
+    mgmt = str(sw.mgmt_address)
+    monitor = hc.monitor(inv)
+    assert monitor is not None and not str(monitor.directory).startswith(str(Path(__file__).parents[1]))
+    mon = Client((mgmt, deploy.CONTROLPLANE_PORT), credentials=monitor, timeout=30)
+    try:
+        before = mon.stats()["stats"]
+        assert mon.server_hello["role"] == "monitor" and mon.server_hello["tables"] == []
+        assert mon.cookie_secrets()["code"] == "PERMISSION_DENIED"
+    finally:
+        mon.close()
+    assert before["auth"]["sessions"].get("frontend", 0) >= 1       # the front-end's secrets fetcher (at least)
+
+    probe = subprocess.run(["ip", "netns", "exec", cli, sys.executable, "-c", _MGMT_PROBE, mgmt,
+                            str(deploy.CONTROLPLANE_PORT), str(inv.switch.p4runtime_port), str(monitor.ca)],
+                           capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=300)
+    assert probe.returncode == 0, probe.stderr
+    got = json.loads(probe.stdout)
+    assert got == {"hello": "", "cookie_secrets": "", "add_route": "", "tls_without_certificate": "",
+                   "p4runtime_insecure": "UNAVAILABLE", "p4runtime_tls_without_certificate": "UNAVAILABLE"}, got
+
+    with Remote(inv, sw) as r:
+        creds_dir = f"{r.workdir}/{hc.REMOTE_DIR}"
+        modes = r.run(f"stat -c '%a %n' {creds_dir} {creds_dir}/* {creds_dir}/*/*").split("\n")
+        for line in filter(None, modes):
+            mode, name = line.split(" ", 1)
+            assert mode == ("600" if name.endswith((".key", ".crt")) else "700"), line
+        ask = ("from system.controlplane.protocol import Client; from system.credentials import Credentials; "
+               f"c = Client(('{mgmt}', {deploy.CONTROLPLANE_PORT}), "
+               f"credentials=Credentials.load('{creds_dir}/operator')); "
+               "s = c.cookie_secrets(); print(s['current'], s['previous'] or s['current']); c.close()")
+        secrets = [int(v) for v in r.run(f"cd {r.workdir} && {r.python()} -c \"{ask}\"").split()]
+    after = _cp_stats_over_ssh(inv)
+    assert after["auth"]["handshakes_failed"] - before["auth"]["handshakes_failed"] >= 4
+    assert "route" not in "".join(after["auth"]["refused"])
+
+    # what a run collects from the switch for a cell (cellstats: the monitor identity samples the stats)
+    from harness.cellstats import CellCollector
+    col = CellCollector(inv, deploy.get_system("miresga"), bpf_stats=False)
+    col.begin()
+    col.snapshot("start")
+    deadline = time.monotonic() + 60
+    while len(col.samples) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    col.snapshot("end")
+    col.finish()
+    col.close()
+    col.write(tmp_path / "cell")
+    assert col.errors == [] and len(col.samples) >= 2
+    assert col.samples[-1]["stats"]["auth"]["sessions"]["monitor"] >= 1
+
+    needles = [f"{s}" for s in secrets] + [f"{s:x}" for s in secrets] + [f"{s:#x}" for s in secrets]
+    collected = "".join(p.read_text() for p in (tmp_path / "cell").rglob("*") if p.is_file())
+    assert collected and not any(re.search(rf"\b{n}\b", collected) for n in needles)
+    for h in inv.hosts:
+        with Remote(inv, h) as r:
+            found = r.run(f"grep -rIlw {' '.join(f'-e {n}' for n in needles)} {r.workdir}/run {r.workdir}/log "
+                          "2>/dev/null", check=False)
+            assert found.strip() == "", f"{h.name}: the cookie secret is in {found}"
+    assert not any(n in deploy_output for n in needles[:2])
+    assert not any(n in json.dumps(after) for n in needles[:2])
+    deploy.undeploy(inv)
+
+
+def _cp_stats_over_ssh(inv) -> dict:
+    with Remote(inv, inv.switch_host) as r:
+        return json.loads(r.run(f"cat {r.workdir}/run/controlplane-stats.json"))

@@ -2,7 +2,8 @@
 
     python -m system.controlplane --inventory harness/inventories/local.yaml \\
         --switch 198.19.0.2:9559 --listen 198.19.0.2:9600 --pipeline forwarding \\
-        --port-map /var/lib/miresga/local/switch/ports.yaml --stats-file cp-stats.json
+        --port-map /var/lib/miresga/local/switch/ports.yaml --stats-file cp-stats.json \\
+        --credentials /var/lib/miresga/local/switch/credentials/controlplane
 
 Connects to the switch as primary (p4runtime-shell), sets the pipeline (built here with
 system.switch.package.build_package, P4Info from p4src/), installs the static tables derived from the
@@ -11,6 +12,13 @@ pipelines miresga and switch_only it also owns the SYN cookie secret: drawn at s
 switch, rotated every --cookie-rotation-s, served to front-ends and the switch-only slow path
 (request `cookie_secrets`); with switch_only it sets slow_path's CPU port (inventory switch.cpu_port).
 SIGTERM/SIGINT stop it (pending requests are acknowledged UNAVAILABLE).
+
+Authentication (docs/controlplane-protocol.md): `--credentials DIR` (the control plane's identity,
+written by `fab deploy`: ca.crt, identity.crt, identity.key) makes both channels mutual TLS: clients
+of --listen must present a certificate of the deployment's CA (their role decides what they may do,
+rights.py), and the P4Runtime channel to --switch uses the same certificate. Without it the daemon
+refuses to start unless `--insecure` (tests only: plain TCP, insecure P4Runtime, every client the
+operator) is given.
 """
 
 from __future__ import annotations
@@ -49,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cookie-rotation-s", type=float, default=60.0,
                     help="SYN cookie secret rotation period (pipelines with a syn_cookie table)")
     ap.add_argument("--stats-file", type=Path, default=None)
+    ap.add_argument("--credentials", type=Path, default=None,
+                    help="directory of the control plane's TLS identity (ca.crt, identity.crt, identity.key)")
+    ap.add_argument("--insecure", action="store_true",
+                    help="plain TCP for front-ends and an insecure P4Runtime channel (tests only)")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -61,6 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     from system.switch.package import build_package
     from system.switch.tables import load_p4info
 
+    if (args.credentials is None) == (not args.insecure):
+        print("error: give --credentials DIR (mutual TLS) or --insecure (tests only), not both", file=sys.stderr)
+        return 2
+    from system.credentials import CredentialError, Credentials
+    try:
+        creds = Credentials.load(args.credentials) if args.credentials else None
+    except CredentialError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         inventory = load_inventory(args.inventory)
         static = static_entries(args.pipeline, inventory, load_port_map(args.port_map))
@@ -75,10 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = ControllerConfig(switch=args.switch, p4info=p4info, device_config=package, static=static,
                            device_id=args.device_id, election_id=(0, args.election_id),
                            window_s=args.window_ms / 1e3, max_batch=args.max_batch,
-                           request_timeout_s=args.request_timeout, cookie_rotation_s=args.cookie_rotation_s)
+                           request_timeout_s=args.request_timeout, cookie_rotation_s=args.cookie_rotation_s,
+                           credentials=creds)
     controller = Controller(cfg)
     try:
-        server = FrontendServer(args.listen, controller, args.pipeline)
+        server = FrontendServer(args.listen, controller, args.pipeline, credentials=creds)
     except OSError as e:
         print(f"error: cannot listen on {args.listen}: {e}", file=sys.stderr)
         return 1

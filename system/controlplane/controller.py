@@ -50,6 +50,7 @@ from system.controlplane.switch import (
     SwitchUnavailable,
     WireUpdate,
 )
+from system.credentials import Credentials
 
 log = logging.getLogger(__name__)
 Reply = Callable[[dict[str, Any]], None]
@@ -83,6 +84,7 @@ class ControllerConfig:
     cookie_table: str = "syn_cookie"
     cookie_action: str = "set_cookie_secret"
     cookie_param: str = "secret"
+    credentials: Credentials | None = None        # P4Runtime over TLS with this client certificate
 
 
 class CookieSecrets:
@@ -135,6 +137,9 @@ class Stats:
         self.multi_update_writes = 0
         self.largest_batch = 0
         self.recent: collections.deque[tuple[float, str]] = collections.deque(maxlen=1_000_000)
+        self.sessions: collections.Counter[str] = collections.Counter()      # authenticated, by role
+        self.refused: collections.Counter[str] = collections.Counter()       # "role op table" -> n
+        self.handshakes_failed = 0
 
     def snapshot(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -153,6 +158,8 @@ class Stats:
                 "request_latency_us": _percentiles(self.request_latency),
                 "queue_latency_us": _percentiles(self.queue_latency),
                 "write_latency_us": _percentiles(self.write_latency),
+                "auth": {"sessions": dict(self.sessions), "handshakes_failed": self.handshakes_failed,
+                         "refused": dict(self.refused), "refused_total": sum(self.refused.values())},
             }
 
 
@@ -180,7 +187,7 @@ class Controller:
         self.cookie = int.from_bytes(hashlib.sha256(cfg.p4info.SerializeToString(deterministic=True)
                                                     + cfg.device_config).digest()[:8], "big") >> 1
         self.static_updates = [self._static_update(t, k, a, p) for t, k, a, p in cfg.static]
-        self.conn = SwitchConnection(cfg.switch, cfg.device_id, cfg.election_id)
+        self.conn = SwitchConnection(cfg.switch, cfg.device_id, cfg.election_id, credentials=cfg.credentials)
         self.queue: queue.Queue[Op | None] = queue.Queue()
         self.stats = Stats(cfg.latency_samples)
         self.state: dict[tuple[int, bytes], p4runtime_pb2.Update] = {}   # acknowledged offload entries
@@ -219,6 +226,25 @@ class Controller:
             return
         alias = self.codec.index.table(u.ident[0]).alias
         self.queue.put(Op(rid, op, u, u.ident, alias, reply, received))
+
+    def refuse(self, rid: int, reply: Reply, name: str, role: str, op: str, table: str) -> None:
+        """Acks an entry request PERMISSION_DENIED at once (not queued): `role` may not do it."""
+        with self.stats.lock:
+            self.stats.requests[op] += 1
+            self.stats.refused[f"{role} {op} {table}"] += 1
+        self._ack_now(rid, reply, "PERMISSION_DENIED",
+                      f"identity {name} (role {role}) may not {op} entries of table {table}", time.monotonic())
+
+    def count_auth(self, role: str | None = None, refused: str | None = None, handshake_failed: bool = False) -> None:
+        """Counts an authenticated session (`role`), a refused request (`refused`: "role what") or a
+        failed TLS handshake."""
+        with self.stats.lock:
+            if role is not None:
+                self.stats.sessions[role] += 1
+            if refused is not None:
+                self.stats.refused[refused] += 1
+            if handshake_failed:
+                self.stats.handshakes_failed += 1
 
     def occupancy(self) -> dict[str, int]:
         occ: collections.Counter[str] = collections.Counter()

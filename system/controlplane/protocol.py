@@ -4,7 +4,8 @@ Documented in docs/controlplane-protocol.md. A frame is a 4-byte big-endian unsi
 by that many bytes of UTF-8 JSON: one object per frame, at most MAX_FRAME bytes. Every object has
 "v" (the protocol version, 1), "type" and, for requests, "id" (an integer the client chooses; the
 reply carries it back). Requests: hello, add, modify, delete, stats, cookie_secrets. Replies: hello,
-ack, stats, cookie_secrets, error.
+ack, stats, cookie_secrets, error. Frames travel inside mutual TLS (`connect` with an identity's
+`Credentials`, system/credentials.py); what a client may ask depends on its role (rights.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import struct
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+
+from system.credentials import Credentials, client_stream
 
 VERSION = 1
 MAX_FRAME = 1 << 20
@@ -44,7 +47,19 @@ def decode_body(body: bytes) -> dict[str, Any]:
     return msg
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+def connect(address: tuple[str, int], timeout: float | None,
+            credentials: Credentials | None) -> Any:
+    """A connection to the control plane: TLS with this identity's certificate (`credentials`), or
+    plain TCP (None: only a server started with --insecure, in tests, accepts it). Has recv, sendall,
+    settimeout, shutdown and close."""
+    if credentials is not None:
+        return client_stream(address, credentials, timeout)
+    sock = socket.create_connection(address, timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _recv_exact(sock: Any, n: int) -> bytes | None:
     buf = bytearray()
     while len(buf) < n:
         chunk = sock.recv(n - len(buf))
@@ -56,7 +71,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     return bytes(buf)
 
 
-def read_frame(sock: socket.socket) -> dict[str, Any] | None:
+def read_frame(sock: Any) -> dict[str, Any] | None:
     """The next message, or None at a clean end of stream."""
     head = _recv_exact(sock, _LEN.size)
     if head is None:
@@ -73,7 +88,7 @@ def read_frame(sock: socket.socket) -> dict[str, Any] | None:
 class FrameReader:
     """`read_frame` with a receive buffer: one recv for as many frames as have arrived."""
 
-    def __init__(self, sock: socket.socket, chunk: int = 65536) -> None:
+    def __init__(self, sock: Any, chunk: int = 65536) -> None:
         self.sock, self.chunk = sock, chunk
         self.buf = bytearray()
 
@@ -149,9 +164,9 @@ def validate_request(msg: dict[str, Any]) -> dict[str, Any] | EntryRequest:
 class Client:
     """A blocking client of the control plane (used by tests, the benchmark and the front-end)."""
 
-    def __init__(self, address: tuple[str, int], timeout: float = 10.0, name: str = "client") -> None:
-        self.sock = socket.create_connection(address, timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, address: tuple[str, int], timeout: float = 10.0, name: str = "client",
+                 credentials: Credentials | None = None) -> None:
+        self.sock = connect(address, timeout, credentials)
         self._next = 0
         self._lock = threading.Lock()
         self.server_hello = self.call({"type": "hello", "client": name})

@@ -17,8 +17,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from system.controlplane import protocol
+from system.controlplane import protocol, rights
 from system.controlplane.controller import Controller
+from system.credentials import HANDSHAKE_TIMEOUT_S, Credentials, TLSStream, peer_identity
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class Replier:
 
     __slots__ = ("_lock", "sock")
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: Any) -> None:
         self.sock = sock
         self._lock = threading.Lock()
 
@@ -47,12 +48,34 @@ class _Handler(socketserver.BaseRequestHandler):
     server: FrontendServer
 
     def handle(self) -> None:
-        sock: socket.socket = self.request
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        raw: socket.socket = self.request
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        srv, ctl = self.server, self.server.controller
+        if srv.tls is None:                  # --insecure (tests): every client is the operator
+            self._serve(raw, "insecure", rights.INSECURE_ROLE)
+            return
+        try:
+            raw.settimeout(HANDSHAKE_TIMEOUT_S)
+            tls = srv.tls.wrap_socket(raw, server_side=True)
+        except OSError as e:                 # ssl.SSLError included: no certificate, another CA, ...
+            ctl.count_auth(handshake_failed=True)
+            log.warning("refused a connection from %s:%s: TLS handshake failed: %s", *self.client_address[:2], e)
+            return
+        name, role = peer_identity(tls)
+        ctl.count_auth(role=role)
+        log.info("session of %s (role %s) from %s", name, role, self.client_address[0])
+        stream = TLSStream(tls)
+        try:
+            self._serve(stream, name, role)
+        finally:
+            stream.close()
+
+    def _serve(self, sock: Any, name: str, role: str) -> None:
         reply = Replier(sock)
         reader = protocol.FrameReader(sock)
-
         ctl = self.server.controller
+        may = rights.rights_of(role)
+        aliases = [t.alias for t in ctl.codec.index.tables.values()]
         while True:
             raw: dict[str, Any] | None = None
             try:
@@ -71,11 +94,22 @@ class _Handler(socketserver.BaseRequestHandler):
             except OSError:
                 return
             if isinstance(msg, protocol.EntryRequest):
-                ctl.submit(msg.id, msg.op, msg.table, msg.key, msg.action, msg.params, reply)
+                try:
+                    alias = ctl.codec.index.table_by_name(msg.table).alias
+                except KeyError:
+                    alias = msg.table
+                if may.may_write(msg.op, alias):
+                    ctl.submit(msg.id, msg.op, msg.table, msg.key, msg.action, msg.params, reply)
+                else:
+                    ctl.refuse(msg.id, reply, name, role, msg.op, alias)
             elif msg["type"] == "hello":
                 reply({"v": protocol.VERSION, "type": "hello", "id": msg["id"],
                        "server": "miresga-controlplane", "pipeline": self.server.pipeline,
-                       "tables": sorted(t.alias for t in ctl.codec.index.tables.values())})
+                       "identity": name, "role": role, "tables": may.writable(aliases)})
+            elif not getattr(may, msg["type"]):       # cookie_secrets, stats
+                ctl.count_auth(refused=f"{role} {msg['type']}")
+                reply({"v": protocol.VERSION, "type": "error", "id": msg["id"], "code": "PERMISSION_DENIED",
+                       "message": f"identity {name} (role {role}) may not read {msg['type']}"})
             elif msg["type"] == "cookie_secrets":
                 sec = ctl.cookie_secrets()
                 if sec is None:    # not a protocol error: the connection stays open
@@ -88,12 +122,18 @@ class _Handler(socketserver.BaseRequestHandler):
 
 
 class FrontendServer(socketserver.ThreadingTCPServer):
+    """`credentials`: the control plane's own identity; clients must present a certificate of the
+    same deployment CA (mutual TLS), and their role decides what they may do (rights.py). None
+    (tests, `--insecure`): plain TCP, every client the operator."""
+
     allow_reuse_address = True
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], controller: Controller, pipeline: str) -> None:
+    def __init__(self, address: tuple[str, int], controller: Controller, pipeline: str,
+                 credentials: Credentials | None = None) -> None:
         self.controller = controller
         self.pipeline = pipeline
+        self.tls = credentials.server_context() if credentials is not None else None
         super().__init__(address, _Handler)
 
     @property

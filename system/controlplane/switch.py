@@ -31,6 +31,7 @@ from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2
 from p4runtime_sh.p4runtime import P4RuntimeClient
 
+from system.credentials import Credentials
 from system.switch.p4rt import wire
 from system.switch.p4rt.codec import ActionInfo, Key, P4InfoIndex, TableInfo, decode_match, encode_entry
 from system.switch.p4rt.errors import code_name, parse_details
@@ -92,8 +93,9 @@ class WireUpdate:
 
 class SwitchConnection:
     def __init__(self, address: str, device_id: int = 1, election_id: tuple[int, int] = (0, 1),
-                 role: str | None = None) -> None:
+                 role: str | None = None, credentials: Credentials | None = None) -> None:
         self.address = address
+        self.credentials = credentials      # TLS with this client certificate; None: insecure channel
         self.device_id = device_id
         self.election_id = election_id
         self.role = role
@@ -105,13 +107,17 @@ class SwitchConnection:
     def connect(self) -> None:
         """Opens the stream and arbitrates; raises SwitchUnavailable or SwitchRefused (not primary)."""
         self.close()
-        with grpc.insecure_channel(self.address) as ch:
+        creds = self.credentials
+        with (grpc.secure_channel(self.address, creds.grpc_channel_credentials()) if creds
+              else grpc.insecure_channel(self.address)) as ch:
             try:
                 grpc.channel_ready_future(ch).result(timeout=2)
             except grpc.FutureTimeoutError:
-                raise SwitchUnavailable(f"{self.address} does not answer") from None
+                raise SwitchUnavailable(f"{self.address} does not answer"
+                                        + (" (or refuses our TLS client certificate)" if creds else "")) from None
         try:
-            self.client = _Client(self.device_id, self.address, self.election_id, self.role)
+            self.client = _Client(self.device_id, self.address, self.election_id, self.role,
+                                  creds.p4runtime_sh_options() if creds else None)
         except SwitchUnavailable:
             raise SwitchUnavailable(f"no arbitration reply from {self.address}") from None
         self._write_raw = self.client.channel.unary_unary(          # bytes in: see write()

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from system import rules
+from system.credentials import CredentialError, Credentials
 from system.frontend.balancer import Backend, Balancer
 from system.frontend.cpsecrets import SecretsFetcher, SecretsUnavailable
 from system.frontend.daemon import Daemon
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--secrets-file", type=Path, help="tests: JSON {current, previous}, re-read every second")
     ap.add_argument("--controlplane", help="HOST:PORT of the switch control plane (offload requests and, "
                     "unless --secret/--secrets-file is given, the cookie secrets)")
+    ap.add_argument("--credentials", type=Path,
+                    help="directory of this front-end's TLS identity for the control plane (ca.crt, identity.crt, "
+                    "identity.key; written by fab deploy); without it the connection is plain TCP, which only "
+                    "a control plane started with --insecure accepts")
     ap.add_argument("--secrets-interval", type=float, default=1.0,
                     help="seconds between cookie secret fetches from the control plane")
     ap.add_argument("--secrets-wait", type=float, default=30.0,
@@ -69,13 +74,20 @@ def main(argv: list[str] | None = None) -> int:
         if not port.isdigit():
             ap.error(f"--controlplane {args.controlplane!r} is not HOST:PORT")
         cp_address = (host, int(port))
+    creds = None
+    if args.credentials is not None:
+        try:
+            creds = Credentials.load(args.credentials)
+        except CredentialError as e:
+            ap.error(str(e))
     fetcher = None
     if args.secrets_file:
         secrets = Secrets(*read_secrets(args.secrets_file))
     elif args.secret is not None:
         secrets = Secrets(args.secret, args.previous_secret)
     elif cp_address is not None:
-        fetcher = SecretsFetcher(cp_address, name=f"frontend-{args.dev}", interval=args.secrets_interval)
+        fetcher = SecretsFetcher(cp_address, name=f"frontend-{args.dev}", interval=args.secrets_interval,
+                                 credentials=creds)
         try:
             secrets = fetcher.wait_first(args.secrets_wait)
         except SecretsUnavailable as e:
@@ -87,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     ruleset = rules.load(args.rules, tuple(backends))
     offload = None
     if cp_address is not None:
-        offload = OffloadClient(cp_address, name=f"frontend-{args.dev}")
+        offload = OffloadClient(cp_address, name=f"frontend-{args.dev}", credentials=creds)
     fastpath = FastPath(args.netns, args.dev, args.punt_dev, args.pin_dir)
     fastpath.start(args.vip, args.vip_port)
     try:

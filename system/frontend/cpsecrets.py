@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from system.controlplane.protocol import Client, ProtocolError, parse_cookie_secrets
+from system.credentials import Credentials
 from system.frontend.syncookie import Secrets
 
 
@@ -28,8 +29,9 @@ class SecretsUnavailable(RuntimeError):
 class SecretsFetcher:
     def __init__(self, address: tuple[str, int], name: str = "frontend", interval: float = 1.0,
                  timeout: float = 2.0, min_refetch_s: float = 0.1,
-                 failures: Callable[[], int] | None = None) -> None:
+                 failures: Callable[[], int] | None = None, credentials: Credentials | None = None) -> None:
         self.address, self.name = address, name
+        self.credentials = credentials    # this daemon's identity (mutual TLS); None: plain TCP
         self.interval, self.timeout, self.min_refetch_s = interval, timeout, min_refetch_s
         self.failures = failures          # may be set after construction (the engine comes later)
         self.secrets: Secrets | None = None
@@ -47,7 +49,8 @@ class SecretsFetcher:
         with self._lock:
             try:
                 if self._client is None:
-                    self._client = Client(self.address, timeout=self.timeout, name=f"{self.name}-secrets")
+                    self._client = Client(self.address, timeout=self.timeout, name=f"{self.name}-secrets",
+                                          credentials=self.credentials)
                     self.counters["connected"] += 1
                 cur, prev = parse_cookie_secrets(self._client.call({"type": "cookie_secrets"}))
             except (OSError, ProtocolError) as e:

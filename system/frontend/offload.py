@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from system.controlplane.protocol import VERSION, ProtocolError, encode, read_frame
+from system.controlplane.protocol import VERSION, ProtocolError, connect, encode, read_frame
+from system.credentials import Credentials
 from system.frontend.packets import ip_str
 
 TABLE = "offload"
@@ -28,19 +29,20 @@ AckCallback = Callable[[str, float], None]     # (ack code, seconds from request
 
 class OffloadClient:
     def __init__(self, address: tuple[str, int], name: str = "frontend", timeout: float = 5.0,
-                 reconnect_interval: float = 1.0) -> None:
+                 reconnect_interval: float = 1.0, credentials: Credentials | None = None) -> None:
         self.address, self.name, self.timeout = address, name, timeout
+        self.credentials = credentials     # this front-end's identity (mutual TLS); None: plain TCP
         self.reconnect_interval = reconnect_interval
         self.counters: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
+        self._sock: Any = None             # a socket, or a credentials.TLSStream
         self._next_id = 0
         self._pending: dict[int, tuple[str, float, AckCallback | None]] = {}
         self._last_attempt = 0.0
         self._reader: threading.Thread | None = None
         self.latencies_ms: collections.deque[float] = collections.deque(maxlen=10000)
 
-    def _connect(self) -> socket.socket | None:
+    def _connect(self) -> Any:
         if self._sock is not None:
             return self._sock
         now = time.monotonic()
@@ -48,8 +50,7 @@ class OffloadClient:
             return None
         self._last_attempt = now
         try:
-            sock = socket.create_connection(self.address, timeout=self.timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = connect(self.address, self.timeout, self.credentials)
             sock.sendall(encode({"v": VERSION, "type": "hello", "id": 0, "client": self.name}))
             sock.settimeout(None)
         except OSError:
@@ -61,7 +62,7 @@ class OffloadClient:
         self._reader.start()
         return sock
 
-    def _read(self, sock: socket.socket) -> None:
+    def _read(self, sock: Any) -> None:
         while True:
             try:
                 msg = read_frame(sock)

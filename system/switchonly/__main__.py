@@ -3,7 +3,7 @@
 Example (what `fab deploy --system switch-only` starts on the switch host, in the switch namespace):
     python -m system.switchonly --dev cpu0 --inventory inventory.yaml --port-map port-map.yaml \\
         --rules rules.yaml --controlplane 198.19.0.2:9600 --p4runtime 198.19.0.2:9559 \\
-        --stats-file run/slowpath-stats.json
+        --stats-file run/slowpath-stats.json --credentials credentials/slowpath
 
 The VIP and the back-ends come from the inventory; each back-end's switch port and MACs (conn_in's
 `to_backend(port, smac, dmac)`) from the port map the control plane uses. Cookie secrets and the
@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 
 from system import rules
+from system.credentials import Credentials
 from system.frontend.balancer import Backend, Balancer
 from system.frontend.cpsecrets import SecretsFetcher, SecretsUnavailable
 from system.frontend.engine import Config, FrontEnd
@@ -74,15 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--linger", type=float, default=2.0, help="seconds a closed connection keeps its entries")
     ap.add_argument("--install-timeout", type=float, default=5.0)
     ap.add_argument("--stats-file", type=Path)
+    ap.add_argument("--credentials", type=Path,
+                    help="directory of the slow path's TLS identity (ca.crt, identity.crt, identity.key; written "
+                    "by fab deploy) for the control plane and P4Runtime; without it both are plain (tests)")
     args = ap.parse_args(argv)
 
     try:
         vip, vip_port, backends, ports = backends_from(args.inventory, args.port_map)
         ruleset = rules.load(args.rules, tuple(backends))
-    except (OSError, ValueError) as e:
+        creds = Credentials.load(args.credentials) if args.credentials else None
+    except (OSError, ValueError) as e:          # CredentialError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
-    fetcher = SecretsFetcher(args.controlplane, name="slowpath", interval=1.0)
+    fetcher = SecretsFetcher(args.controlplane, name="slowpath", interval=1.0, credentials=creds)
     try:
         secrets = fetcher.wait_first(args.secrets_wait)
     except SecretsUnavailable as e:
@@ -90,14 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     sock = open_cpu_socket(args.dev, args.netns)
     own_mac = mac_str(sock.getsockname()[4])
-    client = OffloadClient(args.controlplane, name="slowpath")
+    client = OffloadClient(args.controlplane, name="slowpath", credentials=creds)
     box: dict[str, SlowPath] = {}
     table = ConnTable(client, vip, vip_port, ports, wake=lambda: box["sp"].wake() if "sp" in box else None)
     cfg = Config(vip=vip, vip_port=vip_port, own_mac=own_mac, client_next_hop_mac=own_mac, fastopen=False,
                  idle_timeout=args.idle_timeout, linger=args.linger, learn_delta=True, pin_backend=True,
                  install_timeout=args.install_timeout)
     engine = FrontEnd(cfg, Balancer(ruleset, backends), secrets, conn_table=table)
-    reader = CounterReader(args.p4runtime, table.set_activity, args.counter_interval) if args.p4runtime else None
+    reader = (CounterReader(args.p4runtime, table.set_activity, args.counter_interval, credentials=creds)
+              if args.p4runtime else None)
     extra = {"controlplane_client": client, "cookie_secrets": fetcher}
     if reader is not None:
         extra["counter_reads"] = reader

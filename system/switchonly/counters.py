@@ -22,6 +22,7 @@ from collections.abc import Callable
 import grpc
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
+from system.credentials import Credentials
 from system.switch.p4rt.codec import P4InfoIndex, TableInfo, decode_match
 
 Key = tuple[bytes, int]
@@ -40,8 +41,9 @@ def client_key(table: str, key: dict[str, object]) -> Key:
 class CounterReader:
     def __init__(self, address: str, publish: Callable[[dict[Key, float]], None], interval: float = 1.0,
                  device_id: int = 1, tables: tuple[str, ...] = ("conn_in", "conn_out"),
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, credentials: Credentials | None = None) -> None:
         self.address, self.publish, self.interval = address, publish, interval
+        self.credentials = credentials    # P4Runtime over TLS with this client certificate; None: insecure
         self.device_id, self.table_names, self.clock = device_id, tables, clock
         self.counters: collections.Counter[str] = collections.Counter()
         self.last_error = ""
@@ -55,7 +57,8 @@ class CounterReader:
 
     def _connect(self) -> p4runtime_pb2_grpc.P4RuntimeStub:
         if self._stub is None:
-            self._channel = grpc.insecure_channel(self.address)
+            self._channel = (grpc.secure_channel(self.address, self.credentials.grpc_channel_credentials())
+                             if self.credentials else grpc.insecure_channel(self.address))
             self._stub = p4runtime_pb2_grpc.P4RuntimeStub(self._channel)
         if not self._tables:
             req = p4runtime_pb2.GetForwardingPipelineConfigRequest(

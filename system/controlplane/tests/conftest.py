@@ -24,8 +24,9 @@ def switch_ns() -> Iterator[SwitchNamespaces]:
 
 
 @pytest.fixture
-def switch_proc(switch_ns: SwitchNamespaces, tmp_path: Path) -> Iterator[SwitchProcess]:
-    sp = SwitchProcess(switch_ns, free_port(), log=tmp_path / "p4rt.log").start()
+def switch_proc(switch_ns: SwitchNamespaces, tmp_path: Path, creds) -> Iterator[SwitchProcess]:
+    """The P4Runtime server over TLS with client certificates (identities: the `creds` fixture)."""
+    sp = SwitchProcess(switch_ns, free_port(), log=tmp_path / "p4rt.log", identities=creds).start()
     try:
         yield sp
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import socket
 import struct
 import threading
 import time
@@ -41,9 +40,11 @@ class CP:
         static = static_entries("forwarding", load_inventory("local"), parse_port_map(PORT_MAP))
         self.cfg = ControllerConfig(switch=switch_proc.address, p4info=p4info, device_config=package,
                                     static=static, window_s=window_s, max_batch=max_batch,
-                                    request_timeout_s=request_timeout_s, reconnect_s=0.2)
+                                    request_timeout_s=request_timeout_s, reconnect_s=0.2,
+                                    credentials=switch_proc.creds("controlplane"))
         self.controller = Controller(self.cfg)
-        self.server = FrontendServer(("127.0.0.1", 0), self.controller, "forwarding")
+        self.server = FrontendServer(("127.0.0.1", 0), self.controller, "forwarding",
+                                     credentials=switch_proc.creds("controlplane"))
         self.stats = StatsFile(self.controller, stats_file, interval=0.2) if stats_file else None
         self.switch_proc = switch_proc
         self.controller.start()
@@ -53,7 +54,7 @@ class CP:
         assert self.controller.connected.wait(20), "control plane did not connect"
 
     def client(self) -> protocol.Client:
-        return protocol.Client(self.server.address, name="test")
+        return protocol.Client(self.server.address, name="test", credentials=self.switch_proc.creds("operator"))
 
     def tables(self) -> PipelineTables:
         return PipelineTables(pipeline_spec("forwarding"), self.switch_proc.pin_dir)
@@ -172,11 +173,14 @@ def test_errors_are_reported_back_and_counted(cp: CP) -> None:
     (struct.pack("!I", protocol.MAX_FRAME + 1), "exceeds"),
 ], ids=["bad json", "version", "type", "oversized"])
 def test_malformed_frames_get_an_error_and_the_connection_closes(cp: CP, frame: bytes, needle: str) -> None:
-    with socket.create_connection(cp.server.address, timeout=5) as s:
+    s = protocol.connect(cp.server.address, 5, cp.switch_proc.creds("operator"))
+    try:
         s.sendall(frame)
         rep = protocol.read_frame(s)
         assert rep is not None and rep["type"] == "error" and needle in rep["message"], rep
         assert s.recv(1) == b""
+    finally:
+        s.close()
 
 
 def test_stats_file(switch_proc, forwarding, tmp_path: Path) -> None:

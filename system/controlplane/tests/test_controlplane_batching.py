@@ -94,10 +94,11 @@ def test_requests_queued_during_a_write_share_the_next(switch_proc, forwarding) 
 
 
 @pytest.fixture
-def paced_switch(switch_ns, tmp_path: Path) -> Iterator[SwitchProcess]:
+def paced_switch(switch_ns, tmp_path: Path, creds) -> Iterator[SwitchProcess]:
     profile = tmp_path / "paced.yaml"
     profile.write_text("name: paced\ninsertion: {rate: 1000, burst: 1, write_latency_us: 100}\n")
-    sp = SwitchProcess(switch_ns, free_port(), profile=str(profile), log=tmp_path / "p4rt.log").start()
+    sp = SwitchProcess(switch_ns, free_port(), profile=str(profile), log=tmp_path / "p4rt.log",
+                       identities=creds).start()
     try:
         yield sp
     finally:

@@ -103,9 +103,10 @@ def _controller(pipeline: str, switch: str = "127.0.0.1:1", **kw) -> Controller:
 
 
 @pytest.fixture
-def cp_miresga() -> Iterator[tuple[Controller, FrontendServer]]:
+def cp_miresga(creds) -> Iterator[tuple[Controller, FrontendServer]]:
     ctl = _controller("miresga", cookie_rotation_s=60)
-    srv = FrontendServer(("127.0.0.1", 0), ctl, "miresga")
+    srv = FrontendServer(("127.0.0.1", 0), ctl, "miresga", credentials=creds["controlplane"])
+    srv.creds = creds
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         yield ctl, srv
@@ -116,7 +117,7 @@ def cp_miresga() -> Iterator[tuple[Controller, FrontendServer]]:
 
 def test_cookie_secrets_round_trip(cp_miresga) -> None:
     ctl, srv = cp_miresga
-    cli = protocol.Client(srv.address)
+    cli = protocol.Client(srv.address, credentials=srv.creds["operator"])
     try:
         t0 = time.time()
         rep = cli.cookie_secrets()
@@ -140,12 +141,12 @@ def test_secrets_are_random_32_bit_values() -> None:
     assert len(drawn) == 20 and all(0 <= s < 1 << 32 for s in drawn)
 
 
-def test_cookie_secrets_without_a_cookie_table_is_an_error_that_keeps_the_connection() -> None:
+def test_cookie_secrets_without_a_cookie_table_is_an_error_that_keeps_the_connection(creds) -> None:
     ctl = _controller("forwarding")
     assert ctl.cookie_secrets() is None
-    srv = FrontendServer(("127.0.0.1", 0), ctl, "forwarding")
+    srv = FrontendServer(("127.0.0.1", 0), ctl, "forwarding", credentials=creds["controlplane"])
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    cli = protocol.Client(srv.address)
+    cli = protocol.Client(srv.address, credentials=creds["operator"])
     try:
         rep = cli.cookie_secrets()
         assert rep["type"] == "error" and rep["code"] == "FAILED_PRECONDITION" and "syn_cookie" in rep["message"]
@@ -186,8 +187,10 @@ class MiresgaCP:
         self.static = static
         self.controller = Controller(ControllerConfig(
             switch=switch_proc.address, p4info=p4info, device_config=package, static=static, window_s=0.002,
-            reconnect_s=0.2, request_timeout_s=30, cookie_rotation_s=rotation_s))
-        self.server = FrontendServer(("127.0.0.1", 0), self.controller, "miresga")
+            reconnect_s=0.2, request_timeout_s=30, cookie_rotation_s=rotation_s,
+            credentials=switch_proc.creds("controlplane")))
+        self.server = FrontendServer(("127.0.0.1", 0), self.controller, "miresga",
+                                     credentials=switch_proc.creds("controlplane"))
         self.switch_proc = switch_proc
         self.controller.start()
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -231,7 +234,7 @@ def test_static_tables_secret_and_offload_in_the_switch(switch_proc, miresga_pip
             d = t.get_default("syn_cookie")
             assert d.action == "set_cookie_secret" and d.params == {"secret": c.controller.secrets.current}
         # an offload add in the front-end's format (system/frontend/offload.py), then its delete
-        cli = protocol.Client(c.server.address)
+        cli = protocol.Client(c.server.address, credentials=switch_proc.creds("frontend"))
         try:
             key = {"client_addr": "198.18.0.11", "client_port": 40000}
             rep = cli.add("offload", key, "to_backend", {"index": 2})
@@ -241,7 +244,8 @@ def test_static_tables_secret_and_offload_in_the_switch(switch_proc, miresga_pip
             assert cli.delete("offload", key)["code"] == "OK"
             with c.tables() as t:
                 assert t.count("offload") == 0
-            st = cli.stats()["stats"]
+            assert cli.stats()["code"] == "PERMISSION_DENIED"      # a front-end may not read the stats
+            st = c.controller.snapshot()
             assert st["cookie"]["installs"] == 1 and st["cookie"]["rotations"] == 0
         finally:
             cli.close()
@@ -315,7 +319,7 @@ def test_switch_cookie_validates_with_the_secrets_a_frontend_fetched(switch_proc
     from system.frontend.packets import ip_bytes
 
     c = MiresgaCP(switch_proc, miresga_pipeline)
-    fetcher = SecretsFetcher(c.server.address, interval=0.2)
+    fetcher = SecretsFetcher(c.server.address, interval=0.2, credentials=switch_proc.creds("frontend"))
     try:
         secrets = fetcher.wait_first(5)
         fetcher.start()
@@ -362,7 +366,8 @@ def test_daemon_cli_serves_and_rotates_the_secret(switch_proc, tmp_path) -> None
     log = (tmp_path / "cp.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "system.controlplane", "--inventory", "local",
                              "--switch", switch_proc.address, "--listen", f"127.0.0.1:{port}", "--pipeline", "miresga",
-                             "--port-map", str(pm), "--stats-file", str(stats), "--cookie-rotation-s", "1"],
+                             "--port-map", str(pm), "--stats-file", str(stats), "--cookie-rotation-s", "1",
+                             "--credentials", str(switch_proc.creds("controlplane").directory)],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         def ready() -> bool:
@@ -372,7 +377,7 @@ def test_daemon_cli_serves_and_rotates_the_secret(switch_proc, tmp_path) -> None
                 return False
             return st.get("connected") is True and st.get("cookie", {}).get("installs", 0) >= 1
         assert wait_for(ready, timeout=30), (tmp_path / "cp.log").read_text()
-        cli = protocol.Client(("127.0.0.1", port))
+        cli = protocol.Client(("127.0.0.1", port), credentials=switch_proc.creds("frontend"))
         try:
             first = cli.cookie_secrets()
             assert first["rotation_s"] == 1

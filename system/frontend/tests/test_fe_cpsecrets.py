@@ -24,12 +24,22 @@ VIP, VIP_PORT = "198.18.7.100", 80
 CLIENT = "198.18.7.11"
 
 
+@pytest.fixture(autouse=True)
+def _identity(creds, monkeypatch) -> None:
+    """Every fetcher here is a front-end with its certificate (mutual TLS, system/credentials.py)."""
+    init = SecretsFetcher.__init__
+
+    def with_credentials(self, *a, **kw) -> None:
+        init(self, *a, **{"credentials": creds["frontend"], **kw})
+    monkeypatch.setattr(SecretsFetcher, "__init__", with_credentials)
+
+
 @pytest.fixture
-def controlplane() -> Iterator[tuple[Controller, tuple[str, int]]]:
+def controlplane(creds) -> Iterator[tuple[Controller, tuple[str, int]]]:
     cfg = ControllerConfig(switch="127.0.0.1:1", p4info=load_p4info("miresga"), device_config=b"t", static=[],
                            cookie_rotation_s=60)
     ctl = Controller(cfg)                 # not started: the secrets exist without a switch
-    srv = FrontendServer(("127.0.0.1", 0), ctl, "miresga")
+    srv = FrontendServer(("127.0.0.1", 0), ctl, "miresga", credentials=creds["controlplane"])
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         yield ctl, srv.address
@@ -119,10 +129,10 @@ def test_unreachable_control_plane_raises_and_counts() -> None:
     f.close()
 
 
-def test_a_pipeline_without_cookie_is_reported() -> None:
+def test_a_pipeline_without_cookie_is_reported(creds) -> None:
     ctl = Controller(ControllerConfig(switch="127.0.0.1:1", p4info=load_p4info("forwarding"), device_config=b"t",
                                       static=[]))
-    srv = FrontendServer(("127.0.0.1", 0), ctl, "forwarding")
+    srv = FrontendServer(("127.0.0.1", 0), ctl, "forwarding", credentials=creds["controlplane"])
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     f = SecretsFetcher(srv.address)
     try:

@@ -2,10 +2,14 @@
 
 Example (deployment, inside the switch namespace):
     python -m system.switch.p4rt --address 198.19.0.2:9559 --ports 1=sw-client1,2=sw-fe1 \\
-        --profile system/switch/profiles/tofino1.yaml --pin-dir /sys/fs/bpf/mrsg-switch --device-id 1
+        --profile system/switch/profiles/tofino1.yaml --pin-dir /sys/fs/bpf/mrsg-switch --device-id 1 \\
+        --credentials /var/lib/miresga/local/switch/credentials/p4rt
 
 `--netns NS` names the namespace holding the switch ports (the target attaches its programs there);
-the gRPC socket is bound in the namespace the process runs in. SIGTERM/SIGINT stop the server and
+the gRPC socket is bound in the namespace the process runs in. `--credentials DIR` (system/credentials.py:
+ca.crt, identity.crt, identity.key; written by `fab deploy`) serves gRPC over TLS and admits only
+clients with a certificate of the same deployment CA; without it the server refuses to start unless
+`--insecure` (tests) is given. SIGTERM/SIGINT stop the server and
 unload the pipeline (programs detached, pins removed).
 """
 
@@ -46,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pin-dir", required=True, type=Path, help="BPF pin directory of the target")
     ap.add_argument("--device-id", type=int, default=1)
     ap.add_argument("--stats-file", type=Path, default=None, help="JSON file of the server's counters")
+    ap.add_argument("--credentials", type=Path, default=None,
+                    help="directory of this server's TLS identity (ca.crt, identity.crt, identity.key)")
+    ap.add_argument("--insecure", action="store_true",
+                    help="serve without TLS and client authentication (tests only)")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -55,12 +63,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    from system.credentials import CredentialError, Credentials
     from system.switch.p4rt.device import Device
     from system.switch.p4rt.server import P4RuntimeServer
 
+    if (args.credentials is None) == (not args.insecure):
+        print("error: give --credentials DIR (TLS with client certificates) or --insecure (tests only), "
+              "not both", file=sys.stderr)
+        return 2
+    try:
+        creds = Credentials.load(args.credentials) if args.credentials else None
+    except CredentialError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
     device = Device(args.netns, args.ports, args.pin_dir, profile, device_id=args.device_id)
     try:
-        server = P4RuntimeServer(device, args.address, stats_file=args.stats_file)
+        server = P4RuntimeServer(device, args.address, stats_file=args.stats_file, credentials=creds)
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -35,6 +35,8 @@ from typing import Any, NoReturn
 import grpc
 from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
 
+from system.credentials import Credentials
+from system.switch.p4rt.access import RoleCheck
 from system.switch.p4rt.arbitration import Arbiter, Stream, election_id
 from system.switch.p4rt.device import Device
 from system.switch.p4rt.errors import STATUS_DETAILS_KEY, P4RTError, write_failure
@@ -248,14 +250,18 @@ class StatsWriter:
 
 
 class P4RuntimeServer:
-    """A running server: `start()` binds `address` (port 0 picks a free one, see `.port`)."""
+    """A running server: `start()` binds `address` (port 0 picks a free one, see `.port`).
+    `credentials` (system/credentials.py): TLS with this server certificate, and only clients with a
+    certificate of the same deployment CA get a channel (require_client_auth); None: an insecure
+    port (in-process tests; the daemon needs --insecure for it)."""
 
     def __init__(self, device: Device, address: str, stats_file: Path | None = None,
-                 max_workers: int = 16) -> None:
+                 max_workers: int = 16, credentials: Credentials | None = None) -> None:
         self.device = device
         self.servicer = P4RuntimeServicer(device)
         pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="p4rt")
-        self.grpc = grpc.server(pool,
+        self.access = RoleCheck() if credentials is not None else None    # roles only exist with TLS
+        self.grpc = grpc.server(pool, interceptors=[self.access] if self.access else None,
                                 options=[("grpc.max_receive_message_length", 256 << 20),
                                          ("grpc.max_send_message_length", 256 << 20),
                                          ("grpc.so_reuseport", 0)])
@@ -271,7 +277,9 @@ class P4RuntimeServer:
                 response_serializer=None)})
         self.grpc.add_generic_rpc_handlers((fast_write,))
         p4runtime_pb2_grpc.add_P4RuntimeServicer_to_server(self.servicer, self.grpc)
-        self.port = self.grpc.add_insecure_port(address)
+        self.tls = credentials is not None
+        self.port = (self.grpc.add_secure_port(address, credentials.grpc_server_credentials()) if credentials
+                     else self.grpc.add_insecure_port(address))
         if self.port == 0:
             raise OSError(f"cannot listen on {address}")
         host = address.rsplit(":", 1)[0]
@@ -282,7 +290,8 @@ class P4RuntimeServer:
         self.grpc.start()
         if self.stats:
             self.stats.start()
-        log.info("P4Runtime server of device %d on %s", self.device.device_id, self.address)
+        log.info("P4Runtime server of device %d on %s (%s)", self.device.device_id, self.address,
+                 "TLS, client certificates required" if self.tls else "INSECURE: no TLS, no client authentication")
 
     def stop(self, grace: float = 0.5, unload: bool = True) -> None:
         """Stops serving; closes every stream; unloads the pipeline (nothing left attached or pinned)."""

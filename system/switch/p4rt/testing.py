@@ -104,7 +104,7 @@ class SwitchNamespaces:
 
 
 def make_server(switch_ns: SwitchNamespaces, profile: str = "unlimited", tag: str = "p4rt",
-                stats_file: Path | None = None) -> Any:
+                stats_file: Path | None = None, credentials: Any = None) -> Any:
     """A started in-process P4RuntimeServer on a free loopback port (pins under <prefix>-<tag>)."""
     from system.switch.p4rt.device import Device
     from system.switch.p4rt.server import P4RuntimeServer
@@ -112,7 +112,7 @@ def make_server(switch_ns: SwitchNamespaces, profile: str = "unlimited", tag: st
 
     device = Device(switch_ns.sw_ns, switch_ns.ports, PIN_ROOT / f"{switch_ns.prefix}-{tag}",
                     load_profile(profile))
-    server = P4RuntimeServer(device, "127.0.0.1:0", stats_file=stats_file)
+    server = P4RuntimeServer(device, "127.0.0.1:0", stats_file=stats_file, credentials=credentials)
     server.start()
     return server
 
@@ -127,6 +127,9 @@ class SwitchProcess:
     pin_dir: Path = None  # type: ignore[assignment]   # default: PIN_ROOT/<ns.prefix>-cp
     log: Path | None = None
     stats_file: Path | None = None           # the server's --stats-file
+    # A deployment's identities (system/credentials.local_test_set): the server runs with "p4rt"'s
+    # (TLS, client certificates required), clients connect with "controlplane"'s; None: --insecure.
+    identities: dict[str, Any] | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -137,20 +140,30 @@ class SwitchProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def creds(self, name: str) -> Any:
+        """Identity `name`'s Credentials (None when the server runs --insecure)."""
+        return self.identities[name] if self.identities else None
+
     def start(self) -> SwitchProcess:
         ports = ",".join(f"{n}={dev}" for n, dev in self.ns.ports.items())
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "system.switch.p4rt", "--address", self.address, "--netns", self.ns.sw_ns,
              "--ports", ports, "--pin-dir", str(self.pin_dir), "--profile", self.profile,
-             *(["--stats-file", str(self.stats_file)] if self.stats_file else [])],
+             *(["--stats-file", str(self.stats_file)] if self.stats_file else []),
+             *(["--credentials", str(self.identities["p4rt"].directory)] if self.identities else ["--insecure"])],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         import grpc
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"P4Runtime server exited with {self.proc.returncode}")
-            with grpc.insecure_channel(self.address) as ch:
+            if self.identities:
+                channel = grpc.secure_channel(self.address,
+                                              self.identities["controlplane"].grpc_channel_credentials())
+            else:
+                channel = grpc.insecure_channel(self.address)
+            with channel as ch:
                 try:
                     grpc.channel_ready_future(ch).result(timeout=0.2)
                     return self
