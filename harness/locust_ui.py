@@ -100,6 +100,7 @@ class SwitchSampler:
         self.collector = CellCollector(inv, sysd, bpf_stats=False)
         self.history: deque[dict[str, Any]] = deque()
         self.first: dict[str, Any] | None = None
+        self.occupancy_peak = math.nan
         self._errors_seen = 0
 
     def sample(self) -> dict[str, Any]:
@@ -125,6 +126,9 @@ class SwitchSampler:
         lat = switchstats.window_metrics(pipeline, None, snap)   # latency percentiles need one snapshot
         out["cp_latency_p50_ms"], out["cp_latency_p99_ms"] = lat["cp_latency_p50_ms"], lat["cp_latency_p99_ms"]
         out["occupancy"] = switchstats.occupancy(pipeline, cp)
+        if not math.isnan(out["occupancy"]):
+            self.occupancy_peak = max(out["occupancy"], 0 if math.isnan(self.occupancy_peak) else self.occupancy_peak)
+        out["occupancy_peak"] = self.occupancy_peak
         occ = cp.get("occupancy") if isinstance(cp, dict) and isinstance(cp.get("occupancy"), dict) else {}
         out["occupancy_by_table"] = {t: int(occ.get(t, 0)) for t in switchstats.conn_tables(pipeline, set(occ))}
         out["capacity"] = switchstats.table_capacity(pipeline, snap.get("p4rt"))

@@ -104,6 +104,10 @@ def _rate(v: Any, unit: str = "/s") -> str:
     return "-" if not _finite(v) else f"{v:,.0f} {unit}"
 
 
+def _count(v: Any) -> str:
+    return "-" if not _finite(v) else f"{v:,.0f}"
+
+
 def _finite(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -112,10 +116,12 @@ def _mb(v: Any) -> str:
     return "-" if not _finite(v) else f"{v / 1e6:,.1f} MB"
 
 
-def rows(conf: Mapping[str, Any], sample: Mapping[str, Any] | None, now: float | None = None) -> list[dict[str, str]]:
+def rows(conf: Mapping[str, Any], sample: Mapping[str, Any] | None, now: float | None = None,
+         workload: Workload | None = None) -> list[dict[str, str]]:
     """The Switch tab's table: metric, value, detail."""
-    system = f"{conf['system']}: {conf.get('description', '')}".rstrip(": ")
-    head = [{"metric": "deployed system", "value": str(conf["system"]), "detail": system}]
+    head = [{"metric": "deployed system", "value": str(conf["system"]), "detail": str(conf.get("description", ""))}]
+    if workload is not None:
+        head.append({"metric": "workload", "value": workload.name, "detail": describe(workload)})
     if not conf.get("switch_state"):
         return [*head, {"metric": "switch state", "value": "none",
                            "detail": conf.get("message") or "this system keeps no per-connection state on the switch"}]
@@ -126,7 +132,7 @@ def rows(conf: Mapping[str, Any], sample: Mapping[str, Any] | None, now: float |
     window = sample.get("window_s")
     over = f"over the last {window:.1f} s" if _finite(window) else ""
     occ, cap = sample.get("occupancy"), sample.get("capacity")
-    occ_v = "-" if not _finite(occ) else f"{occ:,.0f}" + (f" / {cap:,.0f}" if _finite(cap) else "")
+    occ_v = _count(occ) + (f" / {cap:,.0f}" if _finite(occ) and _finite(cap) else "")
     occ_d = ", ".join(f"{k} {v:,}" for k, v in sorted((sample.get("occupancy_by_table") or {}).items()))
     out = [
         *head,
@@ -141,7 +147,8 @@ def rows(conf: Mapping[str, Any], sample: Mapping[str, Any] | None, now: float |
         {"metric": "deletions per second", "value": _rate(sample.get("deletes_per_s")),
          "detail": f"table deletes {over}; {sample.get('deletes_total', 0):,} since the UI started"},
         {"metric": "table occupancy", "value": occ_v,
-         "detail": f"per-connection entries against the profile's capacity ({occ_d or 'empty'})"},
+         "detail": f"per-connection entries against the profile's capacity ({occ_d or 'empty'}); "
+                   f"peak {_count(sample.get('occupancy_peak'))} since the UI started"},
         {"metric": "control-plane latency", "value": "-" if not _finite(sample.get("cp_latency_p50_ms")) else
          f"p50 {sample['cp_latency_p50_ms']:.2f} ms, p99 {sample.get('cp_latency_p99_ms', math.nan):.2f} ms",
          "detail": "receipt to ack of adds and deletes, over the control plane's last 20,000 requests"},
@@ -169,11 +176,14 @@ class SwitchTab:
         self.conf = conf
         self.sample: dict[str, Any] | None = None
         self.received = 0
+        self.workload: Workload | None = None   # of the current (or last) test
 
     def state(self) -> dict[str, Any]:
         return {"system": self.conf["system"], "switch_state": bool(self.conf.get("switch_state")),
                 "message": self.conf.get("message", ""), "samples_received": self.received,
-                "sample": self.sample, "rows": rows(self.conf, self.sample)}
+                "sample": self.sample,
+                "workload": self.workload.to_dict() if self.workload else None,
+                "rows": rows(self.conf, self.sample, workload=self.workload)}
 
 
 def install(environment: Any, conf: Mapping[str, Any], user_classes: Mapping[str, type],
@@ -215,7 +225,7 @@ def install(environment: Any, conf: Mapping[str, Any], user_classes: Mapping[str
                                        f"(running {current['w'].name}, {current['w'].client} client)"})
         if not running:
             environment.user_classes = [user_classes[w.client]]
-            current["w"] = w
+            current["w"] = tab.workload = w
             on_workload(w)
         return None
 
@@ -223,7 +233,7 @@ def install(environment: Any, conf: Mapping[str, Any], user_classes: Mapping[str
     def _extend_stats(response: Response) -> Response:
         if request.path.rstrip("/").endswith("/stats/requests") and response.is_json:
             data = response.get_json()
-            data["extended_stats"] = [{"key": TAB_KEY, "data": rows(conf, tab.sample)}]
+            data["extended_stats"] = [{"key": TAB_KEY, "data": rows(conf, tab.sample, workload=tab.workload)}]
             response.set_data(json.dumps(data))
         return response
 

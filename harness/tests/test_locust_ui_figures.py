@@ -52,6 +52,8 @@ def test_figures_between_two_snapshots(inv):
     assert f["inserts_per_s"] == 120 and f["deletes_per_s"] == 100
     assert f["inserts_total"] == 240 and f["deletes_total"] == 200 and f["insert_rejected_total"] == 0
     assert f["occupancy"] == 45 and f["occupancy_by_table"] == {"offload": 45} and f["capacity"] == 65536
+    assert f["occupancy_peak"] == 45
+    assert s.figures(b, a, [])["occupancy_peak"] == 45          # the peak since the UI started stays
     assert f["cp_latency_p50_ms"] == 1.5 and f["cp_latency_p99_ms"] == 4.2
     assert f["punts_per_s"] == (600 + 300) / 2      # punt_* reasons only, not c2b_fast
     assert f["window_s"] == 2.0 and f["errors"] == ["x: timeout"]

@@ -174,6 +174,9 @@ def test_the_chosen_workload_runs_and_is_recorded_in_locusts_reports(ui):
     assert swarm(url, objects="1k", connection="close", client="stock")["success"] is True
     poll("requests of 1k-close by the stock user",
          lambda: any(s["name"] == "1k [1k-close, stock]" and s["num_requests"] > 0 for s in state(url)["stats"]))
+    tab = json.loads(http(url + "/switch/stats")[1])   # the Switch tab names the running workload
+    assert {r["metric"]: r["value"] for r in tab["rows"]}["workload"] == "1k-close"
+    assert tab["workload"]["client"] == "stock"
     assert http(url + "/stop", {})[0] == 200
     poll("the test to stop", lambda: state(url)["state"] == "stopped")
     rows = poll("the worker's raw rows", lambda: read_raw_dir(root / "requests"))
@@ -188,7 +191,8 @@ def test_the_switch_tab_shows_what_the_harness_pushes(ui):
     sample = {"time": time.time(), "window_s": 3.0, "offload_share": 0.875, "offloaded_bytes_total": 7e6,
               "b2c_bytes_total": 8e6, "inserts_per_s": 120.4, "inserts_total": 361, "deletes_per_s": 118,
               "deletes_total": 350, "insert_rejected_total": 0, "occupancy": 11, "capacity": 65536,
-              "occupancy_by_table": {"offload": 11}, "cp_latency_p50_ms": 1.234, "cp_latency_p99_ms": 3.5,
+              "occupancy_by_table": {"offload": 11}, "occupancy_peak": 30, "cp_latency_p50_ms": 1.234,
+              "cp_latency_p99_ms": 3.5,
               "punts_per_s": 2400, "errors": []}
     body = json.dumps(sample).encode()
     assert http(url + "/switch/push", body=body, headers={"Content-Type": "application/json"})[0] == 403
@@ -203,6 +207,8 @@ def test_the_switch_tab_shows_what_the_harness_pushes(ui):
     assert values["offloaded share of bytes"] == "87.5 %"
     assert values["insertions per second"] == "120 /s"
     assert values["table occupancy"] == "11 / 65,536"
+    details = {r["metric"]: r["detail"] for r in tab["rows"]}
+    assert details["table occupancy"].endswith("(offload 11); peak 30 since the UI started")
     assert values["control-plane latency"] == "p50 1.23 ms, p99 3.50 ms"
     assert values["front-end punts per second"] == "2,400 /s"
     # the tab itself reads the same rows from Locust's /stats/requests (extended_stats)
