@@ -118,7 +118,8 @@ class SwitchSampler:
     def figures(self, prev: dict[str, Any], snap: dict[str, Any], errors: list[str]) -> dict[str, Any]:
         pipeline = self.sysd.pipeline
         out: dict[str, Any] = {"time": snap["time"], "system": self.sysd.name, "pipeline": pipeline,
-                               "window_s": snap["time"] - prev["time"], "errors": errors}
+                               "window_s": snap["time"] - prev["time"], "took_s": snap.get("took_s"),
+                               "errors": errors}
         recent = switchstats.window_metrics(pipeline, prev, snap) if prev is not snap else {}
         for k in ("offload_share", "inserts_per_s", "deletes_per_s", "punts_per_s"):
             out[k] = recent.get(k, math.nan)

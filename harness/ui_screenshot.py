@@ -43,7 +43,7 @@ def _post(url: str, form: dict[str, str]) -> dict:
         return json.loads(r.read())
 
 
-def chromium_screenshot(url: str, out: Path, size: str = "1400,900", budget_ms: int = 8000) -> None:
+def chromium_screenshot(url: str, out: Path, size: str = "1400,760", budget_ms: int = 8000) -> None:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
         raise SystemExit("chromium is not installed: apt-get install --no-install-recommends chromium")
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--users", type=int, default=8)
     ap.add_argument("--settle", type=int, default=15, help="samples to wait for once values move")
     ap.add_argument("--out", type=Path, default=Path("docs/locust-ui-switch.png"))
-    ap.add_argument("--size", default="1400,900", help="window size W,H")
+    ap.add_argument("--size", default="1400,760", help="window size W,H")
     args = ap.parse_args(argv)
     inv = inventory.load(args.inventory)
     workload = lui.default_workload(inv, args.objects, args.connection, args.client)
@@ -100,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         chromium_screenshot(f"{ui.url}/?tab=switch", args.out, args.size)
         lui.log(f"wrote {args.out} ({args.out.stat().st_size // 1024} KiB)")
+        s = _get(f"{ui.url}/switch/stats")["sample"] or {}
+        lui.log("last sample: " + ", ".join(f"{k} {s.get(k)}" for k in (
+            "offload_share", "inserts_per_s", "deletes_per_s", "occupancy_peak", "capacity", "cp_latency_p50_ms",
+            "cp_latency_p99_ms", "punts_per_s", "took_s")))
         _post(f"{ui.url}/stop", {})
     finally:
         stopped = ui.stop()

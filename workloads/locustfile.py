@@ -118,6 +118,8 @@ def _ui_install(environment, **_kw) -> None:
         environment.profile = f"Miresga {webui.describe(w)} against {UI['system']}"
 
     webui.install(environment, UI, {"lean": LeanUser, "stock": StockUser}, chosen)
+
+
 _writer: RawWriter | None = None
 
 
