@@ -127,17 +127,23 @@ def run_suite(c, suite="quick", inventory=None, dry_run=False, keep_testbed=Fals
     "system": "deploy this system first (default: use what is deployed)",
     "inventory": "inventory (default: local)",
     "minutes": "stop the web UI and its workers after this many minutes (default 30)",
+    "objects": "the start form's initial workload: a catalog object (default 1k) or a mix t1, t2, t3",
+    "connection": "the start form's initial connection mode: close (default) or keepalive",
+    "client": "the start form's initial user class: lean (default) or stock",
 })
-def locust_ui(c, system=None, inventory=None, minutes=30.0):
-    """Start Locust's web UI (port 8089) against the deployed system; Ctrl-C stops it and its workers."""
-    from harness import deploy as dep
-    from harness import runner
+def locust_ui(c, system=None, inventory=None, minutes=30.0, objects=None, connection="close", client="lean"):
+    """Locust's web UI (port 8089): workload chosen in the page, a live Switch tab; Ctrl-C stops it."""
+    from harness import interrupt
+    from harness import locust_ui as ui
+    from harness.deploy import DeployError
+    from harness.remote import RemoteError
     inv = _inv(c, inventory)
     try:
-        runner.locust_ui(inv, system=system, minutes=float(minutes))
-    except runner.RunInterrupted as e:
-        raise Exit(f"error: {e}", code=e.exit_code) from None
-    except (runner.RunError, dep.DeployError, dep.RemoteError) as e:
+        ui.run(inv, system=system, minutes=float(minutes), objects=objects, connection=connection, client=client)
+    except interrupt.Interrupted as e:          # during the deploy that --system asked for
+        raise Exit(f"error: interrupted ({e.signal_name}); `fab deploy` or `fab undeploy` starts over",
+                   code=e.exit_code) from None
+    except (ui.UIError, DeployError, RemoteError) as e:
         raise _fail(e) from None
 
 

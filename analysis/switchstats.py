@@ -137,6 +137,65 @@ def conn_tables(pipeline: str | None, occupancy_keys: set[str]) -> tuple[str, ..
     return CONN_TABLES.get(pipeline or "", tuple(t for t in ALL_CONN_TABLES if t in occupancy_keys))
 
 
+WINDOW_COLUMNS = ("offload_share", "b2c_bytes", "offloaded_bytes", "inserts_per_s", "deletes_per_s",
+                  "insert_rejected", "cp_latency_p50_ms", "cp_latency_p99_ms", "punts_per_s")
+
+
+def window_metrics(pipeline: str | None, start: Any, end: Any) -> dict[str, float]:
+    """The WINDOW_COLUMNS between two snapshots as harness/cellstats.py takes them ({"time",
+    "counters", "controlplane", "controlplane_time", "frontends", ...}): a cell's window, or the last
+    seconds of the Locust web UI's Switch tab. NaN where a snapshot lacks the part."""
+    row = dict.fromkeys(WINDOW_COLUMNS, NAN)
+    offloaded, total = offload_bytes(pipeline, _get(start, "counters"), _get(end, "counters"))
+    row["b2c_bytes"], row["offloaded_bytes"] = total, offloaded
+    row["offload_share"] = offloaded / total if total and not math.isnan(total) and total > 0 else NAN
+    cp0, cp1 = _get(start, "controlplane"), _get(end, "controlplane")
+    # when the control plane answered (older window.json: when the snapshot began)
+    t0 = _num(_get(start, "controlplane_time") or _get(start, "time"))
+    t1 = _num(_get(end, "controlplane_time") or _get(end, "time"))
+    dt = t1 - t0 if t1 > t0 else NAN
+    row["inserts_per_s"] = _delta(cp0, cp1, "requests", "add", missing_is_zero=True) / dt
+    row["deletes_per_s"] = _delta(cp0, cp1, "requests", "delete", missing_is_zero=True) / dt
+    row["insert_rejected"] = _delta(cp0, cp1, "acks", "RESOURCE_EXHAUSTED", missing_is_zero=True)
+    row["cp_latency_p50_ms"], row["cp_latency_p99_ms"] = _pct_ms(cp1, "request_latency_us", 1e-3)
+    span = _num(_get(end, "time")) - _num(_get(start, "time"))
+    row["punts_per_s"] = frontend_punts(_get(start, "frontends"), _get(end, "frontends")) / span if span > 0 else NAN
+    return row
+
+
+def frontend_punts(start: Any, end: Any) -> float:
+    """Frames the front-ends' fast paths handed to user space (`punt_*` reasons of their stats
+    files' "fast_path"), summed over the front-ends present in both snapshots; NaN without any."""
+    if not isinstance(start, dict) or not isinstance(end, dict):
+        return NAN
+    total, seen = 0.0, False
+    for host, e in end.items():
+        s = start.get(host)
+        reasons = _get(e, "fast_path")
+        if not isinstance(s, dict) or not isinstance(reasons, dict):
+            continue
+        seen = True
+        for reason in reasons:
+            if reason.startswith("punt_"):
+                total += _delta(s, e, "fast_path", reason, "packets", missing_is_zero=True)
+    return total if seen else NAN
+
+
+def occupancy(pipeline: str | None, cp_stats: Any) -> float:
+    """Per-connection entries (`offload`; `conn_in` + `conn_out`) in one control-plane stats reply."""
+    occ = _get(cp_stats, "occupancy")
+    if not isinstance(occ, dict):
+        return NAN
+    return float(sum(_num(occ.get(t, 0)) for t in conn_tables(pipeline, set(occ))))
+
+
+def table_capacity(pipeline: str | None, p4rt: Any) -> float:
+    """The per-connection tables' capacity under the loaded profile (the P4Runtime server's stats)."""
+    caps = [_num(_get(p4rt, "tables", t, "capacity")) for t in conn_tables(pipeline, set(_get(p4rt, "tables") or {}))]
+    caps = [c for c in caps if not math.isnan(c)]
+    return float(sum(caps)) if caps else NAN
+
+
 def cell_switch_metrics(cell_dir: Path, window_s: tuple[float, float] | None) -> dict[str, float]:
     """The COLUMNS of one cell (NaN where its files do not say)."""
     d = cell_dir / "switch"
@@ -148,20 +207,10 @@ def cell_switch_metrics(cell_dir: Path, window_s: tuple[float, float] | None) ->
     start, end = (window or {}).get("start"), (window or {}).get("end")
     pipeline = pipeline_of(window, d)
 
-    offloaded, total = offload_bytes(pipeline, _get(start, "counters"), _get(end, "counters"))
-    row["b2c_bytes"] = total
-    row["offload_share"] = offloaded / total if total and not math.isnan(total) and total > 0 else NAN
-
-    cp0, cp1 = _get(start, "controlplane"), _get(end, "controlplane")
-    # when the control plane answered (older window.json: when the snapshot began)
-    t0 = _num(_get(start, "controlplane_time") or _get(start, "time"))
-    t1 = _num(_get(end, "controlplane_time") or _get(end, "time"))
-    dt = t1 - t0 if t1 > t0 else NAN
-    row["inserts_per_s"] = _delta(cp0, cp1, "requests", "add", missing_is_zero=True) / dt
-    row["deletes_per_s"] = _delta(cp0, cp1, "requests", "delete", missing_is_zero=True) / dt
-    row["insert_rejected"] = _delta(cp0, cp1, "acks", "RESOURCE_EXHAUSTED", missing_is_zero=True)
-    cp_end = cp1 if isinstance(cp1, dict) else _read_json(d / "controlplane-stats.json")
-    row["cp_latency_p50_ms"], row["cp_latency_p99_ms"] = _pct_ms(cp_end, "request_latency_us", 1e-3)
+    row.update({k: v for k, v in window_metrics(pipeline, start, end).items() if k in row})
+    if math.isnan(row["cp_latency_p50_ms"]) and not isinstance(_get(end, "controlplane"), dict):
+        row["cp_latency_p50_ms"], row["cp_latency_p99_ms"] = _pct_ms(_read_json(d / "controlplane-stats.json"),
+                                                                     "request_latency_us", 1e-3)
 
     sp0, sp1 = _get(start, "slowpath"), _get(end, "slowpath")
     sp_end = sp1 if isinstance(sp1, dict) else _read_json(d / "slowpath-stats.json")
@@ -182,11 +231,7 @@ def cell_switch_metrics(cell_dir: Path, window_s: tuple[float, float] | None) ->
         inside = [r for r in recs if lo <= float(r["time"]) <= hi] or recs
         row["occupancy_peak"] = float(max(sum(_num((r["stats"].get("occupancy") or {}).get(t, 0)) for t in tables)
                                           for r in inside))
-    p4rt = _get(end, "p4rt") or _read_json(d / "p4rt-stats.json")
-    caps = [_num(_get(p4rt, "tables", t, "capacity")) for t in conn_tables(pipeline, set(_get(p4rt, "tables") or {}))]
-    caps = [c for c in caps if not math.isnan(c)]
-    if caps:
-        row["table_capacity"] = float(sum(caps))
+    row["table_capacity"] = table_capacity(pipeline, _get(end, "p4rt") or _read_json(d / "p4rt-stats.json"))
     return row
 
 

@@ -100,17 +100,20 @@ def worker_command(python: str, locustfile: str | Path = LOCUSTFILE, *, master_h
 
 
 def locust_env(job_file: str | Path, raw_dir: str | Path, host_label: str, worker_id: int | str | None = None,
-               base: Mapping[str, str] | None = None) -> dict[str, str]:
+               base: Mapping[str, str] | None = None, ui_file: str | Path | None = None) -> dict[str, str]:
     """The environment variables the locustfile reads (merged over ``base`` if given).
 
     Raw rows go to ``raw_dir/<host_label>-<worker_id>.csv``; without ``worker_id`` the worker's PID.
-    The master needs the same job file (it loads the locustfile too) but writes no rows.
+    The master needs the same job file (it loads the locustfile too) but writes no rows. With
+    ``ui_file`` (harness/locust_ui.py) the workload is chosen in the web UI (workloads/webui.py).
     """
     env = dict(base or {})
     env.update({"MIRESGA_WORKLOAD": str(job_file), "MIRESGA_RAW_DIR": str(raw_dir),
                 "MIRESGA_HOST_LABEL": host_label, "PYTHONUNBUFFERED": "1"})
     if worker_id is not None:
         env["MIRESGA_WORKER_ID"] = str(worker_id)
+    if ui_file is not None:
+        env["MIRESGA_UI"] = str(ui_file)
     return env
 
 

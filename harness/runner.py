@@ -43,8 +43,7 @@ from harness.suites import Cell, Suite, SuiteError, dry_run, profile_record
 from harness.suites import load as _load_suite
 from workloads.spec import Job, Target, Workload
 
-__all__ = ["RunError", "RunInterrupted", "SuiteError", "dry_run", "load_suite", "locust_ui", "resume_suite",
-           "run_suite"]
+__all__ = ["RunError", "RunInterrupted", "SuiteError", "dry_run", "load_suite", "resume_suite", "run_suite"]
 
 MASTER_PORT = 5557
 STOP_TIMEOUT_S = 10   # Locust lets requests in flight finish this long after the run time
@@ -551,84 +550,3 @@ def _cpu_json(before: dict, after: dict, window: float) -> dict[str, Any]:
         procs.append({"host": host, "role": a["role"], "service": service, "instance": svc,
                       "pids": sorted(a["times"]), "user_s": round(user, 3), "system_s": round(sys_, 3)})
     return {"window_s": round(window, 3), "processes": procs, "bpf": []}
-
-
-# ---------------------------------------------------------------------------------------------
-# The Locust web UI
-
-
-def locust_ui(inv: Inventory, system: str | None = None, minutes: float = 30,
-              workload: str = "1k-close") -> None:
-    """Locust's web UI on the first client (port 8089 on its management address) with the usual
-    workers, against the deployed system; stops after `minutes` or on Ctrl-C/SIGTERM, which stop the
-    UI and its workers (by PID) and nothing else: the system stays deployed."""
-    sysd = deploy_system(inv, system) if system is not None else _deployed_system(inv)
-    address, port = sysd.targets(inv)[0]
-    wl = _quick_workload(inv, workload)
-    job = Job(workload=Workload.from_dict(wl), target=Target(address=address, port=port), users=1)
-    clients = [Remote(inv, h) for h in inv.clients]
-    master = clients[0]
-    mgmt = str(master.host.mgmt_address or master.host.ssh_address)
-    workers = _workers(inv, clients)
-    with interrupt.handling(), interrupt.tracking(inv) as reg:
-        try:
-            for r in clients:
-                rc = f"{r.workdir}/cells/ui"
-                r.run(f"rm -rf {rc} && mkdir -p {rc}/requests {rc}/locust")
-                r.put_tree({"job.json": json.dumps(job.to_dict(), indent=2).encode()}, dest=rc)
-            rc = f"{master.workdir}/cells/ui"
-            cmd = locust_runner.ui_command(master.python(), f"{master.workdir}/workloads/locustfile.py",
-                                           web_host=mgmt, bind_host=mgmt, bind_port=MASTER_PORT,
-                                           users=16, spawn_rate=16, csv_prefix=f"{rc}/locust/stats",
-                                           logfile=f"{rc}/locust/master.log")
-            master.start("locust-master", shlex.join(cmd),
-                         env=locust_runner.locust_env(f"{rc}/job.json", f"{rc}/requests", f"{master.name}-master"))
-            for r, i in workers:
-                wrc = f"{r.workdir}/cells/ui"
-                cmd = locust_runner.worker_command(r.python(), f"{r.workdir}/workloads/locustfile.py",
-                                                   master_host=mgmt, master_port=MASTER_PORT,
-                                                   logfile=f"{wrc}/locust/worker-{r.name}-{i}.log")
-                r.start(f"locust-worker-{i}", shlex.join(cmd),
-                        env=locust_runner.locust_env(f"{wrc}/job.json", f"{wrc}/requests", r.name, worker_id=i))
-            log(f"Locust web UI: http://{mgmt}:{locust_runner.WEB_PORT}  (workload {wl['name']} against "
-                f"{sysd.name} at {address}:{port}; {len(workers)} workers; stops in {minutes:g} min or on Ctrl-C)")
-            deadline = time.time() + minutes * 60
-            while time.time() < deadline and master.service_pid("locust-master") is not None:
-                time.sleep(2)
-        except interrupt.Interrupted as e:
-            log(f"{e.signal_name}: stopping the web UI and its workers")
-        finally:
-            try:
-                req = interrupt.requested()
-                if req is None or not req.urgent:
-                    for r, i in workers:
-                        r.stop(f"locust-worker-{i}")
-                    master.stop("locust-master")
-            except (interrupt.Interrupted, RemoteError) as e:
-                log(f"stopping at once ({e})")
-            with interrupt.shielded():
-                stopped = interrupt.stop_started(reg, urgent=True)    # what the graceful stop missed
-                if stopped:
-                    log(f"stopped {', '.join(stopped)}")
-                for r in clients:
-                    r.close()
-
-
-def _quick_workload(inv: Inventory, name: str) -> dict[str, Any]:
-    """The quick suite's workload `name` (else its first) as cell.json's workload object; only that
-    workload is checked against the inventory's catalog (another testbed may lack the others')."""
-    from harness.suites import parse, resolve
-    raw = yaml.safe_load(resolve("quick").read_text())
-    raw["workloads"] = [next((w for w in raw["workloads"] if w.get("name") == name), raw["workloads"][0])]
-    return parse(raw, inv, tuple(dep.SYSTEMS), source=resolve("quick")).cells[0].workload
-
-
-def _deployed_system(inv: Inventory) -> dep.System:
-    """The system whose services are running now (by pid files), for tasks that use it as deployed."""
-    with dep.remotes(inv, "frontend") as fes:
-        if any(r.service_pid("haproxy") for r in fes):
-            return dep.SYSTEMS["haproxy"]
-    with dep.remotes(inv, "backend") as bes:
-        if all(r.service_pid("nginx") for r in bes):
-            return dep.SYSTEMS["direct"]
-    raise RunError("no system is deployed: run `fab deploy --system NAME` first, or pass --system")

@@ -234,7 +234,7 @@ def test_locust_ui_ctrl_c_stops_the_ui_and_its_workers_and_nothing_else(inv, tmp
     deploy.deploy(inv, "direct")
     system = _service_pids(inv)                       # the switch's and nginx's
     p = _fab(tmp_path, "locust-ui", "-i", str(INV_PATH), "--minutes", "10")
-    ui = ("tcli1:locust-master", "tcli1:locust-worker-1")
+    ui = ("tcli1:locust-ui-master", "tcli1:locust-ui-worker-1")
     _wait("the web UI and its worker", lambda: all(k in _service_pids(inv) for k in ui), p)
     before = {pid: t for k, pid in _service_pids(inv).items() if k in ui and (t := _start_time(pid)) is not None}
     assert len(before) == 2

@@ -7,8 +7,11 @@ from the environment (see harness/locust_runner.py `locust_env`):
 - MIRESGA_RAW_DIR     directory for raw rows, written as <label>-<n>.csv
 - MIRESGA_HOST_LABEL  the <label> (the client host's inventory name)
 - MIRESGA_WORKER_ID   optional <n>; default the process id
+- MIRESGA_UI          optional: the web UI file of `fab locust-ui` (workloads/webui.py): the workload
+                      is then chosen in the UI's start form (the job's is the default)
 
-Exactly one user class is non-abstract: `LeanUser` for client "lean", `StockUser` for "stock".
+Exactly one user class is non-abstract: `LeanUser` for client "lean", `StockUser` for "stock"; with
+MIRESGA_UI both are, and the master runs the one the form's `client` selects.
 Both write identical raw rows and fire Locust's request event (its stats, CSVs and web UI work).
 """
 
@@ -23,7 +26,7 @@ import time
 from pathlib import Path
 
 from locust import FastHttpUser, User, constant, constant_throughput, events, task
-from locust.runners import MasterRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 try:
     import workloads  # noqa: F401  (installed in the harness's environment)
@@ -32,7 +35,7 @@ except ImportError:  # a bare checkout on a client host: the project root is the
 
 from workloads.lean import LeanConnection, expected_bytes
 from workloads.raw import RawWriter, raw_path, worker_id
-from workloads.spec import Job, WorkloadObject
+from workloads.spec import Job, Workload, WorkloadObject
 
 
 def _load_job() -> Job:
@@ -46,14 +49,77 @@ def _load_job() -> Job:
         raise SystemExit(f"workloads/locustfile.py: {e}") from None
 
 
+def _load_ui() -> dict | None:
+    path = os.environ.get("MIRESGA_UI")
+    if not path:
+        return None
+    from workloads import webui
+    try:
+        return webui.load_ui_file(path)
+    except ValueError as e:
+        raise SystemExit(f"workloads/locustfile.py: {e}") from None
+
+
 JOB = _load_job()
 WORKLOAD = JOB.workload
+UI = _load_ui()
 HOST_LABEL = os.environ.get("MIRESGA_HOST_LABEL") or os.uname().nodename.split(".")[0]
 RAW_DIR = os.environ.get("MIRESGA_RAW_DIR", "requests")
-_OBJECTS = WORKLOAD.objects
-_CUMULATIVE = list(itertools.accumulate(o.weight for o in _OBJECTS))
-_TOTAL = _CUMULATIVE[-1]
 _user_numbers = itertools.count()
+
+
+class _Choice:
+    """A workload's objects and their cumulative weights (object choice by bisection)."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        self.objects = workload.objects
+        self.cumulative = list(itertools.accumulate(o.weight for o in self.objects))
+        # In the web UI every run's rows are labelled with its workload (Locust's stats, CSV, report).
+        self.label = f" [{workload.name}, {workload.client}]" if UI is not None else ""
+
+    def pick(self, rng: random.Random) -> WorkloadObject:
+        if len(self.objects) == 1:
+            return self.objects[0]
+        return self.objects[bisect.bisect_right(self.cumulative, rng.random() * self.cumulative[-1])]
+
+
+_FIXED = _Choice(WORKLOAD)
+_chosen: dict[tuple, _Choice] = {}
+
+
+def _current(environment) -> _Choice:
+    """The job's workload, or in the web UI the one the start form chose (Locust's parsed options,
+    sent to the workers with each spawn message)."""
+    if UI is None:
+        return _FIXED
+    from workloads import webui
+    opts = vars(environment.parsed_options) if environment.parsed_options else {}
+    key = tuple(opts.get(k) for k in webui.FORM_FIELDS)
+    if key not in _chosen:
+        _chosen[key] = _Choice(webui.workload_from(dict(zip(webui.FORM_FIELDS, key, strict=True)), UI["catalog"]))
+    return _chosen[key]
+
+
+@events.init_command_line_parser.add_listener
+def _ui_arguments(parser, **_kw) -> None:
+    if UI is not None:
+        from workloads import webui
+        webui.add_arguments(parser, UI["catalog"], WORKLOAD)
+
+
+@events.init.add_listener
+def _ui_install(environment, **_kw) -> None:
+    if UI is None or isinstance(environment.runner, WorkerRunner) or environment.web_ui is None:
+        return
+    from workloads import webui
+
+    def chosen(w: Workload) -> None:
+        environment.profile = f"Miresga {webui.describe(w)} against {UI['system']}"
+
+    webui.install(environment, UI, {"lean": LeanUser, "stock": StockUser}, chosen)
+
+
 _writer: RawWriter | None = None
 
 
@@ -90,37 +156,34 @@ class _Mixin:
 
     def _setup_rng(self) -> random.Random:
         k = next(_user_numbers)
+        self.choice = _current(self.environment)
         return random.Random(f"{JOB.seed}:{HOST_LABEL}:{worker_id()}:{k}")
-
-    def _choose(self, rng: random.Random) -> WorkloadObject:
-        if len(_OBJECTS) == 1:
-            return _OBJECTS[0]
-        return _OBJECTS[bisect.bisect_right(_CUMULATIVE, rng.random() * _TOTAL)]
 
 
 class LeanUser(_Mixin, User):
     """Plain sockets (gevent-patched), a reused 256 KiB buffer, full or sampled verification."""
 
-    abstract = WORKLOAD.client != "lean"
+    abstract = UI is None and WORKLOAD.client != "lean"
     host = JOB.target.url
     wait_time = _wait_time()
 
     def on_start(self) -> None:
         self.rng = self._setup_rng()
-        self.conn = LeanConnection(JOB.target, keepalive=WORKLOAD.connection == "keepalive",
-                                   requests_per_connection=WORKLOAD.requests_per_connection,
-                                   verify=WORKLOAD.verify, timeout_s=JOB.timeout_s, rng=self.rng)
+        w = self.choice.workload
+        self.conn = LeanConnection(JOB.target, keepalive=w.connection == "keepalive",
+                                   requests_per_connection=w.requests_per_connection,
+                                   verify=w.verify, timeout_s=JOB.timeout_s, rng=self.rng)
 
     def on_stop(self) -> None:
         self.conn.close()
 
     @task
     def fetch(self) -> None:
-        obj = self._choose(self.rng)
+        obj = self.choice.pick(self.rng)
         r = self.conn.get(obj)
         writer().add_result(r)
         self.environment.events.request.fire(
-            request_type="GET", name=obj.name, response_time=r.latency_us / 1000.0,
+            request_type="GET", name=obj.name + self.choice.label, response_time=r.latency_us / 1000.0,
             response_length=r.bytes, exception=RequestFailed(r.error) if r.error else None,
             context={}, start_time=r.start, url=obj.path, response=None)
 
@@ -154,7 +217,7 @@ def _stock_error(resp, obj: WorkloadObject, new: bool) -> tuple[int, str]:
 class StockUser(_Mixin, FastHttpUser):
     """Locust's FastHttpUser with the same workload, the same raw rows and full verification."""
 
-    abstract = WORKLOAD.client != "stock"
+    abstract = UI is None and WORKLOAD.client != "stock"
     host = JOB.target.url
     wait_time = _wait_time()
     network_timeout = JOB.timeout_s
@@ -164,19 +227,20 @@ class StockUser(_Mixin, FastHttpUser):
     def on_start(self) -> None:
         self.rng = self._setup_rng()
         self.sent_on_connection = 0
-        self.keepalive = WORKLOAD.connection == "keepalive"
+        self.keepalive = self.choice.workload.connection == "keepalive"
+        self.requests_per_connection = self.choice.workload.requests_per_connection
         self.base_headers = {"Host": JOB.target.host_header, "Accept-Encoding": "identity"}
 
     @task
     def fetch(self) -> None:
-        obj = self._choose(self.rng)
+        obj = self.choice.pick(self.rng)
         new = self.sent_on_connection == 0
         self.sent_on_connection += 1
-        last = not self.keepalive or self.sent_on_connection >= WORKLOAD.requests_per_connection
+        last = not self.keepalive or self.sent_on_connection >= self.requests_per_connection
         headers = dict(self.base_headers, Connection="close") if last else self.base_headers
         start = time.time()
         t0 = time.perf_counter_ns()
-        with self.client.get(obj.path, name=obj.name, headers=headers, catch_response=True) as resp:
+        with self.client.get(obj.path, name=obj.name + self.choice.label, headers=headers, catch_response=True) as resp:
             latency_us = (time.perf_counter_ns() - t0) // 1000
             nbytes, error = _stock_error(resp, obj, new)
             if error:

@@ -387,3 +387,35 @@ def t2(catalog: Iterable[_Sized] | Mapping[str, int], **kw: Any) -> Workload:
 
 def t3(catalog: Iterable[_Sized] | Mapping[str, int], **kw: Any) -> Workload:
     return mix("t3", catalog, **kw)
+
+
+def choose(objects: str, catalog: Iterable[_Sized] | Mapping[str, int], connection: str = "close",
+           requests_per_connection: int | None = None, client: str = "lean",
+           verify: str = "sampled") -> Workload:
+    """The standard workload a user picks by parts (the Locust web UI's form): ``objects`` is a
+    catalog object (``fixed``) or a mix ``t1``..``t3`` (``mix``); named as those name it, validated
+    as they validate. Raises ValueError naming the field, e.g. ``objects: '2k' is neither ...``."""
+    sizes = _by_name(catalog)
+    key = objects.strip().lower() if isinstance(objects, str) else objects
+    if key not in sizes and key not in MIXES:
+        raise _fail("objects", f"{objects!r} is neither an object of the catalog ({', '.join(sizes)}) "
+                               f"nor a mix ({', '.join(MIXES)})")
+    _choice(connection, "connection", CONNECTIONS)
+    _choice(client, "client", CLIENTS)
+    _choice(verify, "verify", VERIFY)
+    if requests_per_connection is not None:
+        _int(requests_per_connection, "requests_per_connection", 1)
+        if connection == "close" and requests_per_connection != 1:
+            raise _fail("requests_per_connection",
+                        f"must be 1 with connection close, not {requests_per_connection}")
+    kw = {"connection": connection, "requests_per_connection": requests_per_connection, "client": client,
+          "verify": verify}
+    if key in MIXES:
+        return mix(key, sizes, **kw)
+    return fixed(_Obj(key, sizes[key]), **kw)
+
+
+@dataclass(frozen=True)
+class _Obj:
+    name: str
+    size: int

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from harness.inventory import DEFAULT_CATALOG, CatalogObject
+from workloads import spec
 from workloads.spec import Job, Target, Workload, WorkloadObject, fixed, mix, t2, t3
 
 CELL_WORKLOAD = {  # verbatim from docs/run-directory.md
@@ -109,3 +110,30 @@ def test_job_file_round_trip_and_errors(tmp_path) -> None:
     p.write_text("{")
     with pytest.raises(ValueError, match="not valid JSON"):
         Job.load(p)
+
+
+# ---------------------------------------------------------------------------------------------
+# choose(): the workload by parts (the web UI's start form)
+
+def test_choose_names_and_builds_as_fixed_and_mix_do():
+    cat = {"1k": 1024, "10k": 10240, "1m": 1 << 20, "10m": 10 << 20}
+    assert spec.choose("1k", cat) == spec.fixed(spec.WorkloadObject("1k", "/obj/1k", 1024))
+    assert spec.choose("T2", cat, connection="keepalive") == spec.mix("t2", cat, connection="keepalive")
+    w = spec.choose("10m", cat, connection="keepalive", requests_per_connection=5, client="stock", verify="full")
+    assert (w.name, w.requests_per_connection, w.client, w.verify) == ("10m-ka5", 5, "stock", "full")
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"objects": "2k"}, "objects: '2k' is neither an object of the catalog (1k, 1m) nor a mix (t1, t2, t3)"),
+    ({"objects": "t2"}, "mix t2: the catalog has no object '10k' (it has 1k, 1m)"),
+    ({"connection": "persistent"}, "connection: must be one of close, keepalive, not 'persistent'"),
+    ({"connection": "close", "requests_per_connection": 3}, "requests_per_connection: must be 1 with connection close"),
+    ({"connection": "keepalive", "requests_per_connection": 0}, "requests_per_connection: must be >= 1, not 0"),
+    ({"client": "curl"}, "client: must be one of lean, stock, not 'curl'"),
+    ({"verify": "none"}, "verify: must be one of full, sampled, not 'none'"),
+])
+def test_choose_refuses_bad_parts_naming_the_field(kw, message):
+    kw = {"objects": "1k", **kw}
+    with pytest.raises(ValueError) as e:
+        spec.choose(kw.pop("objects"), {"1k": 1024, "1m": 1 << 20}, **kw)
+    assert str(e.value).startswith(message)
