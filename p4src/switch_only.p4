@@ -4,7 +4,7 @@
  *
  * Built like p4src/miresga.p4 from the shared includes: headers.p4 and parser.p4 with their ingress
  * types and parser/deparser renamed, miresga_headers.p4 (ingress headers and metadata with TCP),
- * miresga_parser.p4 (ingress parser/deparser; TCP_REWRITTEN_FIELDS adds seq and ack to the fields
+ * miresga_parser.p4 (ingress parser/deparser; TCP_REWRITTEN_TCP adds seq and ack to the fields
  * the incremental TCP checksum update covers), control Forwarding (table route), control SynAck
  * (the cookie SYN-ACK, here without SACK) and control SwitchOnly (switch_only_control.p4).
  */
@@ -27,8 +27,7 @@
 #undef SwitchIngressDeparser
 
 /* conn_in rewrites the destination and ack, conn_out the source and seq: all leave the residual. */
-#define TCP_REWRITTEN_FIELDS hdr.ipv4.src_addr, hdr.ipv4.dst_addr, hdr.tcp.src_port, hdr.tcp.dst_port, \
-                             hdr.tcp.seq_no, hdr.tcp.ack_no
+#define TCP_REWRITTEN_TCP hdr.tcp.src_port, hdr.tcp.dst_port, hdr.tcp.seq_no, hdr.tcp.ack_no
 
 #include "include/miresga_headers.p4"
 #include "include/miresga_parser.p4"

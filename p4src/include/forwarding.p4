@@ -8,7 +8,6 @@ control Forwarding(inout ingress_headers_t hdr,
                    inout ingress_intrinsic_metadata_for_deparser_t ig_dprsr_md,
                    inout ingress_intrinsic_metadata_for_tm_t ig_tm_md) {
 
-    @id(0x13000001)
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) route_counter;
 
     @id(0x01000001)

@@ -18,15 +18,10 @@ control Miresga(inout ingress_headers_t hdr,
     Hash<bit<32>>(HashAlgorithm_t.CRC32) bucket_hash;
     SynAck(true) synack;
 
-    @id(0x13000011)
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) vip_counter;
-    @id(0x13000012)
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) backends_counter;
-    @id(0x13000013)
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) frontend_bucket_counter;
-    @id(0x13000014)
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) offload_counter;
-    @id(0x13000015)
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) backend_by_index_counter;
 
     /* --- vip: (dst IP, dst port) -> client -> VIP ---------------------------------------- */
@@ -185,8 +180,6 @@ control Miresga(inout ingress_headers_t hdr,
 
     apply {
         if (hdr.tcp.isValid()) {
-            ig_md.tcp_hdr_len = ((bit<16>)hdr.tcp.data_offset) << 2;
-            ig_md.ip_payload_len = hdr.ipv4.total_len - 20;
             if (vip.apply().hit) {
                 ig_md.client_addr = hdr.ipv4.src_addr;
                 ig_md.client_port = hdr.tcp.src_port;
@@ -195,7 +188,7 @@ control Miresga(inout ingress_headers_t hdr,
                 if (hdr.tcp.flags & (TCP_FLAG_SYN | TCP_FLAG_ACK) == TCP_FLAG_SYN) {
                     ig_md.path = PATH_SYNACK;
                 } else if (hdr.tcp.flags & (TCP_FLAG_SYN | TCP_FLAG_FIN | TCP_FLAG_RST | TCP_FLAG_ACK)
-                               == TCP_FLAG_ACK && ig_md.ip_payload_len == ig_md.tcp_hdr_len) {
+                               == TCP_FLAG_ACK && hdr.ipv4.total_len == ig_md.headers_len) {
                     ig_md.path = PATH_CLIENT_ACK;
                 } else {
                     ig_md.path = PATH_FRONTEND;

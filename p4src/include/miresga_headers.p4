@@ -10,7 +10,7 @@ const bit<8> TCP_FLAG_SYN = 0x02;
 const bit<8> TCP_FLAG_RST = 0x04;
 const bit<8> TCP_FLAG_ACK = 0x10;
 
-#define TCP_OPT_BYTES 40
+#define TCP_OPT_WORDS 10
 
 header tcp_h {
     bit<16> src_port;
@@ -25,10 +25,11 @@ header tcp_h {
     bit<16> urgent_ptr;
 }
 
-/* One byte of a SYN's options: a SYN's option area is extracted byte by byte into a stack, so
- * that it is emitted unchanged (in packet order) when the SYN is not answered by the switch. */
-header tcp_opt_byte_h {
-    bit<8> value;
+/* One 32-bit word of a SYN's options (miresga_parser.p4 walks them word by word). The words
+ * the parser recognised are extracted into hdr.tcp_opts[0..], the rest stays payload: either way a
+ * SYN that the switch does not answer leaves byte for byte as it came. */
+header tcp_opt_word_h {
+    bit<32> value;
 }
 
 /* The 12 option bytes of the switch's SYN-ACK (docs/miresga-datapath.md). */
@@ -45,7 +46,7 @@ struct ingress_headers_t {
     ipv4_h ipv4;
     tcp_h tcp;
     synack_opts_h synack_opts;
-    tcp_opt_byte_h[TCP_OPT_BYTES] tcp_opts;
+    tcp_opt_word_h[TCP_OPT_WORDS] tcp_opts;
 }
 
 typedef bit<3> miresga_path_t;
@@ -62,8 +63,7 @@ struct ingress_metadata_t {
     bool synack;                /* deparser: fresh TCP checksum over the SYN-ACK header */
     bool l4_update;             /* deparser: incremental TCP checksum (addresses/ports rewritten) */
     bit<16> l4_residual;        /* parser: TCP checksum minus addresses, ports and itself */
-    bit<16> tcp_hdr_len;        /* data offset * 4 */
-    bit<16> ip_payload_len;     /* total length - 20 */
+    bit<16> headers_len;        /* parser: IPv4 + TCP header bytes, 20 + data offset * 4 */
     bit<16> pseudo_proto;       /* 0x0006: protocol word of the pseudo header */
     bit<16> synack_tcp_len;     /* 32: TCP length of the SYN-ACK */
     ipv4_addr_t client_addr;    /* the client endpoint of the packet's connection */
@@ -74,10 +74,10 @@ struct ingress_metadata_t {
     bit<16> bucket;
     bit<32> secret;
     bit<32> cookie;
-    bit<16> opt_mss;            /* the client's MSS option, 0 without */
+    bit<2> opt_mss_idx;         /* the client's MSS class (parser): 0 536, 1 1220, 2 1440, 3 1460 */
     bit<1> opt_sack;
     bit<1> opt_has_ws;
-    bit<8> opt_ws;              /* the client's window-scale shift */
+    bit<4> opt_ws;              /* the client's window-scale shift, at most 14 */
 }
 
 #endif

@@ -1,24 +1,133 @@
 /* TNA ingress parser and deparser of pipeline miresga (the egress ones are shared: parser.p4).
  *
  * TCP is parsed in IPv4 without options and not fragmented. The options of a SYN (without ACK)
- * are walked generically, bounded by a ParserCounter loaded with the option length: any order,
- * NOP, EOL (the rest is padding), MSS / window scale / SACK-permitted captured into metadata,
- * other kinds skipped by their length (2..12 bytes; a longer or malformed option stops the walk:
- * what was found so far counts). Every byte walked is extracted into hdr.tcp_opts, so a SYN that
- * the switch does not answer leaves byte for byte as it came.
+ * are read as 32-bit words, the way the common stacks lay them out (docs/miresga-datapath.md,
+ * "SYN options"): a word is recognised only when it is one of
+ *   02 04 m m     MSS m                     01 03 03 w    NOP, window scale w
+ *   01 01 04 02   NOP NOP SACK-permitted    04 02 01 01   SACK-permitted NOP NOP
+ *   01 01 01 01   NOPs                      04 02 00 00   SACK-permitted EOL EOL (ends the walk)
+ *   01 01 08 0a   NOP NOP, timestamps: the next two words are its values (not read)
+ *   04 02 08 0a   SACK-permitted, timestamps: the same
+ * (Linux, Windows, macOS/BSD and Android SYNs are sequences of these). The walk ends at the end of
+ * the option area or at the first word it does not recognise (EOL, another kind, another
+ * alignment): what was found before counts, the rest is not read. A SYN without any recognised
+ * MSS gets the fallback of Linux SYN cookies: MSS 536, and no window scaling or SACK unless found.
+ * A value seen twice: the last one counts. The eBPF twin (system/switch/bpf/miresga_synack.h,
+ * syn_parse_options) implements exactly this walk.
  *
- * The TCP checksum residual (checksum minus addresses and ports) is deposited for the incremental
- * update of the rewrite paths; the SYN-ACK's checksum is computed fresh over its 32-byte header.
- * TCP_REWRITTEN_FIELDS lists the header fields a rewrite may change (left out of the residual,
- * added back by the deparser); pipeline switch_only (p4src/switch_only.p4) defines it with seq and
- * ack too before including this file.
+ * Recognised words are extracted into hdr.tcp_opts[i] (constant index per state: a Tofino parser
+ * writes each PHV container once per path), the rest of the packet is payload, so a SYN that the
+ * switch does not answer leaves byte for byte as it came. The word count bound is a ParserCounter
+ * loaded with the option length in words.
+ *
+ * The TCP checksum residual (checksum minus addresses, ports and itself) is deposited for the
+ * incremental update of the rewrite paths; the addresses are subtracted in parse_ipv4, the state
+ * that extracts them (a Tofino rule). The SYN-ACK's checksum is computed fresh over its 32-byte
+ * header. TCP_REWRITTEN_IPV4/TCP_REWRITTEN_TCP list the header fields a rewrite may change (left
+ * out of the residual, added back by the deparser); pipeline switch_only (p4src/switch_only.p4)
+ * defines TCP_REWRITTEN_TCP with seq and ack too before including this file.
  */
 #ifndef _MIRESGA_MIRESGA_PARSER_P4_
 #define _MIRESGA_MIRESGA_PARSER_P4_
 
-#ifndef TCP_REWRITTEN_FIELDS
-#define TCP_REWRITTEN_FIELDS hdr.ipv4.src_addr, hdr.ipv4.dst_addr, hdr.tcp.src_port, hdr.tcp.dst_port
+#ifndef TCP_REWRITTEN_IPV4
+#define TCP_REWRITTEN_IPV4 hdr.ipv4.src_addr, hdr.ipv4.dst_addr
 #endif
+#ifndef TCP_REWRITTEN_TCP
+#define TCP_REWRITTEN_TCP hdr.tcp.src_port, hdr.tcp.dst_port
+#endif
+#define TCP_REWRITTEN_FIELDS TCP_REWRITTEN_IPV4, TCP_REWRITTEN_TCP
+
+/* The states of option word I (NEXT = I + 1) in variant V: "a" before a window scale word, "b"
+ * after one (a Tofino parser writes a field at most once per path, so a second window scale word
+ * is not recognised: it ends the walk; the MSS word is recognised as word 0 only, opt_word_0).
+ * Recognise the word by lookahead, extract it into hdr.tcp_opts[I], capture, go on. */
+#define OPT_WORD_STATES(V, I, NEXT, ON_WS, ON_WS_MAX)                                                    \
+    state opt_word_##V##_##I {                                                                \
+        transition select(opt_counter.is_zero(), pkt.lookahead<bit<32>>()) {                   \
+            (true, _): accept;                                                                \
+            (false, 0x01030300 .. 0x0103030e): ON_WS;                                         \
+            (false, 0x01030300 &&& 0xffffff00): ON_WS_MAX;                                    \
+            (false, 0x01010402): opt_sack_##V##_##I;                                          \
+            (false, 0x01010101): opt_nops_##V##_##I;                                          \
+            (false, 0x0101080a): opt_ts_##V##_##I;                                            \
+            (false, 0x0402080a): opt_sack_ts_##V##_##I;                                       \
+            (false, 0x04020000): opt_sack_end_##V##_##I;                                      \
+            default: accept;                                                                  \
+        }                                                                                     \
+    }                                                                                         \
+    state opt_sack_##V##_##I {                                                                \
+        pkt.extract(hdr.tcp_opts[I]);                                                         \
+        ig_md.opt_sack = 1;                                                                   \
+        opt_counter.decrement(8w1);                                                           \
+        transition opt_word_##V##_##NEXT;                                                     \
+    }                                                                                         \
+    state opt_nops_##V##_##I {                                                                \
+        pkt.extract(hdr.tcp_opts[I]);                                                         \
+        opt_counter.decrement(8w1);                                                           \
+        transition opt_word_##V##_##NEXT;                                                     \
+    }                                                                                         \
+    state opt_ts_##V##_##I {                                                                  \
+        pkt.extract(hdr.tcp_opts[I]);                                                         \
+        opt_counter.decrement(8w1);                                                           \
+        transition opt_tsval_##V##_##NEXT;                                                    \
+    }                                                                                         \
+    state opt_sack_ts_##V##_##I {                                                             \
+        pkt.extract(hdr.tcp_opts[I]);                                                         \
+        ig_md.opt_sack = 1;                                                                   \
+        opt_counter.decrement(8w1);                                                           \
+        transition opt_tsval_##V##_##NEXT;                                                    \
+    }                                                                                         \
+    state opt_sack_end_##V##_##I {                                                            \
+        pkt.extract(hdr.tcp_opts[I]);                                                         \
+        ig_md.opt_sack = 1;                                                                   \
+        transition accept;                                                                    \
+    }
+
+/* The window scale word I: captured once (a shift above 14 counts as 14, RFC 7323), then
+ * variant b. */
+#define OPT_WS_STATE(I, NEXT)                                                                 \
+    state opt_ws_##I {                                                                        \
+        pkt.extract(hdr.tcp_opts[I]);                                                         \
+        ig_md.opt_ws = hdr.tcp_opts[I].value[3:0];                                            \
+        ig_md.opt_has_ws = 1;                                                                 \
+        opt_counter.decrement(8w1);                                                           \
+        transition opt_word_b_##NEXT;                                                         \
+    }                                                                                         \
+    state opt_ws_##I##_max {                                                                  \
+        pkt.extract(hdr.tcp_opts[I]);                                                         \
+        ig_md.opt_ws = 14;                                                                    \
+        ig_md.opt_has_ws = 1;                                                                 \
+        opt_counter.decrement(8w1);                                                           \
+        transition opt_word_b_##NEXT;                                                         \
+    }
+
+/* The two words of timestamp values after a timestamps word: TSval at word I, then TSecr. */
+#define OPT_TSVAL_STATES(V, I, NEXT)                                                          \
+    state opt_tsval_##V##_##I {                                                               \
+        transition select(opt_counter.is_zero()) {                                            \
+            true: accept;                                                                     \
+            default: opt_tsval_x_##V##_##I;                                                   \
+        }                                                                                     \
+    }                                                                                         \
+    state opt_tsval_x_##V##_##I {                                                             \
+        pkt.extract(hdr.tcp_opts[I]);                                                         \
+        opt_counter.decrement(8w1);                                                           \
+        transition opt_tsecr_##V##_##NEXT;                                                    \
+    }
+
+#define OPT_TSECR_STATES(V, I, NEXT)                                                          \
+    state opt_tsecr_##V##_##I {                                                               \
+        transition select(opt_counter.is_zero()) {                                            \
+            true: accept;                                                                     \
+            default: opt_tsecr_x_##V##_##I;                                                   \
+        }                                                                                     \
+    }                                                                                         \
+    state opt_tsecr_x_##V##_##I {                                                             \
+        pkt.extract(hdr.tcp_opts[I]);                                                         \
+        opt_counter.decrement(8w1);                                                           \
+        transition opt_word_##V##_##NEXT;                                                     \
+    }
 
 parser SwitchIngressParser(packet_in pkt,
                            out ingress_headers_t hdr,
@@ -35,8 +144,7 @@ parser SwitchIngressParser(packet_in pkt,
         ig_md.synack = false;
         ig_md.l4_update = false;
         ig_md.l4_residual = 0;
-        ig_md.tcp_hdr_len = 0;
-        ig_md.ip_payload_len = 0;
+        ig_md.headers_len = 0;
         ig_md.pseudo_proto = 0x0006;
         ig_md.synack_tcp_len = 32;
         ig_md.client_addr = 0;
@@ -47,7 +155,7 @@ parser SwitchIngressParser(packet_in pkt,
         ig_md.bucket = 0;
         ig_md.secret = 0;
         ig_md.cookie = 0;
-        ig_md.opt_mss = 0;
+        ig_md.opt_mss_idx = 0;
         ig_md.opt_sack = 0;
         ig_md.opt_has_ws = 0;
         ig_md.opt_ws = 0;
@@ -64,6 +172,7 @@ parser SwitchIngressParser(packet_in pkt,
 
     state parse_ipv4 {
         pkt.extract(hdr.ipv4);
+        tcp_checksum.subtract({TCP_REWRITTEN_IPV4});
         transition select(hdr.ipv4.ihl, hdr.ipv4.flags, hdr.ipv4.frag_offset, hdr.ipv4.protocol) {
             (5, 0b000 &&& 0b001, 0, IP_PROTO_TCP): parse_tcp;   /* not a fragment */
             (5, _, _, _): accept;
@@ -78,295 +187,294 @@ parser SwitchIngressParser(packet_in pkt,
 
     state parse_tcp {
         pkt.extract(hdr.tcp);
-        tcp_checksum.subtract({TCP_REWRITTEN_FIELDS});
+        tcp_checksum.subtract({TCP_REWRITTEN_TCP});
         tcp_checksum.subtract({hdr.tcp.checksum});
         tcp_checksum.subtract_all_and_deposit(ig_md.l4_residual);
-        transition select(hdr.tcp.flags) {
-            TCP_FLAG_SYN &&& (TCP_FLAG_SYN | TCP_FLAG_ACK): parse_syn_options;
+        transition select(hdr.tcp.data_offset) {
+            5: tcp_doff_5;
+            6: tcp_doff_6;
+            7: tcp_doff_7;
+            8: tcp_doff_8;
+            9: tcp_doff_9;
+            10: tcp_doff_10;
+            11: tcp_doff_11;
+            12: tcp_doff_12;
+            13: tcp_doff_13;
+            14: tcp_doff_14;
+            15: tcp_doff_15;
             default: accept;
         }
     }
 
-    state parse_syn_options {
-        transition select(hdr.tcp.data_offset) {
-            6: opts_4;
-            7: opts_8;
-            8: opts_12;
-            9: opts_16;
-            10: opts_20;
-            11: opts_24;
-            12: opts_28;
-            13: opts_32;
-            14: opts_36;
-            15: opts_40;
+    /* Data offset N: the IPv4 + TCP header length, a parser constant (in the MAU, data_offset sits
+     * in bits 7..4 of its byte and cannot meet total_len in one ALU operation); a SYN (without
+     * ACK) has N - 5 option words. */
+    state tcp_doff_5 {
+        ig_md.headers_len = 40;
+        transition select(hdr.tcp.flags) {
+            TCP_FLAG_SYN &&& (TCP_FLAG_SYN | TCP_FLAG_ACK): accept;
             default: accept;
         }
+    }
+
+    state tcp_doff_6 {
+        ig_md.headers_len = 44;
+        transition select(hdr.tcp.flags) {
+            TCP_FLAG_SYN &&& (TCP_FLAG_SYN | TCP_FLAG_ACK): opts_1;
+            default: accept;
+        }
+    }
+
+    state tcp_doff_7 {
+        ig_md.headers_len = 48;
+        transition select(hdr.tcp.flags) {
+            TCP_FLAG_SYN &&& (TCP_FLAG_SYN | TCP_FLAG_ACK): opts_2;
+            default: accept;
+        }
+    }
+
+    state tcp_doff_8 {
+        ig_md.headers_len = 52;
+        transition select(hdr.tcp.flags) {
+            TCP_FLAG_SYN &&& (TCP_FLAG_SYN | TCP_FLAG_ACK): opts_3;
+            default: accept;
+        }
+    }
+
+    state tcp_doff_9 {
+        ig_md.headers_len = 56;
+        transition select(hdr.tcp.flags) {
+            TCP_FLAG_SYN &&& (TCP_FLAG_SYN | TCP_FLAG_ACK): opts_4;
+            default: accept;
+        }
+    }
+
+    state tcp_doff_10 {
+        ig_md.headers_len = 60;
+        transition select(hdr.tcp.flags) {
+            TCP_FLAG_SYN &&& (TCP_FLAG_SYN | TCP_FLAG_ACK): opts_5;
+            default: accept;
+        }
+    }
+
+    state tcp_doff_11 {
+        ig_md.headers_len = 64;
+        transition select(hdr.tcp.flags) {
+            TCP_FLAG_SYN &&& (TCP_FLAG_SYN | TCP_FLAG_ACK): opts_6;
+            default: accept;
+        }
+    }
+
+    state tcp_doff_12 {
+        ig_md.headers_len = 68;
+        transition select(hdr.tcp.flags) {
+            TCP_FLAG_SYN &&& (TCP_FLAG_SYN | TCP_FLAG_ACK): opts_7;
+            default: accept;
+        }
+    }
+
+    state tcp_doff_13 {
+        ig_md.headers_len = 72;
+        transition select(hdr.tcp.flags) {
+            TCP_FLAG_SYN &&& (TCP_FLAG_SYN | TCP_FLAG_ACK): opts_8;
+            default: accept;
+        }
+    }
+
+    state tcp_doff_14 {
+        ig_md.headers_len = 76;
+        transition select(hdr.tcp.flags) {
+            TCP_FLAG_SYN &&& (TCP_FLAG_SYN | TCP_FLAG_ACK): opts_9;
+            default: accept;
+        }
+    }
+
+    state tcp_doff_15 {
+        ig_md.headers_len = 80;
+        transition select(hdr.tcp.flags) {
+            TCP_FLAG_SYN &&& (TCP_FLAG_SYN | TCP_FLAG_ACK): opts_10;
+            default: accept;
+        }
+    }
+
+    state opts_1 {
+        opt_counter.set(8w1);
+        transition opt_word_0;
+    }
+
+    state opts_2 {
+        opt_counter.set(8w2);
+        transition opt_word_0;
+    }
+
+    state opts_3 {
+        opt_counter.set(8w3);
+        transition opt_word_0;
     }
 
     state opts_4 {
         opt_counter.set(8w4);
-        transition parse_opt;
+        transition opt_word_0;
+    }
+
+    state opts_5 {
+        opt_counter.set(8w5);
+        transition opt_word_0;
+    }
+
+    state opts_6 {
+        opt_counter.set(8w6);
+        transition opt_word_0;
+    }
+
+    state opts_7 {
+        opt_counter.set(8w7);
+        transition opt_word_0;
     }
 
     state opts_8 {
         opt_counter.set(8w8);
-        transition parse_opt;
+        transition opt_word_0;
     }
 
-    state opts_12 {
-        opt_counter.set(8w12);
-        transition parse_opt;
+    state opts_9 {
+        opt_counter.set(8w9);
+        transition opt_word_0;
     }
 
-    state opts_16 {
-        opt_counter.set(8w16);
-        transition parse_opt;
+    state opts_10 {
+        opt_counter.set(8w10);
+        transition opt_word_0;
     }
 
-    state opts_20 {
-        opt_counter.set(8w20);
-        transition parse_opt;
-    }
-
-    state opts_24 {
-        opt_counter.set(8w24);
-        transition parse_opt;
-    }
-
-    state opts_28 {
-        opt_counter.set(8w28);
-        transition parse_opt;
-    }
-
-    state opts_32 {
-        opt_counter.set(8w32);
-        transition parse_opt;
-    }
-
-    state opts_36 {
-        opt_counter.set(8w36);
-        transition parse_opt;
-    }
-
-    state opts_40 {
-        opt_counter.set(8w40);
-        transition parse_opt;
-    }
-
-    state parse_opt {
-        transition select(opt_counter.is_zero(), opt_counter.is_negative(), pkt.lookahead<bit<8>>()) {
-            (true, _, _): accept;
-            (_, true, _): accept;
-            (false, false, 0): opt_eol;
-            (false, false, 1): opt_nop;
-            default: opt_kind_len;
+    /* Word 0: the MSS word, classified here into the cookie's MSS index (536, 1220, 1440, 1460:
+     * the largest not above the client's MSS; the MAU's gateways cannot compare a 16-bit field
+     * with these constants), or any word variant a recognises. */
+    state opt_word_0 {
+        transition select(pkt.lookahead<bit<32>>()) {
+            0x02040000 .. 0x020404c3: opt_mss_0_class0;     /* below 1220 */
+            0x020404c4 .. 0x0204059f: opt_mss_0_class1;     /* 1220..1439 */
+            0x020405a0 .. 0x020405b3: opt_mss_0_class2;     /* 1440..1459 */
+            0x02040000 &&& 0xffff0000: opt_mss_0_class3;    /* 1460 and above */
+            default: opt_word_a_0;
         }
     }
 
-    state opt_eol {
-        pkt.extract(hdr.tcp_opts.next);
+    state opt_mss_0_class0 {
+        pkt.extract(hdr.tcp_opts[0]);
+        ig_md.opt_mss_idx = 0;
         opt_counter.decrement(8w1);
-        transition opt_padding;
+        transition opt_word_a_1;
     }
 
-    state opt_padding {
-        transition select(opt_counter.is_zero()) {
-            true: accept;
-            default: opt_padding_byte;
-        }
-    }
-
-    state opt_padding_byte {
-        pkt.extract(hdr.tcp_opts.next);
+    state opt_mss_0_class1 {
+        pkt.extract(hdr.tcp_opts[0]);
+        ig_md.opt_mss_idx = 1;
         opt_counter.decrement(8w1);
-        transition opt_padding;
+        transition opt_word_a_1;
     }
 
-    state opt_nop {
-        pkt.extract(hdr.tcp_opts.next);
+    state opt_mss_0_class2 {
+        pkt.extract(hdr.tcp_opts[0]);
+        ig_md.opt_mss_idx = 2;
         opt_counter.decrement(8w1);
-        transition parse_opt;
+        transition opt_word_a_1;
     }
 
-    state opt_kind_len {
-        transition select(pkt.lookahead<bit<16>>()) {
-            0x0204: opt_mss;
-            0x0303: opt_ws;
-            0x0402: opt_sack;
-            0x0002 &&& 0x00ff: opt_skip2;
-            0x0003 &&& 0x00ff: opt_skip3;
-            0x0004 &&& 0x00ff: opt_skip4;
-            0x0005 &&& 0x00ff: opt_skip5;
-            0x0006 &&& 0x00ff: opt_skip6;
-            0x0007 &&& 0x00ff: opt_skip7;
-            0x0008 &&& 0x00ff: opt_skip8;
-            0x0009 &&& 0x00ff: opt_skip9;
-            0x000a &&& 0x00ff: opt_skip10;
-            0x000b &&& 0x00ff: opt_skip11;
-            0x000c &&& 0x00ff: opt_skip12;
-            default: accept;
-        }
+    state opt_mss_0_class3 {
+        pkt.extract(hdr.tcp_opts[0]);
+        ig_md.opt_mss_idx = 3;
+        opt_counter.decrement(8w1);
+        transition opt_word_a_1;
     }
 
-    state opt_mss {
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        ig_md.opt_mss[15:8] = hdr.tcp_opts.last.value;
-        pkt.extract(hdr.tcp_opts.next);
-        ig_md.opt_mss[7:0] = hdr.tcp_opts.last.value;
-        opt_counter.decrement(8w4);
-        transition parse_opt;
+    OPT_WORD_STATES(a, 0, 1, opt_ws_0, opt_ws_0_max)
+    OPT_WORD_STATES(a, 1, 2, opt_ws_1, opt_ws_1_max)
+    OPT_WORD_STATES(a, 2, 3, opt_ws_2, opt_ws_2_max)
+    OPT_WORD_STATES(a, 3, 4, opt_ws_3, opt_ws_3_max)
+    OPT_WORD_STATES(a, 4, 5, opt_ws_4, opt_ws_4_max)
+    OPT_WORD_STATES(a, 5, 6, opt_ws_5, opt_ws_5_max)
+    OPT_WORD_STATES(a, 6, 7, opt_ws_6, opt_ws_6_max)
+    OPT_WORD_STATES(a, 7, 8, opt_ws_7, opt_ws_7_max)
+    OPT_WORD_STATES(a, 8, 9, opt_ws_8, opt_ws_8_max)
+    OPT_WORD_STATES(a, 9, 10, opt_ws_9, opt_ws_9_max)
+    OPT_WORD_STATES(b, 1, 2, accept, accept)
+    OPT_WORD_STATES(b, 2, 3, accept, accept)
+    OPT_WORD_STATES(b, 3, 4, accept, accept)
+    OPT_WORD_STATES(b, 4, 5, accept, accept)
+    OPT_WORD_STATES(b, 5, 6, accept, accept)
+    OPT_WORD_STATES(b, 6, 7, accept, accept)
+    OPT_WORD_STATES(b, 7, 8, accept, accept)
+    OPT_WORD_STATES(b, 8, 9, accept, accept)
+    OPT_WORD_STATES(b, 9, 10, accept, accept)
+    OPT_WS_STATE(0, 1)
+    OPT_WS_STATE(1, 2)
+    OPT_WS_STATE(2, 3)
+    OPT_WS_STATE(3, 4)
+    OPT_WS_STATE(4, 5)
+    OPT_WS_STATE(5, 6)
+    OPT_WS_STATE(6, 7)
+    OPT_WS_STATE(7, 8)
+    OPT_WS_STATE(8, 9)
+    OPT_WS_STATE(9, 10)
+    OPT_TSVAL_STATES(a, 1, 2)
+    OPT_TSVAL_STATES(a, 2, 3)
+    OPT_TSVAL_STATES(a, 3, 4)
+    OPT_TSVAL_STATES(a, 4, 5)
+    OPT_TSVAL_STATES(a, 5, 6)
+    OPT_TSVAL_STATES(a, 6, 7)
+    OPT_TSVAL_STATES(a, 7, 8)
+    OPT_TSVAL_STATES(a, 8, 9)
+    OPT_TSVAL_STATES(a, 9, 10)
+    OPT_TSECR_STATES(a, 2, 3)
+    OPT_TSECR_STATES(a, 3, 4)
+    OPT_TSECR_STATES(a, 4, 5)
+    OPT_TSECR_STATES(a, 5, 6)
+    OPT_TSECR_STATES(a, 6, 7)
+    OPT_TSECR_STATES(a, 7, 8)
+    OPT_TSECR_STATES(a, 8, 9)
+    OPT_TSECR_STATES(a, 9, 10)
+    OPT_TSVAL_STATES(b, 1, 2)
+    OPT_TSVAL_STATES(b, 2, 3)
+    OPT_TSVAL_STATES(b, 3, 4)
+    OPT_TSVAL_STATES(b, 4, 5)
+    OPT_TSVAL_STATES(b, 5, 6)
+    OPT_TSVAL_STATES(b, 6, 7)
+    OPT_TSVAL_STATES(b, 7, 8)
+    OPT_TSVAL_STATES(b, 8, 9)
+    OPT_TSVAL_STATES(b, 9, 10)
+    OPT_TSECR_STATES(b, 2, 3)
+    OPT_TSECR_STATES(b, 3, 4)
+    OPT_TSECR_STATES(b, 4, 5)
+    OPT_TSECR_STATES(b, 5, 6)
+    OPT_TSECR_STATES(b, 6, 7)
+    OPT_TSECR_STATES(b, 7, 8)
+    OPT_TSECR_STATES(b, 8, 9)
+    OPT_TSECR_STATES(b, 9, 10)
+
+    /* Past the last word (the counter is zero there: at most 10 words). */
+    state opt_word_a_10 {
+        transition accept;
     }
 
-    state opt_ws {
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        ig_md.opt_ws = hdr.tcp_opts.last.value;
-        ig_md.opt_has_ws = 1;
-        opt_counter.decrement(8w3);
-        transition parse_opt;
+    state opt_tsval_a_10 {
+        transition accept;
     }
 
-    state opt_sack {
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        ig_md.opt_sack = 1;
-        opt_counter.decrement(8w2);
-        transition parse_opt;
+    state opt_tsecr_a_10 {
+        transition accept;
     }
 
-    state opt_skip2 {
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        opt_counter.decrement(8w2);
-        transition parse_opt;
+    state opt_word_b_10 {
+        transition accept;
     }
 
-    state opt_skip3 {
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        opt_counter.decrement(8w3);
-        transition parse_opt;
+    state opt_tsval_b_10 {
+        transition accept;
     }
 
-    state opt_skip4 {
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        opt_counter.decrement(8w4);
-        transition parse_opt;
-    }
-
-    state opt_skip5 {
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        opt_counter.decrement(8w5);
-        transition parse_opt;
-    }
-
-    state opt_skip6 {
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        opt_counter.decrement(8w6);
-        transition parse_opt;
-    }
-
-    state opt_skip7 {
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        opt_counter.decrement(8w7);
-        transition parse_opt;
-    }
-
-    state opt_skip8 {
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        opt_counter.decrement(8w8);
-        transition parse_opt;
-    }
-
-    state opt_skip9 {
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        opt_counter.decrement(8w9);
-        transition parse_opt;
-    }
-
-    state opt_skip10 {
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        opt_counter.decrement(8w10);
-        transition parse_opt;
-    }
-
-    state opt_skip11 {
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        opt_counter.decrement(8w11);
-        transition parse_opt;
-    }
-
-    state opt_skip12 {
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        pkt.extract(hdr.tcp_opts.next);
-        opt_counter.decrement(8w12);
-        transition parse_opt;
+    state opt_tsecr_b_10 {
+        transition accept;
     }
 }
 

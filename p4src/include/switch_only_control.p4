@@ -22,13 +22,9 @@ control SwitchOnly(inout ingress_headers_t hdr,
 
     SynAck(false) synack;           /* SACK is never offered */
 
-    @id(0x13000021)
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) vip_counter;
-    @id(0x13000022)
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) backends_counter;
-    @id(0x13000023)
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) conn_in_counter;
-    @id(0x13000024)
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) conn_out_counter;
 
     /* --- vip: (dst IP, dst port) -> client -> VIP ---------------------------------------- */
@@ -119,12 +115,14 @@ control SwitchOnly(inout ingress_headers_t hdr,
         size = CONN_IN_TABLE_SIZE;
     }
 
-    /* --- conn_out: back-end -> client 4-tuple -> source := the VIP, seq -= delta ------------- */
+    /* --- conn_out: back-end -> client 4-tuple -> source := the VIP, seq += seq_delta ---------
+     * seq_delta is the negated delta (2^32 - delta): a Tofino subtraction cannot take its second
+     * operand from action data, so the control plane stores -delta and the action adds. */
     @id(0x01000027)
     action to_client(ipv4_addr_t vip_addr, bit<16> vip_port, bit<32> seq_delta) {
         hdr.ipv4.src_addr = vip_addr;
         hdr.tcp.src_port = vip_port;
-        hdr.tcp.seq_no = hdr.tcp.seq_no - seq_delta;
+        hdr.tcp.seq_no = hdr.tcp.seq_no + seq_delta;
         ig_md.l4_update = true;
         conn_out_counter.count();
     }

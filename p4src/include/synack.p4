@@ -24,10 +24,9 @@ control SynAck(inout ingress_headers_t hdr,
     /* zlib's CRC32 (docs/miresga-datapath.md): reflected 0x04C11DB7, init/xor 0xFFFFFFFF. */
     Hash<bit<32>>(HashAlgorithm_t.CRC32) cookie_hash;
 
-    bit<2> mss_idx = 0;
     bit<4> wscale_code = 15;
 
-    action build_synack() {
+    @hidden action build_synack() {
         mac_addr_t mac = hdr.ethernet.dst_addr;
         hdr.ethernet.dst_addr = hdr.ethernet.src_addr;
         hdr.ethernet.src_addr = mac;    /* the switch port's MAC the client addressed */
@@ -56,7 +55,7 @@ control SynAck(inout ingress_headers_t hdr,
         ig_md.synack = true;
     }
 
-    action drop_client_options() {
+    @hidden action drop_client_options() {
         hdr.tcp_opts[0].setInvalid();
         hdr.tcp_opts[1].setInvalid();
         hdr.tcp_opts[2].setInvalid();
@@ -67,36 +66,6 @@ control SynAck(inout ingress_headers_t hdr,
         hdr.tcp_opts[7].setInvalid();
         hdr.tcp_opts[8].setInvalid();
         hdr.tcp_opts[9].setInvalid();
-        hdr.tcp_opts[10].setInvalid();
-        hdr.tcp_opts[11].setInvalid();
-        hdr.tcp_opts[12].setInvalid();
-        hdr.tcp_opts[13].setInvalid();
-        hdr.tcp_opts[14].setInvalid();
-        hdr.tcp_opts[15].setInvalid();
-        hdr.tcp_opts[16].setInvalid();
-        hdr.tcp_opts[17].setInvalid();
-        hdr.tcp_opts[18].setInvalid();
-        hdr.tcp_opts[19].setInvalid();
-        hdr.tcp_opts[20].setInvalid();
-        hdr.tcp_opts[21].setInvalid();
-        hdr.tcp_opts[22].setInvalid();
-        hdr.tcp_opts[23].setInvalid();
-        hdr.tcp_opts[24].setInvalid();
-        hdr.tcp_opts[25].setInvalid();
-        hdr.tcp_opts[26].setInvalid();
-        hdr.tcp_opts[27].setInvalid();
-        hdr.tcp_opts[28].setInvalid();
-        hdr.tcp_opts[29].setInvalid();
-        hdr.tcp_opts[30].setInvalid();
-        hdr.tcp_opts[31].setInvalid();
-        hdr.tcp_opts[32].setInvalid();
-        hdr.tcp_opts[33].setInvalid();
-        hdr.tcp_opts[34].setInvalid();
-        hdr.tcp_opts[35].setInvalid();
-        hdr.tcp_opts[36].setInvalid();
-        hdr.tcp_opts[37].setInvalid();
-        hdr.tcp_opts[38].setInvalid();
-        hdr.tcp_opts[39].setInvalid();
     }
 
     apply {
@@ -106,21 +75,10 @@ control SynAck(inout ingress_headers_t hdr,
         /* Cookie: hash of the client and VIP endpoints and the secret, options in 7 bits. */
         ig_md.cookie = cookie_hash.get({ig_md.client_addr, ig_md.client_port,
                                         ig_md.vip_addr, ig_md.vip_port, ig_md.secret});
-        if (ig_md.opt_mss >= 1460) {
-            mss_idx = 3;
-        } else if (ig_md.opt_mss >= 1440) {
-            mss_idx = 2;
-        } else if (ig_md.opt_mss >= 1220) {
-            mss_idx = 1;
-        }
         if (ig_md.opt_has_ws == 1) {
-            if (ig_md.opt_ws > 14) {
-                wscale_code = 14;
-            } else {
-                wscale_code = ig_md.opt_ws[3:0];
-            }
+            wscale_code = ig_md.opt_ws;         /* the parser capped it at 14 */
         }
-        ig_md.cookie = (ig_md.cookie & 0xFFFFFF80) | (bit<32>)(mss_idx ++ ig_md.opt_sack ++ wscale_code);
+        ig_md.cookie = (ig_md.cookie & 0xFFFFFF80) | (bit<32>)(ig_md.opt_mss_idx ++ ig_md.opt_sack ++ wscale_code);
         build_synack();
         drop_client_options();
         if (ig_md.opt_sack == 1) {

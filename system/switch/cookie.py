@@ -84,31 +84,33 @@ class SynOptions:
 
     @classmethod
     def parse(cls, options: bytes) -> SynOptions:
-        """Parse raw TCP option bytes as the switch does: any order, NOPs, unknown kinds skipped;
-        stops at EOL, at a length < 2 or overrunning the options; at most 40 bytes."""
-        options = options[:40]
+        """Parse raw TCP option bytes as the switch does (p4src/include/miresga_parser.p4, the eBPF
+        twin's syn_parse_options): 32-bit words, at most 10, each one of the layouts the common
+        stacks use (listed in miresga_parser.p4); the walk ends at the area's end or at the first word it does not
+        recognise, keeping what it found. The MSS word counts as word 0 only; a second window
+        scale word ends the walk; the two words after a timestamps word are its values."""
         mss = wscale = None
         sack = False
+        words = [int.from_bytes(options[i:i + 4], "big") for i in range(0, min(len(options), 40) - 3, 4)]
         i = 0
-        while i < len(options):
-            kind = options[i]
-            if kind == 0:
-                break
-            if kind == 1:
-                i += 1
-                continue
-            if i + 1 >= len(options):
-                break
-            length = options[i + 1]
-            if length < 2 or i + length > len(options):
-                break
-            if kind == 2 and length == 4:
-                mss = int.from_bytes(options[i + 2: i + 4], "big")
-            elif kind == 3 and length == 3:
-                wscale = options[i + 2]
-            elif kind == 4 and length == 2:
+        while i < len(words):
+            w = words[i]
+            if i == 0 and w >> 16 == 0x0204:
+                mss = w & 0xFFFF
+            elif w >> 8 == 0x010303 and wscale is None:
+                wscale = w & 0xFF
+            elif w in (0x01010402, 0x04020000):
                 sack = True
-            i += length
+                if w == 0x04020000:
+                    break
+            elif w == 0x0402080A:
+                sack = True
+                i += 2
+            elif w == 0x0101080A:
+                i += 2
+            elif w != 0x01010101:
+                break
+            i += 1
         return cls(mss=mss, sack_ok=sack, wscale=wscale)
 
     def low_bits(self) -> int:

@@ -1,13 +1,13 @@
 """The switch-only slow path's two entries per connection, written through the control plane.
 
 docs/switch-only-datapath.md: after the back-end's SYN-ACK the slow path inserts `conn_in` (client
--> VIP rewritten to the back-end, `ack += delta`) and `conn_out` (back-end -> client rewritten to the
-VIP, `seq -= delta`) with two `add`s on the control plane's framed protocol
-(docs/controlplane-protocol.md), and holds the request until both are acknowledged OK. If either
-fails, the other one is deleted once it is in and the connection is relayed by user space
-(`relayed_table_full` for RESOURCE_EXHAUSTED, `relayed_install_failed` otherwise). Both entries are
-deleted when the engine removes the flow (after its linger), also when that happens while an add is
-still unacknowledged.
+-> VIP rewritten to the back-end, `ack += delta`) and `conn_out` (back-end -> client rewritten to
+the VIP, `seq += seq_delta` with seq_delta = -delta mod 2^32: a Tofino cannot subtract action data)
+with two `add`s on the control plane's framed protocol (docs/controlplane-protocol.md), and holds
+the request until both are acknowledged OK. If either fails, the other one is deleted once it is in
+and the connection is relayed by user space (`relayed_table_full` for RESOURCE_EXHAUSTED,
+`relayed_install_failed` otherwise). Both entries are deleted when the engine removes the flow
+(after its linger), also when that happens while an add is still unacknowledged.
 
 Threads: the transport (`OffloadClient.request`) calls back on its reader thread; the callbacks only
 queue the ack and call `wake`. Everything else (`install`, `remove`, `drain`) runs on the slow path's
@@ -94,7 +94,8 @@ class ConnTable:
             CONN_OUT: {"key": {"backend_addr": b.ip, "backend_port": b.port,
                                "client_addr": client, "client_port": flow.client_port},
                        "action": "to_client",
-                       "params": {"vip_addr": self.vip, "vip_port": self.vip_port, "seq_delta": flow.delta}},
+                       "params": {"vip_addr": self.vip, "vip_port": self.vip_port,
+                                  "seq_delta": -flow.delta & 0xFFFFFFFF}},   # added: the negated delta
         }
 
     def install(self, flow: Flow) -> None:

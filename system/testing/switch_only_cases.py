@@ -75,7 +75,7 @@ def conn_in_entry(cport: int = CPORT, delta: int = DELTA) -> TableEntry:
 def conn_out_entry(cport: int = CPORT, delta: int = DELTA) -> TableEntry:
     return TableEntry("conn_out", {"backend_addr": _ip(BACKEND), "backend_port": BE_PORT,
                                    "client_addr": _ip(CLIENT), "client_port": cport}, "to_client",
-                      {"vip_addr": _ip(VIP), "vip_port": VIP_PORT, "seq_delta": delta})
+                      {"vip_addr": _ip(VIP), "vip_port": VIP_PORT, "seq_delta": -delta & 0xFFFFFFFF})  # negated
 
 
 CONN_IN = conn_in_entry()
@@ -200,8 +200,11 @@ SYN_CASES = [
     _syn_case("SYN with SACK but no window scale -> NOP NOP where SACK-permitted would be",
               mc.opts_bytes(mc.MSS(1460), mc.SACKOK), Opts(mss=1460, sack_ok=True)),
     _syn_case("SYN without options -> MSS 536 class, no WS", b"", Opts()),
-    _syn_case("SYN with SACK first and WS 15 (clamped to 14)",
-              mc.opts_bytes(mc.SACKOK, mc.NOP, mc.WS(15), mc.MSS(1300)), Opts(mss=1300, sack_ok=True, wscale=14)),
+    _syn_case("Windows layout with WS 15 (clamped to 14), MSS 1300",
+              mc.opts_bytes(mc.MSS(1300), mc.NOP, mc.WS(15), mc.NOP, mc.NOP, mc.SACKOK),
+              Opts(mss=1300, sack_ok=True, wscale=14)),
+    _syn_case("an unrecognised layout (SACK, NOP, WS, MSS) -> fallback: MSS 536, no WS",
+              mc.opts_bytes(mc.SACKOK, mc.NOP, mc.WS(15), mc.MSS(1300)), Opts()),
     _syn_case("macOS-like 24 option bytes (MSS, NOP, WS, NOP, NOP, TS, SACK, EOL)",
               mc.opts_bytes(mc.MSS(1440), mc.NOP, mc.WS(6), mc.NOP, mc.NOP, mc.TS, mc.SACKOK),
               Opts(mss=1440, sack_ok=True, wscale=6)),

@@ -220,8 +220,8 @@ def test_secret_rotates_and_the_syn_ack_offers_no_sack(switch_proc, switch_ns, s
     try:
         first, prev = protocol.parse_cookie_secrets(cli.cookie_secrets())
         assert (first, prev) == (c.controller.secrets.current, None)
-        syn, synack = _syn_exchange(switch_ns, 1, 42001, [("MSS", 1460), ("SAckOK", b""), ("NOP", None),
-                                                           ("WScale", 9)])
+        syn, synack = _syn_exchange(switch_ns, 1, 42001, [("MSS", 1460), ("NOP", None), ("NOP", None),  # Linux
+                                                           ("SAckOK", b""), ("NOP", None), ("WScale", 9)])
         s = synack[TCP].seq
         assert synack[TCP].ack == (syn[TCP].seq + 1) & 0xFFFFFFFF
         assert bytes(synack[TCP])[20:32] == cookie.synack_options(cookie.SynOptions(mss=1460, wscale=9))

@@ -1,7 +1,8 @@
 /* The switch's SYN-ACK (docs/miresga-datapath.md): a stateless answer to a client's SYN to a VIP.
  *
- * The client's options are parsed generically (any order, NOPs, unknown kinds skipped by their
- * length, stop at EOL or at a malformed length; at most 40 bytes). The cookie is
+ * The client's options are read as the P4 parser reads them: the 32-bit word layouts of the
+ * common stacks (syn_parse_options below; a SYN with other layouts gets MSS 536 and no window
+ * scaling or SACK beyond what was recognised before). The cookie is
  *   (CRC32(client_ip|client_port|vip|vip_port|secret) & 0xFFFFFF80) | mss_idx<<5 | sack<<4 | ws
  * The frame is rebuilt in place at exactly 66 bytes (Ethernet + IPv4 + TCP with 12 option bytes;
  * a SYN is longer or shorter, payload included: bpf_skb_change_tail), both checksums fresh, and
@@ -47,64 +48,54 @@ struct syn_opts {
 	__u8 wscale;     /* NO_WSCALE: none */
 };
 
-struct opt_walk {
-	__u8 buf[64];
-	__u32 i;             /* offset of the next option */
-	__u32 len;           /* option bytes, <= 40 */
-	struct syn_opts *o;
-};
-
-/* One option per call (bpf_loop callback: verified once, not per iteration). 1 stops the walk. */
-static long opt_step(__u32 n, void *arg)
-{
-	struct opt_walk *w = arg;
-	__u32 i = w->i;
-	__u8 kind, olen, v;
-
-	if (i >= w->len || i >= TCP_OPTS_MAX)
-		return 1;
-	kind = w->buf[i & 63];
-	if (kind == 0)          /* EOL */
-		return 1;
-	if (kind == 1) {        /* NOP */
-		w->i = i + 1;
-		return 0;
-	}
-	if (i + 1 >= w->len)
-		return 1;
-	olen = w->buf[(i + 1) & 63];
-	if (olen < 2 || i + olen > w->len)
-		return 1;       /* malformed: keep what was found so far */
-	if (kind == 2 && olen == 4) {
-		w->o->mss = ((__u16)w->buf[(i + 2) & 63] << 8) | w->buf[(i + 3) & 63];
-	} else if (kind == 3 && olen == 3) {
-		v = w->buf[(i + 2) & 63];
-		w->o->wscale = v > MAX_WSCALE ? MAX_WSCALE : v;
-	} else if (kind == 4 && olen == 2) {
-		w->o->sack_ok = 1;
-	}
-	w->i = i + olen;
-	return 0;
-}
-
-/* Parse `len` (<= 40) bytes of TCP options at packet offset `off`: any order, NOPs, unknown
- * kinds skipped by their length; stop at EOL or a malformed length. Every option takes >= 1 byte,
- * so 40 steps cover the area. */
+/* Parse `len` (<= 40) bytes of TCP options at packet offset `off` exactly as the P4 parser does
+ * (p4src/include/miresga_parser.p4; Python reference: system/switch/cookie.py SynOptions.parse):
+ * 32-bit words, each recognised only as one of
+ *   02 04 m m (MSS, word 0 only)   01 03 03 w (window scale, the first one only)
+ *   01 01 04 02 (SACK-permitted)   04 02 00 00 (SACK-permitted, then the end)
+ *   01 01 01 01 (NOPs)             01 01 08 0a / 04 02 08 0a (timestamps [+ SACK-permitted]: the
+ *                                  next two words are its values, not read)
+ * and the walk ends at the area's end or at the first other word, keeping what was found. Whole
+ * words only: a trailing partial word (len not a multiple of 4 cannot happen: doff * 4 - 20). */
 static __always_inline void syn_parse_options(struct __sk_buff *skb, __u32 off, __u32 len,
 					      struct syn_opts *o)
 {
-	struct opt_walk w = {};
+	__be32 buf[TCP_OPTS_MAX / 4] = {};
+	__u32 n = len / 4, skip = 0, w;
 
 	o->mss = 0;
 	o->sack_ok = 0;
 	o->wscale = NO_WSCALE;
-	if (len < 1 || len > TCP_OPTS_MAX)
+	if (len < 4 || len > TCP_OPTS_MAX)
 		return;
-	if (bpf_skb_load_bytes(skb, off, w.buf, len) < 0)
+	if (bpf_skb_load_bytes(skb, off, buf, n * 4) < 0)
 		return;
-	w.len = len;
-	w.o = o;
-	bpf_loop(TCP_OPTS_MAX, opt_step, &w, 0);
+	for (__u32 i = 0; i < TCP_OPTS_MAX / 4; i++) {
+		if (i >= n)
+			break;
+		if (skip) {             /* a timestamp value word */
+			skip--;
+			continue;
+		}
+		w = be32_to_host(buf[i]);
+		if (i == 0 && (w >> 16) == 0x0204) {
+			o->mss = w & 0xffff;
+		} else if ((w >> 8) == 0x010303 && o->wscale == NO_WSCALE) {
+			o->wscale = (w & 0xff) > MAX_WSCALE ? MAX_WSCALE : (w & 0xff);
+		} else if (w == 0x01010402) {
+			o->sack_ok = 1;
+		} else if (w == 0x04020000) {
+			o->sack_ok = 1;
+			break;
+		} else if (w == 0x0402080a) {
+			o->sack_ok = 1;
+			skip = 2;
+		} else if (w == 0x0101080a) {
+			skip = 2;
+		} else if (w != 0x01010101) {
+			break;
+		}
+	}
 }
 
 static __always_inline __u32 mss_index(__u16 mss)

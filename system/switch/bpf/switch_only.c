@@ -6,7 +6,7 @@
  * offered); SYN, FIN or RST, or a conn_in miss -> the CPU port (slow_path), unchanged; conn_in hit
  * -> destination := the back-end, ack += ack_delta, MACs := the entry's, out of its port.
  * Back-end -> client (backends hit): no SYN/FIN/RST and a conn_out hit -> source := the VIP
- * endpoint, seq -= seq_delta, then route; otherwise -> the CPU port, unchanged.
+ * endpoint, seq += seq_delta (the control plane stores -delta), then route; otherwise -> the CPU port, unchanged.
  * Everything else (the slow path's own frames, and TCP in IPv4 fragments): route.
  *
  * L4 rewrites use bpf_l3_csum_replace/bpf_l4_csum_replace (right for CHECKSUM_PARTIAL and GSO
@@ -62,13 +62,14 @@ static __always_inline __u32 to_backend(struct __sk_buff *skb, struct pipe_md *m
 	return DROP_NONE;
 }
 
-/* conn_out hit: source := the VIP endpoint, seq -= delta (route sets port and MACs). */
+/* conn_out hit: source := the VIP endpoint, seq += seq_delta, the negated delta (route sets port
+ * and MACs). */
 static __always_inline int to_client(struct __sk_buff *skb, const struct conn_out_value *v,
 				     __be32 old_saddr, __be16 old_sport, __be32 old_seq)
 {
 	__be32 saddr = v->vip_addr;
 	__be16 sport = v->vip_port;
-	__be32 seq = host_to_be32(be32_to_host(old_seq) - v->seq_delta);
+	__be32 seq = host_to_be32(be32_to_host(old_seq) + v->seq_delta);   /* seq_delta = -delta */
 
 	if (tc_l4_replace_addr(skb, TCP_CSUM_OFF, old_saddr, saddr, 0) < 0 ||
 	    tc_l4_replace16(skb, TCP_CSUM_OFF, old_sport, sport, 0) < 0 ||

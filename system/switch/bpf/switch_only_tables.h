@@ -104,7 +104,7 @@ struct conn_out_value {
 	__be32 vip_addr;    /* network: source IP := this */
 	__be16 vip_port;    /* network: source port := this */
 	__u16 pad;
-	__u32 seq_delta;    /* host: seq -= seq_delta (mod 2^32) */
+	__u32 seq_delta;    /* host: seq += seq_delta (mod 2^32): the negated delta, as on Tofino */
 	__u64 packets;
 	__u64 bytes;
 };

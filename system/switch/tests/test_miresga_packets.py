@@ -100,12 +100,26 @@ def test_case_over_veth(case, star):
     _empty(switch.tables)
 
 
+LAYOUTS = (   # the common stacks' SYNs (miresga_parser.p4): random values in known layouts
+    lambda m, w: (mc.MSS(m), mc.SACKOK, mc.TS, mc.NOP, mc.WS(w)),
+    lambda m, w: (mc.MSS(m), mc.NOP, mc.NOP, mc.SACKOK, mc.NOP, mc.WS(w)),
+    lambda m, w: (mc.MSS(m), mc.NOP, mc.NOP, mc.TS, mc.NOP, mc.WS(w)),
+    lambda m, w: (mc.MSS(m), mc.NOP, mc.WS(w), mc.NOP, mc.NOP, mc.SACKOK),
+    lambda m, w: (mc.MSS(m), mc.NOP, mc.WS(w), mc.NOP, mc.NOP, mc.TS, mc.SACKOK),
+    lambda m, w: (mc.MSS(m), mc.NOP, mc.WS(w)),
+    lambda m, w: (mc.MSS(m),),
+)
+MSS_VALUES = [0, 88, 535, 536, 1219, 1220, 1300, 1439, 1440, 1459, 1460, 1461, 8960, 65535]
+
+
 def _random_options(rng: random.Random) -> bytes:
-    """A random but well-formed option area (<= 40 bytes) in random order."""
+    """Half the time a common stack's layout with random values, else a random but well-formed
+    option area (<= 40 bytes) in random order (mostly the parser's fallback)."""
+    if rng.random() < 0.5:
+        return mc.opts_bytes(*rng.choice(LAYOUTS)(rng.choice(MSS_VALUES), rng.randrange(0, 20)))
     parts = []
     if rng.random() < 0.8:
-        parts.append(mc.MSS(rng.choice([0, 88, 535, 536, 1219, 1220, 1300, 1439, 1440, 1459, 1460,
-                                        1461, 8960, 65535])))
+        parts.append(mc.MSS(rng.choice(MSS_VALUES)))
     if rng.random() < 0.6:
         parts.append(mc.SACKOK)
     if rng.random() < 0.6:

@@ -56,11 +56,11 @@ def test_p4_source_applies_every_table_and_translates_seq_ack():
     for t in SWITCH_ONLY.tables:
         assert re.search(rf"\b{t.name}\.apply\(\)", text), t.name
     assert "hdr.tcp.ack_no = hdr.tcp.ack_no + ack_delta;" in control
-    assert "hdr.tcp.seq_no = hdr.tcp.seq_no - seq_delta;" in control
+    assert "hdr.tcp.seq_no = hdr.tcp.seq_no + seq_delta;" in control   # the negated delta
     top = (P4SRC / "switch_only.p4").read_text()
-    fields = re.search(r"#define TCP_REWRITTEN_FIELDS (.*?)\n\n", top, re.S).group(1)
+    fields = re.search(r"#define TCP_REWRITTEN_TCP (.*?)\n\n", top, re.S).group(1)
     assert "hdr.tcp.seq_no" in fields and "hdr.tcp.ack_no" in fields      # in the checksum residual
-    assert top.index("#define TCP_REWRITTEN_FIELDS") < top.index('#include "include/miresga_parser.p4"')
+    assert top.index("#define TCP_REWRITTEN_TCP") < top.index('#include "include/miresga_parser.p4"')
 
 
 def test_names_of_the_contract():

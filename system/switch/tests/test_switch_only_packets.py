@@ -131,8 +131,9 @@ def test_ebpf_cookie_equals_python_without_sack_for_random_endpoints_secrets_and
             so.configure(tables, secret)
             client = f"198.19.{rng.randrange(256)}.{rng.randrange(256)}"
             cport, isn = rng.randrange(1, 65536), rng.getrandbits(32)
-            opts = mc.opts_bytes(*([mc.SACKOK] if i % 2 == 0 else []), mc.MSS(rng.choice([536, 1300, 1440, 1460])),
-                                 *([mc.WS(rng.randrange(0, 16))] if rng.random() < 0.7 else []))
+            opts = mc.opts_bytes(mc.MSS(rng.choice([536, 1300, 1440, 1460])),    # Linux layouts
+                                 *([mc.NOP, mc.NOP, mc.SACKOK] if i % 2 == 0 else []),
+                                 *([mc.NOP, mc.WS(rng.randrange(0, 16))] if rng.random() < 0.7 else []))
             sent = (Ether(src=so.CLIENT_MAC, dst=so.SW_MAC[1]) / IP(src=client, dst=vip)
                     / TCP(sport=cport, dport=vport, flags="S", seq=isn, dataofs=5 + len(opts) // 4) / opts)
             retval, data, _ = prog.test_run(bytes(sent), ctx=TestRunRunner.ctx_for(1))
@@ -385,7 +386,7 @@ def test_real_tcp_spliced_through_conn_in_and_conn_out(star, offload):
                   "smac": mac_int(h2.sw_mac), "dmac": mac_int(h2.mac), "ack_delta": delta})
         installed.append(("conn_in", conn_in_key))
         t.insert("conn_out", conn_out_key, "to_client", {"vip_addr": ip_int(vip), "vip_port": vport,
-                                                          "seq_delta": delta})
+                                                          "seq_delta": -delta & 0xFFFFFFFF})  # negated
         installed.append(("conn_out", conn_out_key))
         pio.send(so.CPU_PORT, bytes(out / TCP(sport=cport, dport=bport, flags="PA", seq=(c + 1) & 0xFFFFFFFF,
                                               ack=(sa[TCP].seq + 1) & 0xFFFFFFFF, window=ack[TCP].window)

@@ -63,7 +63,7 @@ def test_adds_carry_the_contract_fields():
                    "dmac": "02:00:09:00:00:31", "ack_delta": 0xFFFFFFF0}}
     assert t.requests[1][2] == {
         "key": {"backend_addr": "198.18.9.31", "backend_port": 80, "client_addr": CLIENT, "client_port": CLIENT_PORT},
-        "action": "to_client", "params": {"vip_addr": VIP, "vip_port": VIP_PORT, "seq_delta": 0xFFFFFFF0}}
+        "action": "to_client", "params": {"vip_addr": VIP, "vip_port": VIP_PORT, "seq_delta": 0x10}}  # -delta
 
 
 def test_installed_only_when_both_acks_are_ok():
