@@ -226,3 +226,30 @@ def test_standin_compiler_output_packages_and_is_checked(tmp_path):
     got = text_format.Parse((out / "p4info.txtpb").read_text(), p4info_pb2.P4Info())
     want = text_format.Parse((ROOT / "p4src" / "forwarding.p4info.txtpb").read_text(), p4info_pb2.P4Info())
     assert p4info_difference(got, want) == ""
+
+
+@pytest.mark.skipif(_compiler() is None, reason="p4c-barefoot not found ($P4C_BAREFOOT, PATH, ../shared/tools/p4c)")
+def test_standin_device_verifies_the_pushed_config(tmp_path):
+    """The stand-in stratum_bf's check of a SetForwardingPipelineConfig (no loading: no BPF here)."""
+    from p4.v1 import p4runtime_pb2
+
+    from system.switch.p4rt.errors import P4RTError
+    from system.switch.profiles import load_profile
+    from system.switch.tables import load_p4info
+
+    out = tmp_path / "out"
+    subprocess.run([str(STANDIN_BIN / "bf-p4c"), "--target", "tofino", "--arch", "tna", "--p4runtime-force-std-externs",
+                    "-o", str(out), "--p4runtime-files", str(out / "p4info.txtpb"), "--bf-rt-schema",
+                    str(out / "bfrt.json"), "p4src/forwarding.p4"], cwd=ROOT, check=True, capture_output=True)
+    device = stratum.make_device({1: "sw-a", 2: "sw-b"}, tmp_path / "pins", load_profile(None), device_id=1)
+    cfg = p4runtime_pb2.ForwardingPipelineConfig(p4info=load_p4info("forwarding"),
+                                                 p4_device_config=bfpipeline.pack("stratum", out, "forwarding"))
+    prepared = device.verify(cfg)
+    assert prepared.pipeline == "forwarding" and prepared.config is cfg     # Get returns what was pushed
+    wrong = p4runtime_pb2.ForwardingPipelineConfig(p4info=load_p4info("miresga"),
+                                                   p4_device_config=cfg.p4_device_config)
+    with pytest.raises(P4RTError, match="p4info does not match"):
+        device.verify(wrong)
+    junk = p4runtime_pb2.ForwardingPipelineConfig(p4info=load_p4info("forwarding"), p4_device_config=b"MRSGPKG1")
+    with pytest.raises(P4RTError, match="stand-in SDE"):
+        device.verify(junk)
