@@ -172,3 +172,13 @@ def check_hosts(ctx: Any, cfg: TofinoConfig, hosts: list[Any], kind: str, cpu_po
         if cfg.port(dev) is None:
             raise ctx.fail(field, f"device port {dev} is not in switch.ports "
                            f"(listed: {', '.join(str(p.dev_port) for p in cfg.ports)})")
+
+
+def provenance(inv: Any) -> dict[str, Any] | None:
+    """The run manifest's account of a Tofino switch: which SDE and server, and whether it is the
+    stand-in (a local testbed has no Tofino; the stand-in's directory carries a STAND-IN file)."""
+    t = inv.switch.tofino
+    if t is None:
+        return None
+    return {"sde": t.sde, "sde_version": t.sde_version, "p4runtime_server": t.server, "chip": t.chip,
+            "stand_in": inv.kind == "local" or (Path(t.sde) / "STAND-IN").is_file()}

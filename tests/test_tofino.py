@@ -253,3 +253,13 @@ def test_standin_device_verifies_the_pushed_config(tmp_path):
     junk = p4runtime_pb2.ForwardingPipelineConfig(p4info=load_p4info("forwarding"), p4_device_config=b"MRSGPKG1")
     with pytest.raises(P4RTError, match="stand-in SDE"):
         device.verify(junk)
+
+
+def test_provenance_labels_the_standin():
+    assert inventory.load(STANDIN_INV).switch.tofino is not None
+    from harness.tofino_config import provenance
+    assert provenance(inventory.load(STANDIN_INV))["stand_in"] is True
+    assert provenance(inventory.load(EXAMPLE)) == {"sde": "/opt/bf-sde-9.13.4", "sde_version": "9.13.4",
+                                                   "p4runtime_server": "stratum_bf", "chip": "tofino",
+                                                   "stand_in": False}
+    assert provenance(inventory.load(ROOT / "tests" / "data" / "testbed.yaml")) is None
