@@ -95,7 +95,12 @@ def package_cmd(t: TofinoConfig, lay: Layout, python: str) -> str:
             f"--name {lay.pipeline} --p4c-out {lay.build} -o {lay.device_config}")
 
 
+def daemon_env(t: TofinoConfig) -> dict[str, str]:
+    return {"SDE": t.sde, "SDE_INSTALL": t.sde_install, "LD_LIBRARY_PATH": f"{t.sde_install}/lib"}
+
+
 def daemon_cmd(inv: Inventory, lay: Layout) -> str:
+    """The P4Runtime server's command line (run with daemon_env)."""
     t = inv.switch.tofino
     port = inv.switch.p4runtime_port
     if t.server == "stratum_bf":
@@ -108,7 +113,7 @@ def daemon_cmd(inv: Inventory, lay: Layout) -> str:
     else:
         args = [t.server_binary, f"--install-dir={t.sde_install}", f"--conf-file={t.switchd_conf}", "--skip-p4",
                 f"--p4rt-server=0.0.0.0:{port}", "--background"]
-    return f"{env(t)} && exec " + " ".join(shlex.quote(a) for a in [*args, *t.server_args])
+    return " ".join(shlex.quote(a) for a in [*args, *t.server_args])
 
 
 def ports_cmd(t: TofinoConfig, lay: Layout) -> str:
@@ -229,7 +234,8 @@ def deploy_switch(r: Remote, inv: Inventory, pipeline: str, files: dict[str, Pat
     if t.server == "stratum_bf":
         r.run(f"rm -f {lay.conf_dir}/stratum/pipeline_cfg.pb.txt", check=False)
     try:
-        r.start("switchd", daemon_cmd(inv, lay), daemonizes=False)
+        r.run(f"mkdir -p {lay.conf_dir}/stratum")
+        r.start("switchd", daemon_cmd(inv, lay), env=daemon_env(t))
     except RemoteError as e:
         raise s.fail("daemon", str(e)) from None
     port = inv.switch.p4runtime_port
@@ -318,7 +324,8 @@ def plan_lines(inv: Inventory, host: Host, pipeline: str, system: str) -> list[s
            f"    build:        {build_cmd(t, lay)}",
            f"    p4info:       {lay.p4info} must equal p4src/{pipeline}.p4info.txtpb",
            f"    package:      {package_cmd(t, lay, py)}",
-           f"    daemon:       {daemon_cmd(inv, lay)}",
+           "    daemon:       cd {} && {} setsid {}".format(
+               host.workdir, " ".join(f"{k}={v}" for k, v in daemon_env(t).items()), daemon_cmd(inv, lay)),
            f"                  (pid file {host.workdir}/run/switchd.pid; wait for {mgmt}:{port})",
            f"    controlplane: {py} -m system.controlplane --switch {mgmt}:{port} --pipeline {pipeline} "
            f"--p4info {host.workdir}/p4src/{pipeline}.p4info.txtpb --device-config {lay.device_config} ... "

@@ -96,7 +96,7 @@ def test_dry_run_prints_the_sde_commands():
                  "-o /opt/miresga/build/miresga --p4runtime-files /opt/miresga/build/miresga/p4info.txtpb "
                  "--bf-rt-schema /opt/miresga/build/miresga/bfrt.json p4src/miresga.p4",
                  "-m system.switch.bfpipeline pack --format stratum --name miresga",
-                 "exec /usr/bin/stratum_bf -bf_sde_install=/opt/bf-sde-9.13.4/install "
+                 "setsid /usr/bin/stratum_bf -bf_sde_install=/opt/bf-sde-9.13.4/install "
                  "-bf_switchd_cfg=/usr/share/stratum/tofino_skip_p4.conf",
                  "-chassis_config_file=/opt/miresga/tofino/chassis_config.pb.txt -external_stratum_urls=0.0.0.0:9559",
                  "--device-config /opt/miresga/build/miresga/device_config.bin",
@@ -115,7 +115,7 @@ def test_bf_switchd_flow_and_its_port_script():
     data["switch"]["ports"][0].update(speed="40G", fec="fc", autoneg="on")
     inv = inventory.parse(data)
     text = deploy.plan(inv, "direct")
-    assert ("exec /opt/bf-sde-9.13.4/install/bin/bf_switchd --install-dir=/opt/bf-sde-9.13.4/install "
+    assert ("setsid /opt/bf-sde-9.13.4/install/bin/bf_switchd --install-dir=/opt/bf-sde-9.13.4/install "
             "--conf-file=/opt/bf-sde-9.13.4/install/share/p4/targets/tofino/skip_p4.conf --skip-p4 "
             "--p4rt-server=0.0.0.0:9559 --background") in text
     assert "--format pi" in text and "$SDE/run_bfshell.sh -f /opt/miresga/tofino/ports.ucli" in text

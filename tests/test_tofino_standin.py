@@ -72,7 +72,7 @@ def leftovers(inv) -> list[str]:
         for p in inv.switch.tofino.ports:
             if r.run(f"tc filter show dev {p.name} ingress", check=False).strip():
                 out.append(f"tc filter on {p.name}")
-    out += [f"pin {p}" for p in Path("/sys/fs/bpf").glob("sde-standin-*")]
+    out += [f"pin {p}" for p in Path("/sys/fs/bpf").glob("*sde-standin*")]
     return out
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import signal
 import subprocess
@@ -205,10 +206,11 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("--version", "-version"):
         print("stratum_bf STAND-IN (Miresga's stand-in SDE; the emulated switch behind P4Runtime)")
         return 0
-    flags = _gflags(sys.argv[1:] if argv is None else argv)
+    flags = _gflags(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log.warning("THIS IS A STAND-IN FOR stratum_bf (Miresga's local testbed), not Stratum: results are emulated")
     for need in ("chassis_config_file", "external_stratum_urls", "persistent_config_dir"):
@@ -242,7 +244,12 @@ def main(argv: list[str] | None = None) -> int:
 
     state = Path(flags["persistent_config_dir"])
     state.mkdir(parents=True, exist_ok=True)
-    pin_dir = Path("/sys/fs/bpf") / f"sde-standin-{hashlib.sha1(str(state.resolve()).encode()).hexdigest()[:10]}"
+    # Pinned under this host's namespace name where there is one (the local testbed's teardown removes
+    # <netns>-* after a crash), else under a name derived from the state directory.
+    ns = subprocess.run(["ip", "netns", "identify", str(os.getpid())], capture_output=True, text=True,
+                        check=False).stdout.strip()
+    pin_dir = Path("/sys/fs/bpf") / (f"{ns}-sde-standin" if ns else
+                                     f"sde-standin-{hashlib.sha1(str(state.resolve()).encode()).hexdigest()[:10]}")
     url = flags["external_stratum_urls"].split(",")[-1]
     device = make_device(ports, pin_dir, load_profile(None), device_id=1)
     try:
