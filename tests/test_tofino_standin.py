@@ -40,10 +40,12 @@ def inv():
     testbed.down(inv)
 
 
-def fetch(inv, path: str) -> bytes:
+def fetch(inv, path: str, system: str = "miresga") -> bytes:
+    """An object from a client host through the system's target (the VIP; direct: the first back-end)."""
     cli = testbed.netns(inv.clients[0])
+    address, port = deploy.get_system(system).targets(inv)[0]
     return subprocess.run(["ip", "netns", "exec", cli, "curl", "-sf", "--max-time", "30",
-                           f"http://{inv.vip}:{inv.vip_port}{path}"], capture_output=True, timeout=60).stdout
+                           f"http://{address}:{port}{path}"], capture_output=True, timeout=60).stdout
 
 
 def pushed_config(inv) -> p4runtime_pb2.ForwardingPipelineConfig:
@@ -98,7 +100,7 @@ def test_deploy_through_the_standin_sde(inv, system, pipeline):
     assert "THIS IS A STAND-IN FOR stratum_bf" in log
     assert "sw-tfcli1" in log and f"P4 program {pipeline} -> the emulated pipeline {pipeline}" in log
     for o in inv.catalog:
-        assert fetch(inv, o.path) == object_bytes(o.name, o.size), o.name
+        assert fetch(inv, o.path, system) == object_bytes(o.name, o.size), o.name
 
 
 def test_failing_step_names_host_and_step(inv):
@@ -115,7 +117,7 @@ def test_failing_step_names_host_and_step(inv):
 
 def test_undeploy_leaves_nothing(inv):
     deploy.deploy(inv, "direct")
-    assert fetch(inv, "/obj/1k") == object_bytes("1k", 1024)
+    assert fetch(inv, "/obj/64k", "direct") == object_bytes("64k", 65536)     # across the switch
     with Remote(inv, inv.switch_host) as r:
         assert r.service_pid("switchd") is not None
         assert r.run("ip link show bf_pci0", check=False).strip()
