@@ -138,5 +138,16 @@ def report(c, run_dir):
         print(p)
 
 
+@task(help={"check": "compare with the committed P4Info, write nothing",
+            "fit": "find the largest per-connection table sizes that still compile (slow)"})
+def p4_compile(c, check=False, fit=False):
+    """Compile p4src/ with p4c-barefoot (Tofino 1): write p4src/<prog>.p4info.txtpb and resources/."""
+    from harness import p4c
+    argv = ["--check"] if check else ["--fit"] if fit else ["--resources"]
+    rc = p4c.main(argv)
+    if rc:
+        raise Exit(code=rc)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit("run the tasks with `fab` (see README.md)")

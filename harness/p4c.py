@@ -59,6 +59,13 @@ class Result:
     errors: int = 0
     warnings: int = 0
     unsupported: list[str] = field(default_factory=list)
+    stages: int | None = None     # MAU stages the placement uses (pipe/<prog>.bfa), of STAGES
+
+    @property
+    def fits(self) -> bool:
+        """Accepted, and placed in the chip's 12 stages: this back end has no assembler and places
+        a table too big for Tofino 1 into stages 12, 13, ... without an error."""
+        return self.ok and self.stages is not None and self.stages <= STAGES
 
     @property
     def p4info(self) -> Path:
@@ -70,9 +77,9 @@ class Result:
 
 
 def compile_program(program: str, out_dir: Path, *, compiler: Path | None = None,
-                    verbose: bool = False) -> Result:
+                    verbose: bool = False, defines: dict[str, int] | None = None) -> Result:
     """Compile p4src/<program>.p4 into out_dir (P4Info at out_dir/p4info.txtpb). verbose: also the
-    resource logs (pipe/logs/resources.json, phv.json; slower)."""
+    resource logs (pipe/logs/resources.json, phv.json; slower). defines: -D macros (table sizes)."""
     compiler = compiler or find_compiler()
     if compiler is None:
         raise CompilerError("p4c-barefoot not found ($P4C_BAREFOOT, PATH, ../shared/tools/p4c)")
@@ -80,6 +87,7 @@ def compile_program(program: str, out_dir: Path, *, compiler: Path | None = None
     cmd = [str(compiler), *FLAGS, "-o", str(out_dir), "--p4runtime-files", str(out_dir / "p4info.txtpb")]
     if verbose:
         cmd += ["-g", "--verbose"]
+    cmd += [f"-D{k}={v}" for k, v in (defines or {}).items()]
     cmd.append(str(P4SRC / f"{program}.p4"))
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     out = proc.stdout + proc.stderr
@@ -90,6 +98,10 @@ def compile_program(program: str, out_dir: Path, *, compiler: Path | None = None
     elif proc.returncode != 0:
         res.errors = 1
     res.unsupported = [line for line in out.splitlines() if UNSUPPORTED in line]
+    bfa = out_dir / "pipe" / f"{program}.bfa"
+    if bfa.exists():
+        used = [int(n) for n in re.findall(r"^\s*stage (\d+) (?:ingress|egress):", bfa.read_text(), re.M)]
+        res.stages = max(used) + 1 if used else 0
     return res
 
 
@@ -149,19 +161,26 @@ def resources(out_dir: Path) -> dict:
             used_bits += si["msb"] - si["lsb"] + 1
     total_bits = sum(w * n for w, n in total_containers.items())
 
-    ctx = json.loads((out_dir / "pipe" / "context.json").read_text())
-    tables = {}
-    for t in ctx["tables"]:
-        if t.get("table_type") != "match" or "." not in t.get("name", ""):
-            continue
-        st = sorted({s["stage_number"] for s in t.get("match_attributes", {}).get("stage_tables", [])})
-        tables[t["name"]] = {"size": t.get("size"), "stages": st}
+    tables: dict[str, dict] = {}     # per P4 table: the stages and memories it occupies
+    for st in stages:
+        for lt in st["logical_tables"]["ids"]:
+            name = lt["table_name"]
+            if name.startswith("SwitchIngress.") or name.startswith("SwitchEgress."):
+                tables.setdefault(name, {"stages": [], "sram_blocks": 0, "tcam_blocks": 0})
+                if st["stage_number"] not in tables[name]["stages"]:
+                    tables[name]["stages"].append(st["stage_number"])
+        for kind, key in (("rams", "srams"), ("tcams", "tcams")):
+            for blk in st[kind][key]:
+                for u in blk.get("usages", []):
+                    t = tables.setdefault(u["used_by"], {"stages": [], "sram_blocks": 0, "tcam_blocks": 0})
+                    t["sram_blocks" if kind == "rams" else "tcam_blocks"] += 1
+                    break
 
     parser = (logs / "parser.characterize.log").read_text() if (logs / "parser.characterize.log").exists() else ""
     m_states = re.search(r"Number of states on ingress: (\d+)", parser)
     m_matches = re.search(r"Number of matches on ingress: (\d+)", parser)
     return {
-        "stages_used": len(used_stages), "stages": n_stages,
+        "stages_used": max(used_stages) + 1 if used_stages else 0, "stages": n_stages,
         "sram_blocks": used("rams", "srams"), "sram_blocks_total": sram_per_stage * n_stages,
         "map_rams": used("map_rams", "maprams"), "map_rams_total": map_per_stage * n_stages,
         "tcam_blocks": used("tcams", "tcams"), "tcam_blocks_total": tcam_per_stage * n_stages,
@@ -176,6 +195,34 @@ def resources(out_dir: Path) -> dict:
     }
 
 
+# The per-connection tables whose size is the experiment's constraint, and their size macros.
+FIT = {"miresga": ("OFFLOAD_TABLE_SIZE",), "switch_only": ("CONN_IN_TABLE_SIZE", "CONN_OUT_TABLE_SIZE")}
+
+
+def fit(program: str, work: Path, *, compiler: Path | None = None, step: int = 1024,
+        start: int = 131072) -> int:
+    """The largest size (a multiple of `step`) of FIT[program]'s tables with which the program still
+    compiles for Tofino 1 (doubling, then bisection; each probe is one compile)."""
+    def fits(n: int) -> bool:
+        res = compile_program(program, work / f"{program}-{n}", compiler=compiler,
+                              defines={m: n for m in FIT[program]})
+        print(f"  {program} {'/'.join(FIT[program])}={n}: {res.stages} stages, "
+              f"{'fits' if res.fits else 'does not fit'}", flush=True)
+        shutil.rmtree(work / f"{program}-{n}", ignore_errors=True)
+        return res.fits
+
+    lo, hi = 0, start
+    while fits(hi):
+        lo, hi = hi, hi * 2
+    while hi - lo > step:
+        mid = (lo + hi) // 2 // step * step
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import tempfile
@@ -183,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="compile p4src/ with p4c-barefoot, write the P4Info files")
     ap.add_argument("programs", nargs="*", default=list(PROGRAMS))
     ap.add_argument("--check", action="store_true", help="compare with the committed P4Info, write nothing")
+    ap.add_argument("--fit", action="store_true",
+                    help="find the largest per-connection table sizes that compile (FIT); writes nothing")
     ap.add_argument("--resources", action="store_true",
                     help="verbose compile; write p4src/resources/<prog>.json (the README's figures)")
     args = ap.parse_args(argv)
@@ -192,15 +241,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bad = 0
     with tempfile.TemporaryDirectory(prefix="p4c-") as tmp:
+        if args.fit:
+            for prog in (p for p in args.programs if p in FIT):
+                print(f"{prog}: largest {'/'.join(FIT[prog])} that fits Tofino 1: "
+                      f"{fit(prog, Path(tmp), compiler=compiler)}", flush=True)
+            return 0
         for prog in args.programs:
             print(f"{prog}: compiling with {compiler} ...", flush=True)
             res = compile_program(prog, Path(tmp) / prog, compiler=compiler, verbose=args.resources)
-            if not res.ok:
+            if not res.fits:
                 print(res.output)
-                print(f"{prog}: FAILED ({res.errors} errors, {len(res.unsupported)} 'not supported by Tofino')")
+                print(f"{prog}: FAILED ({res.errors} errors, {len(res.unsupported)} 'not supported by Tofino', "
+                      f"{res.stages} of {STAGES} stages)")
                 bad += 1
                 continue
-            print(f"{prog}: 0 errors, {res.warnings} warnings")
+            print(f"{prog}: 0 errors, {res.warnings} warnings, {res.stages} of {STAGES} stages")
             if args.check:
                 same = normalized_p4info(res.p4info.read_text()) == normalized_p4info(
                     committed_p4info(prog).read_text())

@@ -3,17 +3,19 @@
  * TCP is parsed in IPv4 without options and not fragmented. The options of a SYN (without ACK)
  * are read as 32-bit words, the way the common stacks lay them out (docs/miresga-datapath.md,
  * "SYN options"): a word is recognised only when it is one of
- *   02 04 m m     MSS m                     01 03 03 w    NOP, window scale w
- *   01 01 04 02   NOP NOP SACK-permitted    04 02 01 01   SACK-permitted NOP NOP
- *   01 01 01 01   NOPs                      04 02 00 00   SACK-permitted EOL EOL (ends the walk)
+ *   02 04 m m     MSS m (as word 0 only)    01 03 03 w    NOP, window scale w (the first one only)
+ *   01 01 04 02   NOP NOP SACK-permitted    04 02 00 00   SACK-permitted EOL EOL (ends the walk)
+ *   01 01 01 01   NOPs
  *   01 01 08 0a   NOP NOP, timestamps: the next two words are its values (not read)
  *   04 02 08 0a   SACK-permitted, timestamps: the same
- * (Linux, Windows, macOS/BSD and Android SYNs are sequences of these). The walk ends at the end of
- * the option area or at the first word it does not recognise (EOL, another kind, another
- * alignment): what was found before counts, the rest is not read. A SYN without any recognised
- * MSS gets the fallback of Linux SYN cookies: MSS 536, and no window scaling or SACK unless found.
- * A value seen twice: the last one counts. The eBPF twin (system/switch/bpf/miresga_synack.h,
- * syn_parse_options) implements exactly this walk.
+ * (Linux with or without timestamps/SACK, Windows, macOS and FreeBSD SYNs are sequences of these).
+ * The walk ends at the end of the option area or at the first word it does not recognise (EOL,
+ * another kind, another alignment, a second window scale): what was found before counts, the rest
+ * is not read. Without a recognised MSS the cookie says 536, the fallback of Linux SYN cookies; no
+ * window scaling or SACK unless recognised. The MSS is classified (536/1220/1440/1460) and the
+ * window scale capped at 14 here, by value ranges. The eBPF twin (system/switch/bpf/
+ * miresga_synack.h, syn_parse_options) and system/switch/cookie.py (SynOptions.parse) implement
+ * exactly this walk.
  *
  * Recognised words are extracted into hdr.tcp_opts[i] (constant index per state: a Tofino parser
  * writes each PHV container once per path), the rest of the packet is payload, so a SYN that the

@@ -6,8 +6,12 @@
 #ifndef _MIRESGA_SWITCH_ONLY_SIZES_P4_
 #define _MIRESGA_SWITCH_ONLY_SIZES_P4_
 
+#ifndef CONN_IN_TABLE_SIZE   /* -DCONN_IN_TABLE_SIZE=N: scripts/p4-compile.sh --fit */
 #define CONN_IN_TABLE_SIZE 71680
+#endif
+#ifndef CONN_OUT_TABLE_SIZE   /* -DCONN_OUT_TABLE_SIZE=N: scripts/p4-compile.sh --fit */
 #define CONN_OUT_TABLE_SIZE 71680
+#endif
 #define SLOW_PATH_TABLE_SIZE 1
 
 #endif

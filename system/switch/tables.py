@@ -367,7 +367,7 @@ def pipeline_spec(name: str) -> PipelineSpec:
 
 
 def load_p4info(pipeline: str):  # -> p4.config.v1.p4info_pb2.P4Info
-    """The hand-written P4Info of a pipeline (p4src/<pipeline>.p4info.txtpb)."""
+    """The P4Info of a pipeline (p4src/<pipeline>.p4info.txtpb: p4c-barefoot's output, harness/p4c.py)."""
     from google.protobuf import text_format
     from p4.config.v1 import p4info_pb2
 

@@ -55,8 +55,8 @@ struct syn_opts {
  *   01 01 04 02 (SACK-permitted)   04 02 00 00 (SACK-permitted, then the end)
  *   01 01 01 01 (NOPs)             01 01 08 0a / 04 02 08 0a (timestamps [+ SACK-permitted]: the
  *                                  next two words are its values, not read)
- * and the walk ends at the area's end or at the first other word, keeping what was found. Whole
- * words only: a trailing partial word (len not a multiple of 4 cannot happen: doff * 4 - 20). */
+ * and the walk ends at the area's end or at the first other word, keeping what was found (len is
+ * doff * 4 - 20: whole words). */
 static __always_inline void syn_parse_options(struct __sk_buff *skb, __u32 off, __u32 len,
 					      struct syn_opts *o)
 {
