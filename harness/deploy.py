@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from harness import credentials as creds
-from harness import testbed
+from harness import testbed, tofino
 from harness.inventory import ROOT, Inventory
 from harness.remote import Remote, RemoteError, wait_for
 from system import rules as rules_mod
@@ -33,7 +33,7 @@ SERVICES = {
     "client": ["locust-master"],
     "frontend": ["haproxy", "frontend"],
     "backend": ["agent", "nginx"],
-    "switch": ["slowpath", "controlplane", "p4rt"],
+    "switch": ["slowpath", "controlplane", "switchd", "p4rt"],
 }
 
 
@@ -175,16 +175,28 @@ def deploy_switch(r: Remote, inv: Inventory, pipeline: str, extra_ports: dict[in
     if inv.switch.target == "bridge":
         log(f"{r.name}: switch target bridge (placeholder): nothing to program")
         return
-    if inv.switch.target == "tofino":
-        raise DeployError(tofino_steps(inv, pipeline))
     for svc in ("controlplane", "p4rt"):
         r.stop(svc)
     ensure_python(r)
-    files = project_files("system", "harness/__init__.py", "harness/inventory.py",
+    files = project_files("system", "harness/__init__.py", "harness/inventory.py", "harness/tofino_config.py",
                           suffixes=(".py", ".c", ".h", ".yaml"))
     files.update(project_files("p4src", suffixes=(".p4", ".txtpb")))
     files["inventory.yaml"] = (inv.source.read_bytes() if inv.source else yaml.safe_dump(inv.raw).encode())
     files["port-map.yaml"] = yaml.safe_dump(port_map(inv)).encode()
+    stats = f"{r.workdir}/run/controlplane-stats.json"
+
+    def ready() -> bool:
+        if r.service_pid("controlplane") is None:
+            raise DeployError(f"{r.name}: the control plane exited:\n{r.tail('controlplane')}")
+        out = r.run(f"cat {stats} 2>/dev/null", check=False)
+        return bool(out) and bool(json.loads(out).get("static_installed")) and json.loads(out).get("connected") is True
+    if inv.switch.target == "tofino":       # the SDE's build, package, daemon, ports (harness/tofino.py)
+        r.run(f"rm -f {stats}")
+        try:
+            tofino.deploy_switch(r, inv, pipeline, files, log, ready)
+        except tofino.TofinoDeployError as e:
+            raise DeployError(str(e)) from None
+        return
     r.run(f"rm -rf {r.workdir}/system {r.workdir}/p4src")
     r.put_tree(files)
     ports = {v["port"]: f"sw-{name}" for name, v in port_map(inv).items()}
@@ -213,23 +225,6 @@ def deploy_switch(r: Remote, inv: Inventory, pipeline: str, extra_ports: dict[in
     wait_for(ready, 60, f"the control plane on {r.name} to set pipeline {pipeline} and its static tables")
     log(f"{r.name}: emulated switch running pipeline {pipeline} (P4Runtime {p4rt}, "
         f"control plane {mgmt}:{CONTROLPLANE_PORT})")
-
-
-def tofino_steps(inv: Inventory, pipeline: str) -> str:
-    """What a Tofino switch needs, which cannot run here (no SDE): printed by deploy and its dry run."""
-    return "\n".join([
-        f"switch target tofino: the pipeline {pipeline!r} must be built and loaded with the Tofino SDE "
-        "on the switch host; run these there (see p4src/README.md):",
-        f"  1. bf-p4c --target tofino --arch tna --p4runtime-force-std-externs --p4runtime-files "
-        f"{pipeline}.p4info.txtpb -o build/{pipeline} p4src/{pipeline}.p4 (its P4Info must equal "
-        f"p4src/{pipeline}.p4info.txtpb: scripts/p4-compile.sh --check)",
-        f"  2. start the SDE's P4Runtime server (Stratum or bf_switchd with P4Runtime) on port "
-        f"{inv.switch.p4runtime_port} with the ports of the inventory enabled",
-        f"  3. python -m system.controlplane --inventory INVENTORY --switch localhost:{inv.switch.p4runtime_port} "
-        f"--listen 0.0.0.0:{CONTROLPLANE_PORT} --pipeline {pipeline} --port-map port-map.yaml "
-        "--credentials CREDS (an identity of role controlplane: system/credentials.py, issue() / deploy_set())",
-        "These steps are not executed by this harness: no SDE can be installed on the machines it was built on.",
-    ])
 
 
 # ---- Miresga ------------------------------------------------------------------------------------
@@ -335,7 +330,8 @@ def deploy_slowpath(r: Remote, inv: Inventory) -> None:
     stats = f"{r.workdir}/run/slowpath-stats.json"
     r.run(f"rm -f {stats}")
     o = SLOWPATH_OPTIONS
-    r.start("slowpath", f"{r.python()} -m system.switchonly --dev {CPU_NETDEV} --inventory {r.workdir}/inventory.yaml "
+    dev = inv.switch.tofino.cpu_netdev if inv.switch.tofino else CPU_NETDEV
+    r.start("slowpath", f"{r.python()} -m system.switchonly --dev {dev} --inventory {r.workdir}/inventory.yaml "
             f"--port-map {r.workdir}/port-map.yaml --rules {r.workdir}/rules.yaml "
             f"--controlplane {mgmt}:{CONTROLPLANE_PORT} --p4runtime {mgmt}:{inv.switch.p4runtime_port} "
             f"--idle-timeout {o['idle_timeout']} --linger {o['linger']} --counter-interval {o['counter_interval']} "
@@ -429,7 +425,8 @@ def _deploy_switch_only(inv: Inventory) -> None:
             deploy_client(r)
     with remotes(inv, "switch") as rs:
         for r in rs:
-            log(f"{r.name}: slow path on the switch CPU ({CPU_NETDEV}, P4 port {inv.switch.cpu_port})")
+            dev = inv.switch.tofino.cpu_netdev if inv.switch.tofino else CPU_NETDEV
+            log(f"{r.name}: slow path on the switch CPU ({dev}, P4 port {inv.switch.cpu_port})")
             deploy_slowpath(r, inv)
     _check_through_vip(inv, "switch-only")
 
@@ -500,7 +497,9 @@ def plan(inv: Inventory, system: str) -> str:
                                  f"{inv.rules}); check its stats file and an object through the VIP "
                                  f"{inv.vip}:{inv.vip_port}")
             else:
-                lines.append(f"{where} (not automated) " + tofino_steps(inv, sysd.pipeline).replace("\n", "\n    "))
+                lines.append(f"{where} Tofino, SDE {inv.switch.tofino.sde_version} at {inv.switch.tofino.sde}, "
+                             f"{inv.switch.tofino.server}; these commands, each checked:")
+                lines += tofino.plan_lines(inv, h, sysd.pipeline, system)
         elif h.role == "backend":
             extra = {"miresga": "; the agent (sequence translation) and fast-open",
                      "switch-only": "; no agent (the switch translates); window-scale check"}.get(system, "")

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from harness import tofino_config
+
 ROOT = Path(__file__).resolve().parent.parent
 INVENTORIES = ROOT / "harness" / "inventories"
 ROLES = ("client", "switch", "frontend", "backend")
@@ -77,6 +79,7 @@ class SwitchConfig:
     profile: Path
     p4runtime_port: int
     cpu_port: int = 64        # P4 port of the switch CPU (switch-only baseline's slow path)
+    tofino: Any = None        # harness.tofino_config.TofinoConfig for target tofino (SDE, server, ports)
 
 
 @dataclass(frozen=True)
@@ -116,8 +119,9 @@ class Inventory:
 
     @property
     def emulated(self) -> bool:
-        """Results from anything but a real Tofino are labelled emulated."""
-        return self.switch.target != "tofino"
+        """Results from anything but a real Tofino are labelled emulated: a tofino target on the local
+        testbed is the stand-in SDE (system/switch/sde_standin), whose switch is the emulated one."""
+        return self.switch.target != "tofino" or self.kind == "local"
 
     def host(self, name: str) -> Host:
         for h in self.hosts:
@@ -171,6 +175,7 @@ class _Ctx:
 
 _KNOWN_TOP = {"name", "kind", "vip", "vip_port", "networks", "defaults", "switch", "hosts", "catalog",
               "rules", "locust"}
+_KNOWN_SWITCH = {"target", "profile", "p4runtime_port", "cpu_port"}
 _KNOWN_HOST = {"name", "role", "ssh", "data", "mgmt", "switch_port", "cores", "workdir", "python"}
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,11}$")
@@ -243,8 +248,13 @@ def parse(data: Any, source: Path | None = None) -> Inventory:
         raise ctx.fail("switch.cpu_port", f"{cpu_port} is not a P4 port (0..511, 9 bits)")
     if target == "emulated" and not 1 <= cpu_port <= 64:
         raise ctx.fail("switch.cpu_port", f"{cpu_port}: the emulated switch's ports are 1..64")
+    unknown_sw = sorted(set(sw) - _KNOWN_SWITCH - tofino_config.KEYS)
+    if unknown_sw:
+        raise ctx.fail(f"switch.{unknown_sw[0]}", "unknown field (known: "
+                       f"{', '.join(sorted(_KNOWN_SWITCH | tofino_config.KEYS))})")
     switch = SwitchConfig(target=target, profile=profile,
-                          p4runtime_port=ctx.get(sw, "p4runtime_port", "switch.", int, 9559), cpu_port=cpu_port)
+                          p4runtime_port=ctx.get(sw, "p4runtime_port", "switch.", int, 9559), cpu_port=cpu_port,
+                          tofino=tofino_config.parse(ctx, sw, target))
 
     defaults = ctx.get(data, "defaults", "", dict, {})
     hosts_raw = ctx.get(data, "hosts", "", list)
@@ -269,6 +279,8 @@ def parse(data: Any, source: Path | None = None) -> Inventory:
             raise ctx.fail("hosts", f"needs at least one host with role {r}")
     if counts["switch"] != 1:
         raise ctx.fail("hosts", f"needs exactly one host with role switch, found {counts['switch']}")
+    if switch.tofino is not None:
+        tofino_config.check_hosts(ctx, switch.tofino, hosts, kind, switch.cpu_port)
 
     catalog_raw = ctx.get(data, "catalog", "", dict, DEFAULT_CATALOG)
     catalog = []

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from harness import tofino_config
 from harness.inventory import ROOT, Inventory
 from harness.remote import Remote
 from harness.suites import Suite
@@ -101,6 +102,7 @@ def write_manifest(run_dir: Path, suite: Suite, inv: Inventory, hosts: dict[str,
         "emulated": inv.emulated,
         "testbed": inv.name,
         "switch_target": inv.switch.target,
+        "switch_sde": tofino_config.provenance(inv),    # target tofino: SDE, server, stand_in
         "git": git_state(),
         "packages": package_versions(),
         "hosts": hosts,

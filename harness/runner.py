@@ -488,9 +488,9 @@ def _collect_switch_stats(inv: Inventory, dest: Path, sysd: dep.System | None = 
     each Miresga front-end's (offloads, fast-path and user-space forwarding). With `sysd`, only the
     stats files of that system's services: the files outlive a service in run/ across deploys, so
     a switch-only cell would otherwise get an earlier Miresga deploy's front-end stats."""
-    hosts = [(inv.switch_host, ("controlplane-stats.json", "p4rt-stats.json", "slowpath-stats.json"))] \
-        if inv.switch.target == "emulated" \
-        else []
+    switch_files = {"emulated": ("controlplane-stats.json", "p4rt-stats.json", "slowpath-stats.json"),
+                    "tofino": ("controlplane-stats.json", "slowpath-stats.json", "switch-sde.json")}
+    hosts = [(inv.switch_host, switch_files[inv.switch.target])] if inv.switch.target in switch_files else []
     hosts += [(h, ("frontend-stats.json",)) for h in inv.frontends]
     if sysd is not None:
         services = {svc for _, svc in sysd.measured}

@@ -89,6 +89,6 @@ def test_deploy_plan_names_every_host_and_the_sde_steps_for_a_tofino():
         assert f"  {name} (" in local
     assert "pipeline forwarding" in local and "HAProxy config" in local
     tofino = deploy.plan(inventory.load(INVENTORIES / "tofino-cluster.example.yaml"), "haproxy")
-    assert "bf-p4c --target tofino --arch tna" in tofino and "not executed by this harness" in tofino
+    assert "bf-p4c --target tofino --arch tna" in tofino and "setsid /usr/bin/stratum_bf" in tofino
     with pytest.raises(deploy.DeployError, match="unknown system 'nope'"):
         deploy.plan(inventory.load("local"), "nope")

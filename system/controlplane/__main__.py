@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pipeline", default="forwarding")
     ap.add_argument("--port-map", required=True, type=Path,
                     help="YAML/JSON: host -> {port, mac, switch_mac} (from the testbed)")
+    ap.add_argument("--p4info", type=Path, default=None,
+                    help="P4Info text file (default: p4src/<pipeline>.p4info.txtpb)")
+    ap.add_argument("--device-config", type=Path, default=None,
+                    help="the target's device config file (a Tofino's, harness/tofino.py); default: the emulated "
+                         "switch's pipeline package, built here")
     ap.add_argument("--device-id", type=int, default=1)
     ap.add_argument("--election-id", type=int, default=1, help="low 64 bits of the election id")
     ap.add_argument("--window-ms", type=float, default=0.0,
@@ -61,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="directory of the control plane's TLS identity (ca.crt, identity.crt, identity.key)")
     ap.add_argument("--insecure", action="store_true",
                     help="plain TCP for front-ends and an insecure P4Runtime channel (tests only)")
+    ap.add_argument("--switch-insecure", action="store_true",
+                    help="an insecure P4Runtime channel to a switch server that has no TLS (bf_switchd's PI "
+                         "server); front-ends still need --credentials")
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -85,9 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         inventory = load_inventory(args.inventory)
         static = static_entries(args.pipeline, inventory, load_port_map(args.port_map))
-        p4info = load_p4info(args.pipeline)
-        package = build_package(args.pipeline)
-    except (InventoryError, PortMapError, ValueError) as e:
+        if args.p4info is not None:
+            from google.protobuf import text_format
+            from p4.config.v1 import p4info_pb2
+            p4info = text_format.Parse(args.p4info.read_text(), p4info_pb2.P4Info())
+        else:
+            p4info = load_p4info(args.pipeline)
+        package = args.device_config.read_bytes() if args.device_config else build_package(args.pipeline)
+    except (InventoryError, PortMapError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.max_batch < 1 or args.window_ms < 0 or args.cookie_rotation_s <= 0:
@@ -97,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                            device_id=args.device_id, election_id=(0, args.election_id),
                            window_s=args.window_ms / 1e3, max_batch=args.max_batch,
                            request_timeout_s=args.request_timeout, cookie_rotation_s=args.cookie_rotation_s,
-                           credentials=creds)
+                           credentials=None if args.switch_insecure else creds)
     controller = Controller(cfg)
     try:
         server = FrontendServer(args.listen, controller, args.pipeline, credentials=creds)
