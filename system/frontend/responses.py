@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-REASONS = {400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large",
+REASONS = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout", 431: "Request Header Fields Too Large",
            501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported"}
 
 

@@ -179,7 +179,7 @@ def test_oversized_split_request_is_answered_431():
     head = b"GET /obj/1k HTTP/1.1\r\nHost: t\r\n"
     pad = b"X-Pad: " + b"p" * 1400 + b"\r\n"
     off, outs = 0, []
-    for chunk in [head] + [pad] * 6:
+    for chunk in [head] + [pad] * 12:
         outs = run(fe, client_seg(chunk, seq_off=off))
         off += len(chunk)
     _, body = _local_response(outs)
@@ -421,3 +421,203 @@ def test_reused_client_port_of_a_lingering_closed_flow_opens_a_new_connection():
     (syn,) = run(fe, client_seg(REQ, seq_off=new))
     assert syn[TCP].flags == "S" and syn[TCP].seq == C + new and syn[TCP].ack == S
     assert fe.counters["port_reused"] == 1 and fe.flows[key].state is State.BACKEND_SYN
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP as clients send it (issue 15)
+
+KEY = (bytes([198, 18, 7, 11]), CLIENT_PORT)
+BIG = b"GET /obj/1k HTTP/1.1\r\nHost: t\r\nCookie: " + b"c" * 6990 + b"\r\n\r\n"
+
+
+def _feed(fe, data: bytes, pieces: list[int] | None = None, order=None) -> list[list[Ether]]:
+    """`data` cut into segments of `pieces` sizes (default: five), sent in `order` (indexes)."""
+    sizes = pieces or [-(-len(data) // 5)] * 5
+    segs, off = [], 0
+    for n in sizes:
+        segs.append((off, data[off:off + n]))
+        off += n
+    return [run(fe, client_seg(segs[i][1], seq_off=segs[i][0])) for i in (order or range(len(segs)))]
+
+
+def test_7k_head_in_five_segments_gives_a_syn_that_fits_the_mss():
+    """The hang of issue 15: with fast-open the SYN carried 1460 payload bytes besides 12 bytes of
+    options, a frame over the MTU that never arrived. Its payload now leaves room for the options."""
+    fe = make_engine(fastopen=True)
+    outs = _feed(fe, BIG)
+    assert all(len(o) == 1 and o[0][TCP].flags == "A" for o in outs[:-1])
+    (syn,) = outs[-1]
+    assert syn[TCP].flags == "S" and len(syn[IP]) <= 1500
+    n = len(bytes(syn[TCP].payload))
+    assert n == 1460 - 12 and bytes(syn[TCP].payload) == BIG[:n]
+    replay = run(fe, backend_seg(BE1, "SA", seq=S, ack=C + 1 + n))
+    assert b"".join(bytes(p[TCP].payload) for p in replay) == BIG[n:]
+    assert all(len(p[IP]) <= 1500 for p in replay)
+
+
+def test_small_mss_class_bounds_the_syn_payload():
+    fe = make_engine(fastopen=True)
+    s = cookie(mss_idx=0)
+    (syn,) = run(fe, client_seg(BIG[:500], s=s))[-1:] or [None]
+    assert syn[TCP].flags == "A"
+    out = run(fe, client_seg(BIG[500:], seq_off=500, s=s))
+    (syn,) = out
+    opts = len(bytes(syn[TCP])) - 20 - len(bytes(syn[TCP].payload))
+    assert syn[TCP].flags == "S" and len(bytes(syn[TCP].payload)) + opts == options(syn)["MSS"]
+
+
+def test_reordered_head_segments_are_reassembled():
+    fe = make_engine()
+    outs = _feed(fe, BIG, order=[0, 2, 4, 3, 1])
+    dup = outs[1][0]
+    assert dup[TCP].flags == "A" and dup[TCP].ack == C + 1 + 1407       # a duplicate ACK for the gap
+    (syn,) = outs[-1]
+    assert syn[TCP].flags == "S" and fe.counters["request_out_of_order"] == 3
+    (replay, *more) = run(fe, backend_seg(BE1, "SA", seq=S, ack=C + 1))
+    assert bytes(replay[TCP].payload) + b"".join(bytes(p[TCP].payload) for p in more) == BIG
+
+
+def test_lost_head_segment_is_waited_for():
+    fe = make_engine()
+    outs = _feed(fe, BIG, order=[0, 1, 3, 4])
+    assert all(p[TCP].flags == "A" for o in outs for p in o)
+    assert fe.flows[KEY].state is State.REQUEST
+    (syn,) = run(fe, client_seg(BIG[2814:4221], seq_off=2814))        # the retransmission
+    assert syn[TCP].flags == "S"
+
+
+def test_partial_head_acks_keep_the_window_open():
+    fe = make_engine()
+    for o in _feed(fe, BIG[:-100]):
+        (ack,) = o
+        assert ack[TCP].window == 512 and ack[TCP].flags == "A"
+
+
+def test_pipelined_requests_are_evaluated_one_by_one():
+    """Three requests in one segment: the replay carries only the first, the second and third are
+    parsed in turn, matched against the rules and (the pool allowing it) kept on the back-end that
+    owes the earlier responses; a request for another pool is not sent to this back-end."""
+    fe = make_engine()
+    r1, r2, r3 = REQ, b"GET /obj/64k HTTP/1.1\r\nHost: t\r\n\r\n", b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n"
+    (syn,) = run(fe, client_seg(r1 + r2 + r3))
+    assert syn[IP].dst == BE1.ip
+    replay, fwd2, fwd3 = run(fe, backend_seg(BE1, "SA", seq=S, ack=C + 1))
+    assert bytes(replay[TCP].payload) == r1
+    assert (fwd2[IP].dst, fwd2[TCP].seq, bytes(fwd2[TCP].payload)) == (BE1.ip, C + 1 + len(r1), r2)
+    assert (fwd3[IP].dst, fwd3[TCP].seq, bytes(fwd3[TCP].payload)) == (BE1.ip, C + 1 + len(r1 + r2), r3)
+    assert fe.counters["requests"] == 3 and fe.counters["pipelined_kept_backend"] == 1   # r2: round robin's be2
+    assert fe.counters["resteered"] == 0
+
+
+def test_pipelined_head_cut_between_segments():
+    fe = make_engine()
+    r2 = b"GET /obj/64k HTTP/1.1\r\nHost: t\r\n\r\n"
+    run(fe, client_seg(REQ + r2[:9]))
+    (replay,) = run(fe, backend_seg(BE1, "SA", seq=S, ack=C + 1))
+    assert bytes(replay[TCP].payload) == REQ
+    (fwd,) = run(fe, client_seg(r2[9:], seq_off=len(REQ) + 9))
+    assert fwd[IP].dst == BE1.ip and bytes(fwd[TCP].payload) == r2 and fwd[TCP].seq == C + 1 + len(REQ)
+
+
+def test_chunked_body_is_forwarded_and_its_end_found():
+    fe = make_engine()
+    head = b"POST /two/up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    body = b"5\r\nhello\r\n" + b"400\r\n" + b"z" * 1024 + b"\r\n" + b"0\r\n\r\n"
+    nxt = b"GET /two/b HTTP/1.1\r\nHost: t\r\n\r\n"
+    (syn,) = run(fe, client_seg(head + body[:7]))
+    assert syn[TCP].flags == "S" and syn[IP].dst == BE2.ip
+    (replay,) = run(fe, backend_seg(BE2, "SA", seq=S, ack=C + 1))
+    assert bytes(replay[TCP].payload) == head + body[:7]
+    (mid,) = run(fe, client_seg(body[7:900], seq_off=len(head) + 7))
+    assert mid[IP].dst == BE2.ip and bytes(mid[TCP].payload) == body[7:900]
+    assert run(fe, client_seg(body[1000:], seq_off=len(head) + 1000)) == []     # after a gap: waits
+    out = run(fe, client_seg(body[900:] + nxt, seq_off=len(head) + 900, ack=S + 50))
+    assert bytes(out[0][TCP].payload) == body[900:] and out[0][IP].dst == BE2.ip
+    assert bytes(out[1][TCP].payload) == nxt and out[1][TCP].seq == C + 1 + len(head) + len(body)
+    assert fe.counters["requests"] == 2 and fe.counters["body_out_of_order"] == 1
+
+
+def test_malformed_chunked_body_resets_both_sides():
+    fe = make_engine()
+    head = b"POST /two/up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    run(fe, client_seg(head))
+    run(fe, backend_seg(BE2, "SA", seq=S, ack=C + 1))
+    out = run(fe, client_seg(b"zz\r\n", seq_off=len(head)))
+    assert {(p[IP].dst, str(p[TCP].flags)) for p in out} == {(BE2.ip, "R"), (CLIENT, "R")}
+    assert KEY not in fe.flows
+
+
+def test_head_request_is_never_offloaded():
+    rec = Recorder()
+    fe = make_engine(offload=rec)
+    req = b"HEAD /big/x HTTP/1.1\r\nHost: t\r\n\r\n"
+    establish(fe, req)                                                  # rule: offload always
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n"
+    (p,) = run(fe, backend_seg(BE1, "A", seq=S + 1, ack=C + 1 + len(req), payload=head))
+    assert p[IP].dst == CLIENT and bytes(p[TCP].payload) == head
+    assert rec.calls == [] and fe.counters["offload_add"] == 0
+    establish(make_engine(offload=rec), b"GET /big/x HTTP/1.1\r\nHost: t\r\n\r\n")   # the GET is offloaded
+    assert [c[0] for c in rec.calls] == ["add"]
+
+
+def test_interim_response_does_not_decide_the_offload():
+    rec = Recorder()
+    fe = make_engine(offload=rec)
+    req = b"GET /obj/x HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+    establish(fe, req)
+    run(fe, backend_seg(BE1, "A", seq=S + 1, ack=C + 1 + len(req), payload=b"HTTP/1.1 100 Continue\r\n\r\n"))
+    assert rec.calls == []
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n"
+    run(fe, backend_seg(BE1, "A", seq=S + 26, ack=C + 4 + len(req), payload=head))
+    assert rec.calls == [("add", KEY[0], CLIENT_PORT, BE1.index)]
+
+
+def test_absolute_form_is_routed_by_its_path_and_forwarded_as_sent():
+    fe = make_engine()
+    req = b"GET http://t/two/x HTTP/1.1\r\nHost: t\r\n\r\n"
+    (syn,) = run(fe, client_seg(req))
+    assert syn[IP].dst == BE2.ip                                     # rule /two/ -> pool one
+    (replay,) = run(fe, backend_seg(BE2, "SA", seq=S, ack=C + 1))
+    assert bytes(replay[TCP].payload) == req
+
+
+def test_non_ascii_content_length_is_400_and_the_engine_goes_on():
+    fe = make_engine()
+    req = "GET /obj/1k HTTP/1.1\r\nHost: t\r\nContent-Length: \u00b2\r\n\r\n".encode()
+    _, body = _local_response(run(fe, client_seg(req)))
+    assert body.startswith(b"HTTP/1.1 400 ")
+    (syn,) = run(fe, client_seg(REQ, port=40002, s=cookie(port=40002)))
+    assert syn[TCP].flags == "S" and fe.counters["frame_errors"] == 0
+
+
+def test_a_failure_in_one_frame_resets_that_flow_and_nothing_else():
+    fe = make_engine()
+    establish(fe)
+
+    def broken(*a):
+        raise RuntimeError("a bug")
+
+    fe.balancer.choose = broken
+    out = run(fe, client_seg(REQ, port=40002, s=cookie(port=40002)))   # the new flow fails
+    assert [str(p[TCP].flags) for p in out] == ["R"] and out[0][TCP].dport == 40002
+    assert fe.counters["frame_errors"] == 1 and "a bug" in fe.last_error
+    assert (KEY[0], 40002) not in fe.flows and KEY in fe.flows
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    (p,) = run(fe, backend_seg(BE1, "PA", seq=S + 1, ack=C + 1 + len(REQ), payload=resp))
+    assert p[IP].dst == CLIENT and bytes(p[TCP].payload) == resp
+
+
+def test_incomplete_head_is_answered_408_from_its_first_byte():
+    clock = Clock()
+    fe = make_engine(clock=clock, request_timeout=10.0)
+    run(fe, client_seg(REQ[:5]))
+    for i in range(1, 5):                   # slowloris: a byte now and then does not extend it
+        clock.t += 2.4
+        assert fe.tick() == []
+        run(fe, client_seg(REQ[4 + i:5 + i], seq_off=4 + i))
+    clock.t += 0.5
+    (resp,) = [Ether(f) for f in fe.tick()]
+    assert bytes(resp[TCP].payload).startswith(b"HTTP/1.1 408 ") and resp[TCP].flags == "FPA"
+    clock.t += 10.5
+    (rst,) = [Ether(f) for f in fe.tick()]   # never acknowledged: reset, not a silent end
+    assert rst[TCP].flags == "R" and KEY not in fe.flows
