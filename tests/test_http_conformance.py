@@ -87,9 +87,10 @@ CORPUS: tuple[Case, ...] = (
     Case("Expect: 100-continue", (expect_head, 1, b"hello")),
     Case("HTTP/1.0 without Host", (b"GET /obj/1k HTTP/1.0\r\n\r\n",)),
     Case("HTTP/1.0 with Host", (b"GET /obj/1k HTTP/1.0\r\nHost: t\r\n\r\n",)),
-    Case("HEAD", (_get(method=b"HEAD"),), heads=(True,)),
-    Case("HEAD of an offloaded size", (_get(b"/obj/64k", method=b"HEAD"),), heads=(True,)),
-    Case("HEAD then GET", (_get(method=b"HEAD"), 1, _get(b"/obj/64k")), heads=(True, False)),
+    Case("HEAD", (_get(b"/health", method=b"HEAD"),), heads=(True,)),
+    Case("HEAD, GET-only rule", (_get(method=b"HEAD"),), heads=(True,), own_error=True),
+    Case("HEAD then GET", (_get(b"/health", method=b"HEAD"), 1, _get(b"/obj/64k")), heads=(True, False)),
+    Case("pipelined HEAD then GET", (_get(b"/health", method=b"HEAD") + _get(b"/obj/64k"),), heads=(True, False)),
     Case("pipelined, one segment", (_get() + _get(b"/obj/64k") + _get(),), heads=(False,) * 3),
     Case("pipelined, cut mid-head", (_get() + _get(b"/obj/64k")[:20], _get(b"/obj/64k")[20:]),
          heads=(False,) * 2),
@@ -107,6 +108,13 @@ CORPUS: tuple[Case, ...] = (
     Case("non-ASCII Content-Length", (b"POST /health HTTP/1.1\r\n" + H + "Content-Length: \u00b2\r\n\r\n".encode()
                                       + b"hi",), own_error=True),
     Case("HTTP/2.0 version", (b"GET /obj/1k HTTP/2.0\r\n" + H + b"\r\n",), own_error=True),
+    Case("Transfer-Encoding and Content-Length", (b"POST /health HTTP/1.1\r\n" + H + b"Content-Length: 3\r\n"
+                                                  b"Transfer-Encoding: chunked\r\n\r\n" + chunked_body,),
+         own_error=True),
+    Case("Transfer-Encoding not chunked", (b"POST /health HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\n"
+                                           b"xyz",), own_error=True),
+    Case("obsolete line folding", (_get(extra=b"X-A: 1\r\n  2\r\n"),), own_error=True),
+    Case("lone CR in the head", (b"GET /obj/1k HTTP/1.1\r\n" + H + b"X-A: 1\r2\r\n\r\n",), own_error=True),
 )
 
 # Differences that are meant, with the reason. Key: case name; value: (Miresga's statuses, HAProxy's
@@ -122,6 +130,18 @@ INTENDED: dict[str, tuple[tuple[int, ...], tuple[int, ...], str]] = {
         "a head beyond every bound: Miresga answers 431 (RFC 6585, Request Header Fields Too Large) itself; "
         "through HAProxy the 64 KiB line reaches nginx, which answers 400 (its 'Request Header Or Cookie "
         "Too Large')."),
+    "HTTP/2.0 version": (
+        (505,), (200,),
+        "HAProxy serves an HTTP/1 request line claiming HTTP/2.0 as HTTP/1.1; Miresga answers 505 (RFC 9110 "
+        "15.6.6, version not supported): no HTTP/2 client sends such a line."),
+    "Transfer-Encoding and Content-Length": (
+        (400,), (200,),
+        "RFC 9112 6.3 lets a server reject it or drop Content-Length and close after the response (HAProxy); "
+        "Miresga rejects it (security.md: request smuggling)."),
+    "obsolete line folding": (
+        (400,), (200,),
+        "RFC 9112 5.2 lets a server reject obs-fold with 400 or unfold it (HAProxy); no current client folds "
+        "lines, and a front-end that unfolds while the back-end reads them otherwise is a smuggling vector."),
     "duplicate equal Content-Length": (
         (400,), (200,),
         "RFC 9110 8.6 allows merging identical Content-Length values, as HAProxy does; Miresga refuses any "

@@ -92,6 +92,7 @@ class FrontEnd:
         self.flows: dict[tuple[bytes, int], Flow] = {}
         self.backend_eps = {(P.ip_bytes(b.ip), b.port): b for b in balancer.backends.values()}
         self.counters: collections.Counter[str] = collections.Counter()
+        self.last_error = ""             # the latest failure caught by the per-frame guard (frame_errors)
         # Offload deletes awaiting their ack (watch_offload_deletes): a new back-end SYN for such an
         # endpoint is held until the switch no longer sends its client's ACKs to the old back-end.
         self._offload_wake: Callable[[], None] | None = None
