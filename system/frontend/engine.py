@@ -255,6 +255,12 @@ class FrontEnd:
         """Append in-order request bytes (out-of-order ones wait, bounded); on a complete head, choose
         the back-end (or answer)."""
         have = len(flow.parser.buf)
+        if flow.deferred is not None:
+            # A pipelined request waits for the back-end's last response: keep what follows it.
+            off = seq_diff(seg.seq, seq_add(flow.req_start, have))
+            if off <= 0:
+                flow.parser.buf += seg.payload[-off:][: max(0, self.cfg.max_request - have)]
+            return
         off = seq_diff(seg.seq, seq_add(flow.req_start, have))
         if off > 0:
             self.counters["request_out_of_order"] += 1
@@ -271,7 +277,7 @@ class FrontEnd:
         try:
             req = flow.parser.feed(new)
         except HttpError as e:
-            self._http_error(flow, e, seg.ack, out)
+            self._http_error(flow, e, seg.ack, out, self._pipelined(flow, seg.ack))
             return
         if req is None:
             # Acknowledge the partial request so that the client sends the rest (Nagle).
@@ -308,11 +314,48 @@ class FrontEnd:
         self.counters["request_reassembled"] += 1
         return bytes(data)
 
-    def _http_error(self, flow: Flow, e: HttpError, server_seq: int, out: list[Segment]) -> None:
+    def _http_error(self, flow: Flow, e: HttpError, server_seq: int, out: list[Segment],
+                    pipelined: bool = False) -> None:
+        """Answer `e` ourselves; for a pipelined request, after the back-end's last response."""
         self.counters[f"http_{e.status}"] += 1
+
+        def answer(seq: int, o: list[Segment]) -> None:
+            self._respond(flow, error_response(e.status, e.reason), server_seq=seq,
+                          client_next=seq_add(flow.req_start, len(flow.parser.buf)), out=o)
+
+        if pipelined and flow.state is State.ESTABLISHED and flow.backend is not None:
+            self._defer(flow, answer, out)
+            return
         self._abort_backend(flow, out)
-        self._respond(flow, error_response(e.status, e.reason), server_seq=server_seq,
-                      client_next=seq_add(flow.req_start, len(flow.parser.buf)), out=out)
+        answer(server_seq, out)
+
+    def _pipelined(self, flow: Flow, client_ack: int, queued: bool = False) -> bool:
+        """Is a request on this flow pipelined: queued behind another in the buffer, or sent before
+        the client acknowledged any byte of the previous response? Then that response may still be
+        on its way and the back-end connection must not be reset under it."""
+        return flow.state is State.ESTABLISHED and (queued or client_ack == flow.dispatch_ack)
+
+    def _defer(self, flow: Flow, action: Callable[[int, list[Segment]], None], out: list[Segment]) -> None:
+        """A pipelined request the current back-end must not get (another pool, or a local answer)
+        while it may still owe responses: the back-end gets a FIN after the requests it has (nginx
+        finishes them, then closes); its FIN marks the end of its last response, where `action`
+        starts (the answer, or the new back-end's sequence space). request_timeout bounds the wait."""
+        flow.deferred, flow.deferred_since = action, self.clock()
+        self.counters["pipelined_deferred"] += 1
+        out.append(self._to_backend(flow, seq=flow.sent_upto, ack=flow.server_next, flags=P.ACK | P.FIN))
+        if flow.offloaded:
+            self._offload_delete(flow)      # the back-end's FIN must come through the front-end
+        self._sync_fast_path(flow)
+
+    def _deferred_now(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
+        """The back-end's FIN ended its last response: pass its data on, reset it, run the deferred."""
+        end = seq_add(seg.seq, len(seg.payload))
+        if seg.payload:
+            out.append(self._rewrite_to_client(flow, seg.with_(flags=seg.flags & ~P.FIN)))
+        action, flow.deferred = flow.deferred, None
+        self.counters["pipelined_deferred_done"] += 1
+        self._abort_backend(flow, out, seq=seq_add(flow.sent_upto, 1))
+        action(end, out)
 
     def _dispatch(self, flow: Flow, req: Request, client_ack: int, out: list[Segment], queued: bool = False) -> None:
         """A complete request head: its body's extent, the rules, then the back-end (or an answer).
@@ -328,18 +371,18 @@ class FrontEnd:
             except HttpError as e:
                 self._http_error(flow, e, client_ack, out)
                 return
+        pipelined = self._pipelined(flow, client_ack, queued)
         try:
             choice = self.balancer.choose(req.method, req.host, req.path, flow.client_ip)
         except NoRule as e:
-            self._http_error(flow, HttpError(404, str(e)), client_ack, out)
+            self._http_error(flow, HttpError(404, str(e)), client_ack, out, pipelined)
             return
         except NoBackend as e:
-            self._http_error(flow, HttpError(503, str(e)), client_ack, out)
+            self._http_error(flow, HttpError(503, str(e)), client_ack, out, pipelined)
             return
         self.counters["requests"] += 1
         flow.rule = choice.rule
         backend = choice.backend
-        pipelined = flow.state is State.ESTABLISHED and (queued or client_ack == flow.dispatch_ack)
         if pipelined and flow.backend is not None and backend != flow.backend and \
                 self.balancer.may_keep(choice, flow.backend):
             # The previous response may still be on its way: a re-steer would reset it. The pool
@@ -349,10 +392,15 @@ class FrontEnd:
         flow.dispatch_ack = client_ack
         if flow.state is State.ESTABLISHED and flow.backend == backend:
             self._forward_request(flow, client_ack, out)
+        elif pipelined:
+            self.counters["resteered"] += 1
+
+            def resteer(end: int, o: list[Segment]) -> None:
+                self._connect(flow, backend, s=seq_add(end, -1), out=o)
+
+            self._defer(flow, resteer, out)
         else:
             if flow.state is State.ESTABLISHED:
-                if pipelined:
-                    self.counters["pipelined_resteered"] += 1     # the previous response may be cut
                 self.counters["resteered"] += 1
                 self._abort_backend(flow, out)
             self._connect(flow, backend, s=seq_add(client_ack, -1), out=out)
@@ -384,7 +432,7 @@ class FrontEnd:
         try:
             req = flow.parser.feed(leftover[: self.cfg.max_request + 4])
         except HttpError as e:
-            self._http_error(flow, e, ack, out)
+            self._http_error(flow, e, ack, out, pipelined=True)
             return
         if req is None:
             return          # the rest of its head comes in later segments (_client_established)
@@ -527,7 +575,7 @@ class FrontEnd:
             flags |= FLOW_F_B2C
         start = flow.sent_upto
         end = flow.req_end if flow.req_end is not None else start
-        if seq_diff(end, start) > 0:
+        if seq_diff(end, start) > 0 and flow.deferred is None:
             flags |= FLOW_F_C2B_DATA      # the rest of the request body goes straight through
         b = flow.backend
         self.fastpath.set_flow(flow.client_ip, flow.client_port, FlowEntry(
@@ -669,6 +717,9 @@ class FrontEnd:
             self.counters["backend_rst"] += 1
             self._remove(flow, "backend_rst")
             return
+        if seg.fin and flow.deferred is not None:
+            self._deferred_now(flow, seg, out)
+            return
         if flow.await_response_head and seg.payload:
             self._response_head(flow, seg)
         out.append(self._rewrite_to_client(flow, seg))
@@ -808,6 +859,12 @@ class FrontEnd:
                               client_next=seq_add(flow.req_start, len(flow.parser.buf)), out=out)
                 flow.last = now
             return
+        if flow.deferred is not None and now - flow.deferred_since >= self.cfg.request_timeout:
+            self.counters["pipelined_deferred_timeout"] += 1     # the back-end never closed: reset both
+            out.append(self._to_backend(flow, seq=seq_add(flow.sent_upto, 1), ack=0, flags=P.RST))
+            out.append(self._to_client(flow, seq=flow.server_next, ack=0, flags=P.RST))
+            self._remove(flow, "timeout")
+            return
         limit = self.cfg.request_timeout if flow.state is State.LOCAL else \
             self.cfg.offloaded_idle_timeout if flow.offloaded else self.cfg.idle_timeout
         if now - last >= limit:
@@ -822,11 +879,11 @@ class FrontEnd:
 
     # ----------------------------------------------------------------- removal
 
-    def _abort_backend(self, flow: Flow, out: list[Segment]) -> None:
+    def _abort_backend(self, flow: Flow, out: list[Segment], seq: int | None = None) -> None:
         """Reset the current back-end connection (re-steer or a local answer on a spliced flow)."""
         if flow.state is not State.ESTABLISHED or flow.backend is None:
             return
-        out.append(self._to_backend(flow, seq=flow.req_start, ack=0, flags=P.RST))
+        out.append(self._to_backend(flow, seq=flow.req_start if seq is None else seq, ack=0, flags=P.RST))
         if self.fastpath is not None:
             self.fastpath.delete_flow(flow.client_ip, flow.client_port)
         if flow.offloaded:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from system.frontend.balancer import Backend
@@ -65,6 +66,8 @@ class Flow:
     chunks_at: int = 0             # client sequence number up to which chunks has scanned
     ooo: dict[int, bytes] | None = None  # out-of-order request bytes by offset from req_start (bounded)
     dispatch_ack: int | None = None  # the client's ack when the last request went to the back-end
+    deferred: Callable[[int, list], None] | None = None  # a pipelined request's answer, run at the back-end's FIN
+    deferred_since: float = 0.0
 
     @property
     def key(self) -> tuple[bytes, int]:

@@ -646,3 +646,48 @@ def test_mutated_requests_in_random_segments_never_break_the_engine():
             run(fe, client_seg(b"0\r\n\r\nGET /obj/1k HTTP/1.1\r\nHost: t\r\n\r\n", seq_off=len(data), port=port, s=s))
     assert fe.counters["frame_errors"] == 0, fe.last_error
     assert fe.counters["http_400"] > 100 and fe.counters["requests"] > 5     # both paths were taken
+
+
+def test_pipelined_request_without_rule_is_answered_after_the_backends_last_response():
+    """GET then a request no rule matches, in one segment: the back-end gets the first and a FIN;
+    its response is passed on, and the 404 starts where that response (its FIN) ends."""
+    fe = make_engine()
+    bad = b"GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n"
+    run(fe, client_seg(REQ + bad))
+    replay, fin = run(fe, backend_seg(BE1, "SA", seq=S, ack=C + 1))
+    assert bytes(replay[TCP].payload) == REQ
+    assert fin[TCP].flags == "FA" and fin[IP].dst == BE1.ip and fin[TCP].seq == C + 1 + len(REQ)
+    assert fe.counters["pipelined_deferred"] == 1
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    data, rst, answer = run(fe, backend_seg(BE1, "FPA", seq=S + 1, ack=C + 2 + len(REQ), payload=resp))
+    assert data[IP].src == VIP and data[TCP].flags == "PA" and bytes(data[TCP].payload) == resp
+    assert rst[IP].dst == BE1.ip and rst[TCP].flags == "R" and rst[TCP].seq == C + 2 + len(REQ)
+    assert answer[IP].src == VIP and answer[TCP].seq == S + 1 + len(resp)
+    assert bytes(answer[TCP].payload).startswith(b"HTTP/1.1 404 ") and answer[TCP].ack == C + 1 + len(REQ + bad)
+
+
+def test_pipelined_request_for_another_pool_waits_then_resteers():
+    fe = make_engine()
+    r2 = b"GET /two/x HTTP/1.1\r\nHost: t\r\n\r\n"                  # pool "one": be2 only
+    run(fe, client_seg(REQ))
+    run(fe, backend_seg(BE1, "SA", seq=S, ack=C + 1))
+    (fin,) = run(fe, client_seg(r2, seq_off=len(REQ), ack=S + 1))     # nothing of response 1 yet
+    assert fin[TCP].flags == "FA" and fin[IP].dst == BE1.ip
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    end = S + 1 + len(resp)
+    data, rst, syn = run(fe, backend_seg(BE1, "FPA", seq=S + 1, ack=C + 2 + len(REQ), payload=resp))
+    assert bytes(data[TCP].payload) == resp and rst[TCP].flags == "R"
+    assert syn[IP].dst == BE2.ip and syn[TCP].flags == "S" and syn[TCP].ack == end - 1
+    assert syn[TCP].seq == C + len(REQ)
+    (replay,) = run(fe, backend_seg(BE2, "SA", seq=end - 1, ack=C + 1 + len(REQ)))
+    assert bytes(replay[TCP].payload) == r2 and replay[TCP].ack == end
+
+
+def test_deferred_request_whose_backend_never_closes_is_reset():
+    clock = Clock()
+    fe = make_engine(clock=clock, request_timeout=10.0)
+    run(fe, client_seg(REQ + b"GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n"))
+    run(fe, backend_seg(BE1, "SA", seq=S, ack=C + 1))
+    clock.t += 10.5
+    out = [Ether(f) for f in fe.tick()]
+    assert {(p[IP].dst, str(p[TCP].flags)) for p in out} == {(BE1.ip, "R"), (CLIENT, "R")} and KEY not in fe.flows
