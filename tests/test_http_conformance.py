@@ -99,7 +99,7 @@ CORPUS: tuple[Case, ...] = (
     Case("pipelined GET then malformed", (_get(b"/obj/64k") + b"G@T / HTTP/1.1\r\n" + H + b"\r\n",),
          heads=(False,) * 2, own_error=True),
     Case("keep-alive", (_get(), 1, _get(b"/obj/64k"), 2, _get(b"/health")), heads=(False,) * 3),
-    Case("keep-alive, then no rule", (_get(), 1, _get(b"/nothing")), heads=(False,) * 2),
+    Case("keep-alive, then no rule", (_get(), 1, _get(b"/nothing")), heads=(False,) * 2, own_error=True),
     Case("404", (_get(b"/nothing"),), own_error=True),
     Case("conflicting Content-Length", (b"POST /health HTTP/1.1\r\n" + H
                                         + b"Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",), own_error=True),

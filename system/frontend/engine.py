@@ -315,12 +315,13 @@ class FrontEnd:
         return bytes(data)
 
     def _http_error(self, flow: Flow, e: HttpError, server_seq: int, out: list[Segment],
-                    pipelined: bool = False) -> None:
-        """Answer `e` ourselves; for a pipelined request, after the back-end's last response."""
+                    pipelined: bool = False, head: bool = False) -> None:
+        """Answer `e` ourselves (`head`: to a HEAD request, without the body); for a pipelined
+        request, after the back-end's last response."""
         self.counters[f"http_{e.status}"] += 1
 
         def answer(seq: int, o: list[Segment]) -> None:
-            self._respond(flow, error_response(e.status, e.reason), server_seq=seq,
+            self._respond(flow, error_response(e.status, e.reason, head), server_seq=seq,
                           client_next=seq_add(flow.req_start, len(flow.parser.buf)), out=o)
 
         if pipelined and flow.state is State.ESTABLISHED and flow.backend is not None:
@@ -375,10 +376,10 @@ class FrontEnd:
         try:
             choice = self.balancer.choose(req.method, req.host, req.path, flow.client_ip)
         except NoRule as e:
-            self._http_error(flow, HttpError(404, str(e)), client_ack, out, pipelined)
+            self._http_error(flow, HttpError(404, str(e)), client_ack, out, pipelined, req.method == "HEAD")
             return
         except NoBackend as e:
-            self._http_error(flow, HttpError(503, str(e)), client_ack, out, pipelined)
+            self._http_error(flow, HttpError(503, str(e)), client_ack, out, pipelined, req.method == "HEAD")
             return
         self.counters["requests"] += 1
         flow.rule = choice.rule

@@ -691,3 +691,10 @@ def test_deferred_request_whose_backend_never_closes_is_reset():
     clock.t += 10.5
     out = [Ether(f) for f in fe.tick()]
     assert {(p[IP].dst, str(p[TCP].flags)) for p in out} == {(BE1.ip, "R"), (CLIENT, "R")} and KEY not in fe.flows
+
+
+def test_local_answer_to_head_has_no_body():
+    fe = make_engine()
+    _, data = _local_response(run(fe, client_seg(b"HEAD /nothing HTTP/1.1\r\nHost: t\r\n\r\n")))
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 404 ") and b"Content-Length: " in head and body == b""
