@@ -258,8 +258,13 @@ class FrontEnd:
         if flow.deferred is not None:
             # A pipelined request waits for the back-end's last response: keep what follows it.
             off = seq_diff(seg.seq, seq_add(flow.req_start, have))
-            if off <= 0:
-                flow.parser.buf += seg.payload[-off:][: max(0, self.cfg.max_request - have)]
+            added = seg.payload[-off:][: max(0, self.cfg.max_request - have)] if off <= 0 else b""
+            flow.parser.buf += added
+            if flow.chunks is not None and added:
+                try:
+                    self._scan_chunks(flow, added)
+                except HttpError:
+                    self._reset_both(flow, "bad_chunked_body", out)
             return
         off = seq_diff(seg.seq, seq_add(flow.req_start, have))
         if off > 0:
@@ -329,6 +334,13 @@ class FrontEnd:
             return
         self._abort_backend(flow, out)
         answer(server_seq, out)
+
+    def _reset_both(self, flow: Flow, why: str, out: list[Segment]) -> None:
+        """Mid-request framing error (the back-end already has part of the request): reset both."""
+        self.counters[f"reset_{why}"] += 1
+        out.append(self._to_backend(flow, seq=flow.sent_upto, ack=0, flags=P.RST))
+        out.append(self._to_client(flow, seq=flow.server_next, ack=0, flags=P.RST))
+        self._remove(flow, why)
 
     def _pipelined(self, flow: Flow, client_ack: int, queued: bool = False) -> bool:
         """Is a request on this flow pipelined: queued behind another in the buffer, or sent before
@@ -591,7 +603,7 @@ class FrontEnd:
             self._remove(flow, "client_rst")
             return
         payload = seg.payload
-        if payload and flow.chunks is not None and not self.cfg.pin_backend:
+        if payload and flow.chunks is not None and flow.deferred is None and not self.cfg.pin_backend:
             off = seq_diff(seg.seq, flow.chunks_at)
             if off > 0:
                 self.counters["body_out_of_order"] += 1     # the chunks' scan needs them in order
@@ -600,14 +612,11 @@ class FrontEnd:
                 if self._scan_chunks(flow, payload[-off:] if off < 0 else payload) is not None:
                     flow.req_start = flow.req_end
             except HttpError:
-                self.counters["http_400_chunked"] += 1
-                out.append(self._to_backend(flow, seq=flow.sent_upto, ack=0, flags=P.RST))
-                out.append(self._to_client(flow, seq=flow.server_next, ack=0, flags=P.RST))
-                self._remove(flow, "bad_chunked_body")
+                self._reset_both(flow, "bad_chunked_body", out)
                 return
         if payload:
             in_body = max(0, min(len(payload), seq_diff(flow.req_start, seg.seq)))
-            if flow.chunks is not None:
+            if flow.chunks is not None and flow.deferred is None:
                 in_body = len(payload)      # the chunked body goes on past this segment
             if self.cfg.pin_backend:
                 in_body = len(payload)      # later requests of the connection go to the same back-end

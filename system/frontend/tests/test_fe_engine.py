@@ -698,3 +698,23 @@ def test_local_answer_to_head_has_no_body():
     _, data = _local_response(run(fe, client_seg(b"HEAD /nothing HTTP/1.1\r\nHost: t\r\n\r\n")))
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 404 ") and b"Content-Length: " in head and body == b""
+
+
+def test_deferred_chunked_request_keeps_its_body_for_the_new_backend():
+    fe = make_engine()
+    head = b"POST /two/up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+    body = b"3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
+    run(fe, client_seg(REQ + head + body[:5]))                        # GET (be1), then POST for be2
+    replay, fin = run(fe, backend_seg(BE1, "SA", seq=S, ack=C + 1))
+    assert bytes(replay[TCP].payload) == REQ and fin[TCP].flags == "FA"
+    at = len(REQ + head) + 5
+    assert run(fe, client_seg(body[5:12], seq_off=at)) == []          # buffered while deferred
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    _, _, syn = run(fe, backend_seg(BE1, "FPA", seq=S + 1, ack=C + 2 + len(REQ), payload=resp))
+    assert syn[IP].dst == BE2.ip and syn[TCP].flags == "S"
+    (replay2,) = run(fe, backend_seg(BE2, "SA", seq=S + len(resp), ack=C + 1 + len(REQ)))
+    assert bytes(replay2[TCP].payload) == head + body[:12]
+    nxt = b"GET /two/z HTTP/1.1\r\nHost: t\r\n\r\n"
+    rest, fwd = run(fe, client_seg(body[12:] + nxt, seq_off=at + 7, ack=S + 1 + len(resp)))
+    assert bytes(rest[TCP].payload) == body[12:] and rest[IP].dst == BE2.ip
+    assert bytes(fwd[TCP].payload) == nxt and fwd[IP].dst == BE2.ip
