@@ -8,6 +8,10 @@ reason, in INTENDED (the issue's closing note lists them). Bodies of the load ba
 answers (4xx from a rule or a parse error) are each balancer's text: for those only the status is
 compared (`own_error`).
 
+The multi-segment cases (IMPAIRED) are sent through Miresga a second time with loss and reordering
+on the client's link and must get the same answers. The front-end's per-frame guard must not have
+fired (`frame_errors`).
+
 Testbed: tests/data/testbed-http.yaml (ithttp, its own; Miresga deployed, then HAProxy).
 """
 
