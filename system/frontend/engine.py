@@ -23,7 +23,15 @@ from system.frontend import syncookie
 from system.frontend.balancer import Backend, Balancer, NoBackend, NoRule
 from system.frontend.fastpath import FLOW_F_B2C, FLOW_F_C2B_ACK, FLOW_F_C2B_DATA, FlowEntry
 from system.frontend.flows import Flow, State
-from system.frontend.httpparse import MAX_HEAD, ChunkScanner, HttpError, Request, RequestParser, parse_response_head
+from system.frontend.httpparse import (
+    MAX_HEAD,
+    ChunkScanner,
+    HttpError,
+    Request,
+    RequestParser,
+    parse_response_head,
+    request_line_valid,
+)
 from system.frontend.packets import Segment, seq_add, seq_diff
 from system.frontend.responses import error_response
 
@@ -73,6 +81,8 @@ class Config:
     pin_backend: bool = False      # keep-alive requests stay on the first back-end, not parsed again
     install_timeout: float = 5.0   # conn table: no answer by then -> relay (late entries still removed)
     offload_delete_wait: float = 0.5  # a SYN held for an offload delete's ack goes anyway after this
+    unsure_grace: float = 1.0      # a first segment that does not start a request: wait this long for
+                                   # an earlier one (the real first was lost) before answering 400
 
 
 LOCAL_WINDOW_SCALED = 512      # 64 KiB with the switch's shift (7)
@@ -273,6 +283,10 @@ class FrontEnd:
             # A duplicate ACK: the client retransmits the missing bytes at once (fast retransmit).
             out.append(self._to_client(flow, seq=seg.ack, ack=seq_add(flow.req_start, have), flags=P.ACK))
             return
+        if flow.state is State.REQUEST and not flow.confirmed and seq_diff(seg.seq, flow.req_start) < 0 and \
+                seq_diff(flow.req_start, seg.seq) <= self.cfg.max_request:
+            self._rebase(flow, seg.seq)
+            have, off = 0, 0
         new = seg.payload[-off:] if off < 0 else seg.payload
         if not new:
             return
@@ -282,14 +296,36 @@ class FrontEnd:
         try:
             req = flow.parser.feed(new)
         except HttpError as e:
+            if flow.state is State.REQUEST and not flow.confirmed and not request_line_valid(bytes(flow.parser.buf)):
+                # This may be a later segment whose predecessors were lost (the flow starts at the
+                # first segment seen): no answer and no ACK yet; an earlier segment re-bases it.
+                flow.unsure = e
+                self.counters["request_start_unsure"] += 1
+                return
             self._http_error(flow, e, seg.ack, out, self._pipelined(flow, seg.ack))
             return
+        if flow.state is State.REQUEST and not flow.confirmed:
+            if req is None and not request_line_valid(bytes(flow.parser.buf)):
+                return      # not acknowledged until its request line shows it starts the stream
+            flow.confirmed = True
         if req is None:
             # Acknowledge the partial request so that the client sends the rest (Nagle).
             out.append(self._to_client(flow, seq=seg.ack, ack=seq_add(flow.req_start, len(flow.parser.buf)),
                                        flags=P.ACK))
             return
         self._dispatch(flow, req, seg.ack, out)
+
+    def _rebase(self, flow: Flow, seq: int) -> None:
+        """A segment from before the flow's first byte: the segment that opened the flow was not the
+        stream's first (that one was lost or overtaken). What was buffered moves to its offset."""
+        shift = seq_diff(flow.req_start, seq)
+        held = {at + shift: d for at, d in (flow.ooo or {}).items()}
+        if flow.parser.buf:
+            held[shift] = bytes(flow.parser.buf)
+        flow.ooo = {at: d for at, d in held.items() if at < self.cfg.max_request + 4} or None
+        flow.parser.reset()
+        flow.req_start, flow.c, flow.unsure = seq, seq_add(seq, -1), None
+        self.counters["request_rebased"] += 1
 
     def _hold_out_of_order(self, flow: Flow, at: int, data: bytes) -> None:
         """Keep request bytes that arrived before a gap (offset `at` from req_start), within the
@@ -859,6 +895,11 @@ class FrontEnd:
             if seen is not None:
                 last = max(last, seen)
         if flow.state is State.REQUEST:
+            if flow.unsure is not None and now - flow.created >= self.cfg.unsure_grace:
+                # No earlier segment came: the stream really starts with what was refused.
+                e, flow.unsure = flow.unsure, None
+                self._http_error(flow, e, flow.last_seg.ack, out)
+                return
             # The first head's time runs from its first byte, not its last (slowloris): then it is
             # answered 408 (as HAProxy does) and the flow closes like any local answer.
             if now - flow.created >= self.cfg.request_timeout:

@@ -68,6 +68,8 @@ class Flow:
     dispatch_ack: int | None = None  # the client's ack when the last request went to the back-end
     deferred: Callable[[int, list], None] | None = None  # a pipelined request's answer, run at the back-end's FIN
     deferred_since: float = 0.0
+    confirmed: bool = False        # the first request's line is whole and valid where req_start says
+    unsure: object | None = None   # an HttpError of a first segment that may not be the stream's start
 
     @property
     def key(self) -> tuple[bytes, int]:

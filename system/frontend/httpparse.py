@@ -116,6 +116,20 @@ def head_end(data: bytes) -> int:
     return -1 if m is None else m.end()
 
 
+def request_line_valid(data: bytes) -> bool:
+    """Does `data` start (after leading empty lines) with a whole, valid request line? Such a
+    buffer starts a request stream, even if a later line of its head is refused."""
+    start = _LEADING_EMPTY.match(data).end()
+    m = _LINE_END.search(data, start)
+    if m is None:
+        return False
+    try:
+        _check_request_line(data[start:m.start()], complete=True)
+    except HttpError:
+        return False
+    return True
+
+
 def parse_request_head(data: bytes, limit: int = MAX_HEAD) -> Request | None:
     """The request whose head starts `data`, None if the head is not complete yet."""
     start = _LEADING_EMPTY.match(data).end()
