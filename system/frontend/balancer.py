@@ -79,3 +79,8 @@ class Balancer:
         else:  # least_connections; ties go to the pool's order
             name = min(healthy, key=lambda n: (self.connections[n], pool.backends.index(n)))
         return Choice(rule=rule, backend=self.backends[name])
+
+    def may_keep(self, choice: Choice, current: Backend) -> bool:
+        """Could the choice's pool have picked `current` (a member, healthy)? Pipelined requests stay
+        on the connection's back-end when it could."""
+        return current.name in self.rules.pools[choice.rule.pool].backends and current.name not in self.down

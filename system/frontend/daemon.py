@@ -86,7 +86,8 @@ class Daemon:
 
     def stats(self) -> dict:
         out = {"engine": self.engine.stats(), "fast_path": self.fastpath.counters(),
-               "io": {"sent": self.sent, "send_errors": self.send_errors, "wakeups": self.wakeups}}
+               "io": {"sent": self.sent, "send_errors": self.send_errors, "wakeups": self.wakeups},
+               "last_error": self.engine.last_error}
         if self.offload is not None:
             out["offload"] = dict(self.offload.counters)
         if self.secrets_source is not None:

@@ -23,7 +23,15 @@ from system.frontend import syncookie
 from system.frontend.balancer import Backend, Balancer, NoBackend, NoRule
 from system.frontend.fastpath import FLOW_F_B2C, FLOW_F_C2B_ACK, FLOW_F_C2B_DATA, FlowEntry
 from system.frontend.flows import Flow, State
-from system.frontend.httpparse import MAX_HEAD, HttpError, RequestParser, parse_response_head
+from system.frontend.httpparse import (
+    MAX_HEAD,
+    ChunkScanner,
+    HttpError,
+    Request,
+    RequestParser,
+    parse_response_head,
+    request_line_valid,
+)
 from system.frontend.packets import Segment, seq_add, seq_diff
 from system.frontend.responses import error_response
 
@@ -73,6 +81,8 @@ class Config:
     pin_backend: bool = False      # keep-alive requests stay on the first back-end, not parsed again
     install_timeout: float = 5.0   # conn table: no answer by then -> relay (late entries still removed)
     offload_delete_wait: float = 0.5  # a SYN held for an offload delete's ack goes anyway after this
+    unsure_grace: float = 1.0      # a first segment that does not start a request: wait this long for
+                                   # an earlier one (the real first was lost) before answering 400
 
 
 LOCAL_WINDOW_SCALED = 512      # 64 KiB with the switch's shift (7)
@@ -92,6 +102,7 @@ class FrontEnd:
         self.flows: dict[tuple[bytes, int], Flow] = {}
         self.backend_eps = {(P.ip_bytes(b.ip), b.port): b for b in balancer.backends.values()}
         self.counters: collections.Counter[str] = collections.Counter()
+        self.last_error = ""             # the latest failure caught by the per-frame guard (frame_errors)
         # Offload deletes awaiting their ack (watch_offload_deletes): a new back-end SYN for such an
         # endpoint is held until the switch no longer sends its client's ACKs to the old back-end.
         self._offload_wake: Callable[[], None] | None = None
@@ -107,15 +118,38 @@ class FrontEnd:
             self.counters["not_tcp"] += 1
             return []
         out: list[Segment] = []
-        if seg.dst == self.vip and seg.dport == self.cfg.vip_port:
-            self.counters["from_client"] += 1
-            self._from_client(seg, out)
-        elif (seg.src, seg.sport) in self.backend_eps:
-            self.counters["from_backend"] += 1
-            self._from_backend(seg, out)
-        else:
-            self.counters["unexpected"] += 1
-        return [P.build(s) for o in out for s in P.split(o, self.cfg.segment_size)]
+        try:
+            if seg.dst == self.vip and seg.dport == self.cfg.vip_port:
+                self.counters["from_client"] += 1
+                self._from_client(seg, out)
+            elif (seg.src, seg.sport) in self.backend_eps:
+                self.counters["from_backend"] += 1
+                self._from_backend(seg, out)
+            else:
+                self.counters["unexpected"] += 1
+            return [P.build(s) for o in out for s in P.split(o, self.cfg.segment_size)]
+        except Exception as e:      # one bad frame must never stop the front-end
+            key = (seg.src, seg.sport) if seg.dst == self.vip else (seg.dst, seg.dport)
+            return self._failed(self.flows.get(key), e)
+
+    def _failed(self, flow: Flow | None, e: Exception) -> list[bytes]:
+        """A bug or an input nobody foresaw while handling a frame (or a flow's timer): count it,
+        reset that connection on both sides, carry on with the others."""
+        self.counters["frame_errors"] += 1
+        self.last_error = f"{type(e).__name__}: {e}"[:300]
+        if flow is None:
+            return []
+        out: list[Segment] = []
+        try:
+            out.append(self._to_client(flow, seq=flow.server_next, ack=0, flags=P.RST))
+            if flow.backend is not None and flow.state in (State.ESTABLISHED, State.BACKEND_SYN, State.INSTALLING):
+                out.append(self._to_backend(flow, seq=flow.sent_upto or flow.req_start, ack=0, flags=P.RST))
+            self._remove(flow, "error")
+            return [P.build(s) for s in out]
+        except Exception:           # the flow's state is beyond repair: drop it
+            self.flows.pop(flow.key, None)
+            self.counters["removed_error"] += 1
+            return []
 
     def watch_offload_deletes(self, wake: Callable[[], None]) -> None:
         """Follow offload deletes to their ack (the offload client's `delete` takes `on_ack`): re-steers
@@ -141,9 +175,13 @@ class FrontEnd:
     def tick(self) -> list[bytes]:
         now = self.clock()
         out: list[Segment] = []
+        frames: list[bytes] = []
         for flow in list(self.flows.values()):
-            self._timers(flow, now, out)
-        return [P.build(s) for s in out]
+            try:
+                self._timers(flow, now, out)
+            except Exception as e:      # as in handle(): one flow's failure stays its own
+                frames += self._failed(flow, e)
+        return frames + [P.build(s) for s in out]
 
     def install_done(self, client_ip: bytes, client_port: int, ok: bool) -> list[bytes]:
         """The conn table's outcome for a flow's install: both entries in (`ok`), or the flow is relayed
@@ -183,6 +221,7 @@ class FrontEnd:
                 return
         flow.last = self.clock()
         flow.client_window = seg.window
+        flow.last_seg = seg
         if seg.has_ack and flow.state is State.ESTABLISHED:
             flow.server_next = seg.ack
         handler = {State.REQUEST: self._client_request, State.BACKEND_SYN: self._client_backend_syn,
@@ -223,54 +262,230 @@ class FrontEnd:
             self._respond(flow, b"", server_seq=seg.ack, client_next=seg.end_seq, out=out)
 
     def _collect(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
-        """Append in-order request bytes; on a complete head, choose the back-end (or answer)."""
+        """Append in-order request bytes (out-of-order ones wait, bounded); on a complete head, choose
+        the back-end (or answer)."""
         have = len(flow.parser.buf)
-        expected = seq_add(flow.req_start, have)
-        off = seq_diff(seg.seq, expected)
+        if flow.deferred is not None:
+            # A pipelined request waits for the back-end's last response: keep what follows it.
+            off = seq_diff(seg.seq, seq_add(flow.req_start, have))
+            added = seg.payload[-off:][: max(0, self.cfg.max_request - have)] if off <= 0 else b""
+            flow.parser.buf += added
+            if flow.chunks is not None and added:
+                try:
+                    self._scan_chunks(flow, added)
+                except HttpError:
+                    self._reset_both(flow, "bad_chunked_body", out)
+            return
+        off = seq_diff(seg.seq, seq_add(flow.req_start, have))
         if off > 0:
             self.counters["request_out_of_order"] += 1
+            self._hold_out_of_order(flow, have + off, seg.payload)
+            # A duplicate ACK: the client retransmits the missing bytes at once (fast retransmit).
+            out.append(self._to_client(flow, seq=seg.ack, ack=seq_add(flow.req_start, have), flags=P.ACK))
             return
+        if flow.state is State.REQUEST and not flow.confirmed and seq_diff(seg.seq, flow.req_start) < 0 and \
+                seq_diff(flow.req_start, seg.seq) <= self.cfg.max_request:
+            self._rebase(flow, seg.seq)
+            have, off = 0, 0
         new = seg.payload[-off:] if off < 0 else seg.payload
         if not new:
             return
+        if flow.ooo:
+            new = self._reassemble(flow, have, new)
         new = new[: max(0, self.cfg.max_request + 4 - have)]
         try:
             req = flow.parser.feed(new)
         except HttpError as e:
-            self.counters[f"http_{e.status}"] += 1
-            self._respond(flow, error_response(e.status, e.reason), server_seq=seg.ack,
-                          client_next=seq_add(flow.req_start, len(flow.parser.buf)), out=out)
+            if flow.state is State.REQUEST and not flow.confirmed and not request_line_valid(bytes(flow.parser.buf)):
+                # This may be a later segment whose predecessors were lost (the flow starts at the
+                # first segment seen): no answer and no ACK yet; an earlier segment re-bases it.
+                flow.unsure = e
+                self.counters["request_start_unsure"] += 1
+                return
+            self._http_error(flow, e, seg.ack, out, self._pipelined(flow, seg.ack))
             return
+        if flow.state is State.REQUEST and not flow.confirmed:
+            if req is None and not request_line_valid(bytes(flow.parser.buf)):
+                return      # not acknowledged until its request line shows it starts the stream
+            flow.confirmed = True
         if req is None:
             # Acknowledge the partial request so that the client sends the rest (Nagle).
             out.append(self._to_client(flow, seq=seg.ack, ack=seq_add(flow.req_start, len(flow.parser.buf)),
                                        flags=P.ACK))
             return
+        self._dispatch(flow, req, seg.ack, out)
+
+    def _rebase(self, flow: Flow, seq: int) -> None:
+        """A segment from before the flow's first byte: the segment that opened the flow was not the
+        stream's first (that one was lost or overtaken). What was buffered moves to its offset."""
+        shift = seq_diff(flow.req_start, seq)
+        held = {at + shift: d for at, d in (flow.ooo or {}).items()}
+        if flow.parser.buf:
+            held[shift] = bytes(flow.parser.buf)
+        flow.ooo = {at: d for at, d in held.items() if at < self.cfg.max_request + 4} or None
+        flow.parser.reset()
+        flow.req_start, flow.c, flow.unsure = seq, seq_add(seq, -1), None
+        self.counters["request_rebased"] += 1
+
+    def _hold_out_of_order(self, flow: Flow, at: int, data: bytes) -> None:
+        """Keep request bytes that arrived before a gap (offset `at` from req_start), within the
+        request buffer's bound: once the gap is filled they need not come again."""
+        room = self.cfg.max_request + 4 - at
+        if room <= 0 or not data:
+            return
+        if flow.ooo is None:
+            flow.ooo = {}
+        if len(flow.ooo) < 64:
+            flow.ooo[at] = max(flow.ooo.get(at, b""), data[:room], key=len)
+
+    def _reassemble(self, flow: Flow, have: int, new: bytes) -> bytes:
+        """`new` (at offset `have`) plus the held bytes that now follow it without a gap."""
+        data = bytearray(new)
+        progress = True
+        while flow.ooo and progress:
+            progress = False
+            for at in sorted(flow.ooo):
+                end = have + len(data)
+                if at > end:
+                    break
+                piece = flow.ooo.pop(at)
+                if at + len(piece) > end:
+                    data += piece[end - at:]
+                progress = True
+        self.counters["request_reassembled"] += 1
+        return bytes(data)
+
+    def _http_error(self, flow: Flow, e: HttpError, server_seq: int, out: list[Segment],
+                    pipelined: bool = False, head: bool = False) -> None:
+        """Answer `e` ourselves (`head`: to a HEAD request, without the body); for a pipelined
+        request, after the back-end's last response."""
+        self.counters[f"http_{e.status}"] += 1
+
+        def answer(seq: int, o: list[Segment]) -> None:
+            self._respond(flow, error_response(e.status, e.reason, head), server_seq=seq,
+                          client_next=seq_add(flow.req_start, len(flow.parser.buf)), out=o)
+
+        if pipelined and flow.state is State.ESTABLISHED and flow.backend is not None:
+            self._defer(flow, answer, out)
+            return
+        self._abort_backend(flow, out)
+        answer(server_seq, out)
+
+    def _reset_both(self, flow: Flow, why: str, out: list[Segment]) -> None:
+        """Mid-request framing error (the back-end already has part of the request): reset both."""
+        self.counters[f"reset_{why}"] += 1
+        out.append(self._to_backend(flow, seq=flow.sent_upto, ack=0, flags=P.RST))
+        out.append(self._to_client(flow, seq=flow.server_next, ack=0, flags=P.RST))
+        self._remove(flow, why)
+
+    def _pipelined(self, flow: Flow, client_ack: int, queued: bool = False) -> bool:
+        """Is a request on this flow pipelined: queued behind another in the buffer, or sent before
+        the client acknowledged any byte of the previous response? Then that response may still be
+        on its way and the back-end connection must not be reset under it."""
+        return flow.state is State.ESTABLISHED and (queued or client_ack == flow.dispatch_ack)
+
+    def _defer(self, flow: Flow, action: Callable[[int, list[Segment]], None], out: list[Segment]) -> None:
+        """A pipelined request the current back-end must not get (another pool, or a local answer)
+        while it may still owe responses: the back-end gets a FIN after the requests it has (nginx
+        finishes them, then closes); its FIN marks the end of its last response, where `action`
+        starts (the answer, or the new back-end's sequence space). request_timeout bounds the wait."""
+        flow.deferred, flow.deferred_since = action, self.clock()
+        self.counters["pipelined_deferred"] += 1
+        out.append(self._to_backend(flow, seq=flow.sent_upto, ack=flow.server_next, flags=P.ACK | P.FIN))
+        if flow.offloaded:
+            self._offload_delete(flow)      # the back-end's FIN must come through the front-end
+        self._sync_fast_path(flow)
+
+    def _deferred_now(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
+        """The back-end's FIN ended its last response: pass its data on, reset it, run the deferred."""
+        end = seq_add(seg.seq, len(seg.payload))
+        if seg.payload:
+            out.append(self._rewrite_to_client(flow, seg.with_(flags=seg.flags & ~P.FIN)))
+        action, flow.deferred = flow.deferred, None
+        self.counters["pipelined_deferred_done"] += 1
+        self._abort_backend(flow, out, seq=seq_add(flow.sent_upto, 1))
+        action(end, out)
+
+    def _dispatch(self, flow: Flow, req: Request, client_ack: int, out: list[Segment], queued: bool = False) -> None:
+        """A complete request head: its body's extent, the rules, then the back-end (or an answer).
+        `queued`: it was behind another request in the buffer (pipelined)."""
         flow.request = req
+        flow.chunks = None
         flow.req_end = seq_add(flow.req_start, req.total_len)
+        if req.chunked:
+            flow.chunks, flow.req_end = ChunkScanner(), None
+            flow.chunks_at = seq_add(flow.req_start, req.head_len)
+            try:
+                self._scan_chunks(flow, bytes(flow.parser.buf[req.head_len:]))
+            except HttpError as e:
+                self._http_error(flow, e, client_ack, out)
+                return
+        pipelined = self._pipelined(flow, client_ack, queued)
         try:
-            choice = self.balancer.choose(req.method, req.host, req.target, flow.client_ip)
+            choice = self.balancer.choose(req.method, req.host, req.path, flow.client_ip)
         except NoRule as e:
-            self.counters["http_404"] += 1
-            self._abort_backend(flow, out)
-            self._respond(flow, error_response(404, str(e)), server_seq=seg.ack,
-                          client_next=seq_add(flow.req_start, len(flow.parser.buf)), out=out)
+            self._http_error(flow, HttpError(404, str(e)), client_ack, out, pipelined, req.method == "HEAD")
             return
         except NoBackend as e:
-            self.counters["http_503"] += 1
-            self._abort_backend(flow, out)
-            self._respond(flow, error_response(503, str(e)), server_seq=seg.ack,
-                          client_next=seq_add(flow.req_start, len(flow.parser.buf)), out=out)
+            self._http_error(flow, HttpError(503, str(e)), client_ack, out, pipelined, req.method == "HEAD")
             return
         self.counters["requests"] += 1
         flow.rule = choice.rule
-        if flow.state is State.ESTABLISHED and flow.backend == choice.backend:
-            self._forward_request(flow, seg, out)
+        backend = choice.backend
+        if pipelined and flow.backend is not None and backend != flow.backend and \
+                self.balancer.may_keep(choice, flow.backend):
+            # The previous response may still be on its way: a re-steer would reset it. The pool
+            # could have picked the current back-end, so it does.
+            self.counters["pipelined_kept_backend"] += 1
+            backend = flow.backend
+        flow.dispatch_ack = client_ack
+        if flow.state is State.ESTABLISHED and flow.backend == backend:
+            self._forward_request(flow, client_ack, out)
+        elif pipelined:
+            self.counters["resteered"] += 1
+
+            def resteer(end: int, o: list[Segment]) -> None:
+                self._connect(flow, backend, s=seq_add(end, -1), out=o)
+
+            self._defer(flow, resteer, out)
         else:
             if flow.state is State.ESTABLISHED:
                 self.counters["resteered"] += 1
                 self._abort_backend(flow, out)
-            self._connect(flow, choice.backend, s=seq_add(seg.ack, -1), out=out)
+            self._connect(flow, backend, s=seq_add(client_ack, -1), out=out)
+
+    def _scan_chunks(self, flow: Flow, data: bytes) -> int | None:
+        """Feed in-order body bytes to the chunked body's scanner; when its end is in `data`, the
+        request's end becomes known (returns the bytes of `data` up to it)."""
+        n = flow.chunks.feed(data)
+        if n is None:
+            flow.chunks_at = seq_add(flow.chunks_at, len(data))
+            return None
+        flow.req_end = seq_add(flow.chunks_at, n)
+        flow.chunks = None
+        return n
+
+    def _request_bytes(self, flow: Flow) -> int:
+        """Bytes of the buffer that belong to the current request (the rest is the next one's)."""
+        have = len(flow.parser.buf)
+        if flow.req_end is None:
+            return have
+        return max(0, min(have, seq_diff(flow.req_end, flow.req_start)))
+
+    def _next_queued(self, flow: Flow, leftover: bytes, out: list[Segment]) -> None:
+        """Bytes after the request just sent (a pipelined request): parse them as the next one."""
+        if not leftover or flow.state is not State.ESTABLISHED or flow.last_seg is None:
+            return
+        self.counters["pipelined_queued"] += 1
+        ack = flow.last_seg.ack
+        try:
+            req = flow.parser.feed(leftover[: self.cfg.max_request + 4])
+        except HttpError as e:
+            self._http_error(flow, e, ack, out, pipelined=True)
+            return
+        if req is None:
+            return          # the rest of its head comes in later segments (_client_established)
+        self._dispatch(flow, req, ack, out, queued=True)
 
     # ----------------------------------------------------------------- back-end connection
 
@@ -278,7 +493,11 @@ class FrontEnd:
         flow.backend = backend
         flow.syn_seq = seq_add(flow.req_start, -1)
         flow.syn_s = s
-        flow.syn_payload = bytes(flow.parser.buf[: self.cfg.segment_size]) if self.cfg.fastopen else b""
+        room = min(self.cfg.segment_size, flow.info.mss) - len(P.syn_options(flow.info.mss, flow.info.sack_ok,
+                                                                           flow.info.wscale))
+        # The SYN carries its options: a full-sized payload besides them would not fit the path's MTU
+        # (why a 7 KB head split over segments used to hang: its SYN never arrived).
+        flow.syn_payload = bytes(flow.parser.buf[: min(room, self._request_bytes(flow))]) if self.cfg.fastopen else b""
         flow.syn_tries = 0
         flow.offloaded = False
         flow.state = State.BACKEND_SYN
@@ -315,7 +534,10 @@ class FrontEnd:
         off = seq_diff(seg.seq, expected)
         if off > 0 or len(flow.parser.buf) >= self.cfg.max_request:
             return
-        flow.parser.buf += seg.payload[-off if off < 0 else 0:][: self.cfg.max_request - len(flow.parser.buf)]
+        added = seg.payload[-off if off < 0 else 0:][: self.cfg.max_request - len(flow.parser.buf)]
+        flow.parser.buf += added
+        if flow.chunks is not None and added:
+            self._scan_chunks(flow, added)
 
     def _backend_syn_ack(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
         with_data = seq_add(flow.syn_seq, 1 + len(flow.syn_payload))
@@ -349,7 +571,9 @@ class FrontEnd:
             flow.counted = True
         self.counters["established"] += 1
         flow.server_next = seq_add(flow.syn_s, 1)
-        rest = bytes(flow.parser.buf[seq_diff(flow.sent_upto, flow.req_start):])
+        upto = self._request_bytes(flow)
+        rest = bytes(flow.parser.buf[seq_diff(flow.sent_upto, flow.req_start):upto])
+        leftover = bytes(flow.parser.buf[upto:])
         ack = seq_add(flow.syn_s, 1)
         if rest:
             self.counters["replayed"] += 1
@@ -363,10 +587,12 @@ class FrontEnd:
             out.append(self._to_backend(flow, seq=flow.sent_upto, ack=ack, flags=P.ACK | P.FIN))
             flow.fin_c = flow.pending_fin
         self._sync_fast_path(flow)
+        self._next_queued(flow, leftover, out)
 
     def _request_done(self, flow: Flow) -> None:
         """The current request's buffered bytes went to the back-end: reset for the next one."""
         flow.parser.reset()
+        flow.ooo = None
         if flow.req_end is not None and seq_diff(flow.sent_upto, flow.req_end) >= 0:
             flow.req_end = flow.sent_upto
         flow.req_start = flow.req_end if flow.req_end is not None else flow.sent_upto
@@ -375,6 +601,8 @@ class FrontEnd:
         if self.conn_table is not None:
             return      # switch-only: every connection is installed, the rules' offload modes do not apply
         mode = flow.rule.offload if flow.rule else "never"
+        if flow.request is not None and flow.request.method == "HEAD":
+            mode = "never"      # no body follows the response's Content-Length: nothing to offload
         if mode == "always" and not flow.offloaded:
             self._offload_add(flow)
         flow.await_response_head = mode == "auto" and not flow.offloaded
@@ -396,7 +624,7 @@ class FrontEnd:
             flags |= FLOW_F_B2C
         start = flow.sent_upto
         end = flow.req_end if flow.req_end is not None else start
-        if seq_diff(end, start) > 0:
+        if seq_diff(end, start) > 0 and flow.deferred is None:
             flags |= FLOW_F_C2B_DATA      # the rest of the request body goes straight through
         b = flow.backend
         self.fastpath.set_flow(flow.client_ip, flow.client_port, FlowEntry(
@@ -411,8 +639,21 @@ class FrontEnd:
             self._remove(flow, "client_rst")
             return
         payload = seg.payload
+        if payload and flow.chunks is not None and flow.deferred is None and not self.cfg.pin_backend:
+            off = seq_diff(seg.seq, flow.chunks_at)
+            if off > 0:
+                self.counters["body_out_of_order"] += 1     # the chunks' scan needs them in order
+                return
+            try:
+                if self._scan_chunks(flow, payload[-off:] if off < 0 else payload) is not None:
+                    flow.req_start = flow.req_end
+            except HttpError:
+                self._reset_both(flow, "bad_chunked_body", out)
+                return
         if payload:
             in_body = max(0, min(len(payload), seq_diff(flow.req_start, seg.seq)))
+            if flow.chunks is not None and flow.deferred is None:
+                in_body = len(payload)      # the chunked body goes on past this segment
             if self.cfg.pin_backend:
                 in_body = len(payload)      # later requests of the connection go to the same back-end
             if in_body:
@@ -434,15 +675,17 @@ class FrontEnd:
             self._sync_fast_path(flow)
         self._note_acks(flow, seg)
 
-    def _forward_request(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
-        data = bytes(flow.parser.buf)
-        out.append(self._to_backend(flow, seq=flow.req_start, ack=seg.ack, flags=P.ACK | P.PSH, payload=data,
-                                    window=seg.window))
+    def _forward_request(self, flow: Flow, client_ack: int, out: list[Segment]) -> None:
+        upto = self._request_bytes(flow)
+        data = bytes(flow.parser.buf[:upto])
+        leftover = bytes(flow.parser.buf[upto:])
+        out.append(self._to_backend(flow, seq=flow.req_start, ack=client_ack, flags=P.ACK | P.PSH, payload=data))
         flow.sent_upto = seq_add(flow.req_start, len(data))
         self.counters["requests_forwarded"] += 1
         self._request_done(flow)
         self._offload_decision_at_request(flow)
         self._sync_fast_path(flow)
+        self._next_queued(flow, leftover, out)
 
     def _note_acks(self, flow: Flow, seg: Segment) -> None:
         if flow.fin_b is not None and seg.has_ack and seq_diff(seg.ack, seq_add(flow.fin_b, 1)) >= 0:
@@ -520,6 +763,9 @@ class FrontEnd:
             self.counters["backend_rst"] += 1
             self._remove(flow, "backend_rst")
             return
+        if seg.fin and flow.deferred is not None:
+            self._deferred_now(flow, seg, out)
+            return
         if flow.await_response_head and seg.payload:
             self._response_head(flow, seg)
         out.append(self._rewrite_to_client(flow, seg))
@@ -553,8 +799,10 @@ class FrontEnd:
         out.append(self._to_backend(flow, seq=flow.sent_upto, ack=seg.seq, flags=P.ACK))
 
     def _response_head(self, flow: Flow, seg: Segment) -> None:
-        flow.await_response_head = False
         head = parse_response_head(seg.payload)
+        if head is not None and 100 <= head.status < 200:
+            return                  # an interim response (100 Continue): the final one decides
+        flow.await_response_head = False
         length = head.content_length if head else None
         threshold = flow.rule.offload_threshold if flow.rule else 0
         if length is not None and length >= threshold and not flow.offloaded:
@@ -646,22 +894,47 @@ class FrontEnd:
             seen = self.conn_table.last_active(flow)     # the switch entries' direct counters
             if seen is not None:
                 last = max(last, seen)
-        limit = {State.REQUEST: self.cfg.request_timeout, State.LOCAL: self.cfg.request_timeout}.get(
-            flow.state, self.cfg.offloaded_idle_timeout if flow.offloaded else self.cfg.idle_timeout)
+        if flow.state is State.REQUEST:
+            if flow.unsure is not None and now - flow.created >= self.cfg.unsure_grace:
+                # No earlier segment came: the stream really starts with what was refused.
+                e, flow.unsure = flow.unsure, None
+                self._http_error(flow, e, flow.last_seg.ack, out)
+                return
+            # The first head's time runs from its first byte, not its last (slowloris): then it is
+            # answered 408 (as HAProxy does) and the flow closes like any local answer.
+            if now - flow.created >= self.cfg.request_timeout:
+                self.counters["timeout_request"] += 1
+                self.counters["http_408"] += 1
+                server_seq = flow.last_seg.ack if flow.last_seg is not None else flow.server_next
+                self._respond(flow, error_response(408, "request head not complete in time"), server_seq=server_seq,
+                              client_next=seq_add(flow.req_start, len(flow.parser.buf)), out=out)
+                flow.last = now
+            return
+        if flow.deferred is not None and now - flow.deferred_since >= self.cfg.request_timeout:
+            self.counters["pipelined_deferred_timeout"] += 1     # the back-end never closed: reset both
+            out.append(self._to_backend(flow, seq=seq_add(flow.sent_upto, 1), ack=0, flags=P.RST))
+            out.append(self._to_client(flow, seq=flow.server_next, ack=0, flags=P.RST))
+            self._remove(flow, "timeout")
+            return
+        limit = self.cfg.request_timeout if flow.state is State.LOCAL else \
+            self.cfg.offloaded_idle_timeout if flow.offloaded else self.cfg.idle_timeout
         if now - last >= limit:
             self.counters[f"timeout_{flow.state.value}"] += 1
             if flow.state is State.ESTABLISHED:
                 out.append(self._to_backend(flow, seq=flow.sent_upto, ack=0, flags=P.RST))
-                out.append(self._to_client(flow, seq=flow.server_next, ack=0, flags=P.RST))
+            if flow.state in (State.ESTABLISHED, State.LOCAL):
+                # Never a silent end: the client learns that this connection is gone.
+                out.append(self._to_client(flow, seq=flow.local_seq if flow.state is State.LOCAL else flow.server_next,
+                                           ack=0, flags=P.RST))
             self._remove(flow, "timeout")
 
     # ----------------------------------------------------------------- removal
 
-    def _abort_backend(self, flow: Flow, out: list[Segment]) -> None:
+    def _abort_backend(self, flow: Flow, out: list[Segment], seq: int | None = None) -> None:
         """Reset the current back-end connection (re-steer or a local answer on a spliced flow)."""
         if flow.state is not State.ESTABLISHED or flow.backend is None:
             return
-        out.append(self._to_backend(flow, seq=flow.req_start, ack=0, flags=P.RST))
+        out.append(self._to_backend(flow, seq=flow.req_start if seq is None else seq, ack=0, flags=P.RST))
         if self.fastpath is not None:
             self.fastpath.delete_flow(flow.client_ip, flow.client_port)
         if flow.offloaded:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from system.frontend.balancer import Backend
-from system.frontend.httpparse import Request, RequestParser
+from system.frontend.httpparse import ChunkScanner, Request, RequestParser
+from system.frontend.packets import Segment
 from system.frontend.syncookie import CookieInfo
 from system.rules import Rule
 
@@ -59,6 +61,15 @@ class Flow:
     delta: int = 0                 # b - s when the front-end translates itself (Config.learn_delta)
     install_started: float | None = None  # switch-only: when the conn-table install was requested
     installed: bool = False        # switch-only: both switch entries are in (else relayed by user space)
+    last_seg: Segment | None = None  # the client's latest segment (its ack and window for queued requests)
+    chunks: ChunkScanner | None = None  # the current request's chunked body, its end not seen yet
+    chunks_at: int = 0             # client sequence number up to which chunks has scanned
+    ooo: dict[int, bytes] | None = None  # out-of-order request bytes by offset from req_start (bounded)
+    dispatch_ack: int | None = None  # the client's ack when the last request went to the back-end
+    deferred: Callable[[int, list], None] | None = None  # a pipelined request's answer, run at the back-end's FIN
+    deferred_since: float = 0.0
+    confirmed: bool = False        # the first request's line is whole and valid where req_start says
+    unsure: object | None = None   # an HttpError of a first segment that may not be the stream's start
 
     @property
     def key(self) -> tuple[bytes, int]:

@@ -44,7 +44,7 @@ def test_http10_default_close_and_keepalive_token():
     (b"GET / HTTP/1.1 extra\r\nHost: h\r\n\r\n", 400),
     (b"G(T / HTTP/1.1\r\nHost: h\r\n\r\n", 400),
     (b"GET nope HTTP/1.1\r\nHost: h\r\n\r\n", 400),
-    (b"GET http://x/ HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    (b"GET ftp://x/ HTTP/1.1\r\nHost: h\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\n\r\n", 400),                                   # no Host
     (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     (b"GET / HTTP/1.1\r\nHost a\r\n\r\n", 400),
@@ -53,7 +53,17 @@ def test_http10_default_close_and_keepalive_token():
     (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400),
     (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
     (b"GET / FTP/1.0\r\nHost: a\r\n\r\n", 400),
-    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", 400),
+    ("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: \u00b2\r\n\r\n".encode(), 400),
+    ("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: \u0661\r\n\r\n".encode(), 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\rHost: a\r\n\r\n", 400),
+    (b"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n", 400),
 ])
 def test_malformed(raw, status):
     with pytest.raises(HttpError) as e:
@@ -93,3 +103,122 @@ def test_response_head_content_length():
     assert parse_response_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").content_length is None
     assert parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Len").content_length is None
     assert parse_response_head(b"garbage") is None
+
+
+def test_default_bound_is_16k_and_stated():
+    from system.frontend.httpparse import MAX_HEAD
+    assert MAX_HEAD == 16384
+    head = b"GET / HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"p" * 7000 + b"\r\nX-Two: " + b"q" * 7000 + b"\r\n\r\n"
+    assert parse_request_head(head).head_len == len(head)
+
+
+@pytest.mark.parametrize("raw", [
+    b"GET /obj/1k HTTP/1.1\nHost: t\n\n",
+    b"GET /obj/1k HTTP/1.1\r\nHost: t\n\r\n",
+    b"GET /obj/1k HTTP/1.1\nHost: t\r\n\r\n",
+    b"\r\n\nGET /obj/1k HTTP/1.1\r\nHost: t\r\n\r\n",
+])
+def test_bare_lf_and_leading_empty_lines(raw):
+    r = parse_request_head(raw)
+    assert (r.method, r.path, r.host, r.head_len) == ("GET", "/obj/1k", "t", len(raw))
+
+
+def test_bare_lf_split_across_feeds():
+    raw = b"GET /obj/1k HTTP/1.1\nHost: t\nX: y\n\n"
+    for cut in range(1, len(raw)):
+        p = RequestParser()
+        assert p.feed(raw[:cut]) is None
+        assert p.feed(raw[cut:]).head_len == len(raw)
+
+
+@pytest.mark.parametrize("target,host,path", [
+    (b"http://img.example/obj/1k", "img.example", "/obj/1k"),
+    (b"http://img.example:8080/obj/1k?x=1", "img.example:8080", "/obj/1k?x=1"),
+    (b"HTTP://img.example", "img.example", "/"),
+    (b"https://a.b?q", "a.b", "/?q"),
+])
+def test_absolute_form_host_comes_from_the_target(target, host, path):
+    r = parse_request_head(b"GET " + target + b" HTTP/1.1\r\nHost: other\r\n\r\n")
+    assert (r.host, r.path, r.target) == (host, path, target.decode())
+
+
+def test_http10_without_host_and_expect_continue():
+    r = parse_request_head(b"GET /obj/1k HTTP/1.0\r\n\r\n")
+    assert r.host is None and r.version == "HTTP/1.0"
+    r = parse_request_head(b"POST /up HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+    assert r.expect_continue and r.content_length == 5
+
+
+def test_chunked_request_head():
+    r = parse_request_head(b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n")
+    assert r.chunked and r.content_length == 0 and r.total_len == r.head_len
+
+
+CHUNKED = b"5\r\nhello\r\n1a;ext=1\r\n" + b"z" * 26 + b"\r\n0\r\nTrailer: x\r\n\r\n"
+
+
+@pytest.mark.parametrize("body", [CHUNKED, CHUNKED.replace(b"\r\n", b"\n"), b"0\r\n\r\n"])
+def test_chunk_scanner_finds_the_end_however_the_body_is_cut(body):
+    from system.frontend.httpparse import ChunkScanner
+    nxt = b"GET /next HTTP/1.1\r\n"
+    for cut in range(1, len(body)):
+        sc = ChunkScanner()
+        assert sc.feed(body[:cut]) is None
+        assert sc.feed(body[cut:] + nxt) == len(body) - cut
+    sc = ChunkScanner()
+    assert all(sc.feed(body[i:i + 1]) is None for i in range(len(body) - 1))
+    assert sc.feed(body[-1:] + nxt) == 1
+
+
+@pytest.mark.parametrize("body", [b"x\r\n", b"5\r\nhelloX\r\n", b"-1\r\n", b"5\rhello\r\n", "\u00b2\r\n".encode(),
+                                  b"f" * 5000])
+def test_chunk_scanner_refuses_malformed_framing(body):
+    from system.frontend.httpparse import ChunkScanner
+    with pytest.raises(HttpError) as e:
+        ChunkScanner().feed(body)
+    assert e.value.status == 400
+
+
+def test_response_head_digits_only():
+    assert parse_response_head("HTTP/1.1 2\u00b200 OK\r\n\r\n".encode()) is None
+    h = parse_response_head(b"HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n")
+    assert h.content_length == 7
+
+
+SEEDS = [
+    b"GET /obj/1k HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello",
+    b"POST /up HTTP/1.1\nHost: t\nTransfer-Encoding: chunked\n\n5\nhello\n0\n\n",
+    b"GET http://h:8/x?y HTTP/1.0\r\nConnection: keep-alive\r\nExpect: 100-continue\r\n\r\n",
+]
+NASTY = [b"\r", b"\n", b"\x00", b"\xc2\xb2", b"\xd9\xa1", b":", b" ", b"\t", b",", b"-", b"0", b"f", b";", b"\x7f",
+         b"Content-Length: ", b"Transfer-Encoding: chunked", b"HTTP/", b"http://", b"\r\n\r\n", b"\xff" * 3]
+
+
+def _mutants(n: int, seed: int):
+    import random
+    rnd = random.Random(seed)
+    for _ in range(n):
+        data = bytearray(rnd.choice(SEEDS))
+        for _ in range(rnd.randint(1, 6)):
+            at = rnd.randrange(len(data) + 1)
+            op = rnd.random()
+            if op < 0.4:
+                data[at:at] = rnd.choice(NASTY)
+            elif op < 0.7:
+                del data[at:at + rnd.randint(1, 4)]
+            else:
+                data[at:at + 1] = bytes([rnd.randrange(256)])
+        yield bytes(data)
+
+
+def test_mutated_requests_raise_nothing_but_http_errors():
+    """A seeded fuzz (no wall clock, same inputs every run): the parser and the chunk scanner either
+    answer or raise HttpError with a status the front-end sends."""
+    from system.frontend.httpparse import ChunkScanner
+    for data in _mutants(3000, seed=15):
+        try:
+            r = parse_request_head(data)
+            if r is not None and r.chunked:
+                ChunkScanner().feed(data[r.head_len:])
+        except HttpError as e:
+            assert e.status in (400, 431, 505)
