@@ -187,7 +187,8 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, bpf_s
     targets = sysd.targets(inv)
     address, port = targets[0]
     job = Job(workload=Workload.from_dict(cell.workload), target=Target(address=address, port=port),
-              users=cell.load.users, pace_rps=cell.load.pace_rps, seed=cell.repetition)
+              users=cell.load.users, pace_rps=cell.load.pace_rps, seed=cell.repetition, mode=cell.load.mode,
+              rate=cell.load.rate, arrival=cell.load.arrival, max_connections=cell.load.max_connections)
     clients = [Remote(inv, h) for h in inv.clients]
     master = clients[0]
     n_workers = sum(inv.workers_for(h) for h in inv.clients)
@@ -261,6 +262,7 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, bpf_s
         collector.write(cell_dir)
         cpu = _cpu_json(before, after, measure_end - measure_start)
         cpu["bpf"] = collector.bpf_rows()
+        cpu["machine"] = collector.machine_rows()
         (cell_dir / "cpu.json").write_text(json.dumps(cpu, indent=2) + "\n")
         rec = cell.to_dict() | {
             "switch_profile": _profile_of(inv),
