@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import compare, figures, load
+from analysis import compare, figures, load, loadcurve
 
 DASH = "–"
 
@@ -86,15 +86,24 @@ def _groups(cells: pd.DataFrame, workload: str) -> Iterator[tuple[list[str], pd.
         sdf = df[df["system"] == system]
         for profile in (dict.fromkeys(sdf["switch_profile"]) if sweep else [None]):
             pdf = sdf if profile is None else sdf[sdf["switch_profile"] == profile]
-            for users, group in pdf.groupby("users", sort=True, dropna=False):
+            # closed-loop levels by users, then open-loop ones by offered rate
+            keyed = pdf.assign(_open=pdf["mode"] == "open", _rate=pdf["offered_rps"].fillna(0))
+            for (_o, _u, _r), group in keyed.groupby(["_open", "users", "_rate"], sort=True, dropna=False):
                 use = group[group["usable"].astype(bool)]
                 mean = use.mean(numeric_only=True) if len(use) else pd.Series(dtype=float)
-                lead = [system, *([str(profile)] if sweep else []), _num(users, "g"), f"{len(use)}/{len(group)}"]
+                lead = [system, *([str(profile)] if sweep else []), str(group["load"].iloc[0]),
+                        f"{len(use)}/{len(group)}"]
                 yield lead, group, mean
 
 
 def _lead_header(cells: pd.DataFrame) -> tuple[str, ...]:
-    return ("system", "switch profile", "users", "n") if compare.profile_sweep(cells) else ("system", "users", "n")
+    level = _level_header(cells)
+    return ("system", "switch profile", level, "n") if compare.profile_sweep(cells) else ("system", level, "n")
+
+
+def _level_header(cells: pd.DataFrame) -> str:
+    """"users" when every cell is a closed loop (the level is its users), else "load"."""
+    return "load" if "mode" in cells.columns and (cells["mode"] == "open").any() else "users"
 
 
 def workload_table(cells: pd.DataFrame, workload: str) -> str:
@@ -137,13 +146,14 @@ def comparison_table(comp: pd.DataFrame) -> str:
         profile = r.get("switch_profile") or ""
         rows.append([
             f"{r['system']} vs {r['baseline']}", r["workload"] + (f" @ {profile}" if profile else ""),
-            _num(r["users"], "g"), r["size_class"],
+            str(r.get("load") or _num(r["users"], "g")), r["size_class"],
             r["metric"], _num(r["ratio"], ".2f"), ci,
             (f"{r['claim']:.1f}x" if not math.isnan(r["claim"]) else DASH),
             f"{r['n_system']}/{r['n_baseline']}",
             ", ".join(f"`{c}`" for c in r["excluded"]) or DASH,
         ])
-    header = ("pair", "workload", "users", "sizes", "metric", "ratio", "95% CI", "paper", "n (sys/base)",
+    level = "load" if "load" in comp.columns and comp["load"].astype(str).str.startswith("open").any() else "users"
+    header = ("pair", "workload", level, "sizes", "metric", "ratio", "95% CI", "paper", "n (sys/base)",
               "excluded cells")
     return "\n".join([
         "Ratio of means over usable repetitions (throughput: requests/s; latency: p50 or p99),",
@@ -231,11 +241,13 @@ def cpu_table(cells: pd.DataFrame, workload: str) -> str | None:
         def us(col: str, mean: pd.Series = mean) -> str:
             return _num(float(mean.get(col, math.nan)) * 1e6, ".1f")
         rows.append([*lead, us("cpu_s_per_req"), us("lb_bpf_s_per_req"), us("agent_cpu_s_per_req"),
-                     us("slowpath_cpu_s_per_req"), us("switch_bpf_s_per_req")])
+                     us("slowpath_cpu_s_per_req"), us("switch_bpf_s_per_req"), us("machine_s_per_req"),
+                     us("machine_excl_gen_s_per_req")])
     if not rows:
         return None
     header = (*_lead_header(cells), "front-end (incl. eBPF)", "of which eBPF", "agents (incl. eBPF)",
-              "switch-only slow path", "emulated switch data plane (eBPF)")
+              "switch-only slow path", "emulated switch data plane (eBPF)", "whole machine",
+              "whole machine less generator")
     return "\n".join([f"### CPU: {workload}", "", md_table(header, rows)])
 
 
@@ -247,7 +259,11 @@ def cpu_section(cells: pd.DataFrame) -> str:
         "eBPF is the kernel's run time of the programs the harness pinned on each host (BPF statistics",
         "enabled during the cell). The front-end column is the load balancer's cost (HAProxy, or",
         "Miresga's front-end with its eBPF fast path); the emulated switch's data plane stands for",
-        "hardware and is shown apart. `–`: not measured in this run (no such part, or no BPF rows).",
+        "hardware and is shown apart. *Whole machine*: busy time of every CPU (/proc/stat: user,",
+        "system, irq and softirq; on the local testbed one kernel runs every host, the load generator",
+        "included, so it is also shown less the generator's processes). Process CPU misleads on veth:",
+        "a send runs the receiver's kernel work in the sender's softirq, billed to whichever task runs.",
+        "`–`: not measured in this run (no such part, no BPF rows, or a run before /proc/stat was read).",
         "",
     ]
     return "\n".join(intro) + "\n" + "\n\n".join(tables)
@@ -280,6 +296,114 @@ def sweep_section(cells: pd.DataFrame) -> str | None:
         "", md_table(header, [r for _, r in rows])])
 
 
+def _ms(value: float, fmt: str = ".2f") -> str:
+    return _num(value / 1000, fmt)
+
+
+def load_curve_section(cells: pd.DataFrame, settings: loadcurve.Settings) -> str | None:
+    """Open-loop cells: latency against offered load per system, and the headline capacity beside the
+    closed-loop maximum (None when the run has no open-loop cell)."""
+    if loadcurve.open_cells(cells).empty:
+        return None
+    slo = settings.slo_p99_ms
+    parts = [
+        "Open-loop cells send on a schedule (constant or Poisson arrivals at the offered rate) whatever the",
+        "system does, on as many connections as needed, and measure latency from each request's intended",
+        "send time (HdrHistogram percentiles), so a stall reaches every request due during it. *service*",
+        "p99 is from the actual send; *connect* is the TCP handshake of new connections. A cell is flagged",
+        f"`generator-behind` when more than {load.BEHIND_SHARE:.0%} of its requests were sent more than "
+        f"{load.LATE_US / 1000:g} ms late (the generator, not the system, set their latency).", ""]
+    for wl in dict.fromkeys(loadcurve.open_cells(cells)["workload"]):
+        sw = loadcurve.sweep_rows(cells, wl)
+        rows = [[r["system"], _num(r["offered_rps"], ",.0f"), r["n"], _num(r["rps"], ",.1f"),
+                 _pct(r["achieved_share"]), _ms(r["p50_us"]), _ms(r["p99_us"]), _ms(r["p999_us"]),
+                 _ms(r["service_p99_us"]), _ms(r["connect_p50_us"], ".3f"),
+                 _num(r["machine_s_per_req"] * 1e6, ".0f"), _pct(r["behind_share"]), r["flags"]]
+                for _, r in sw.iterrows()]
+        header = ("system", "offered /s", "n", "achieved /s", "achieved share", "p50 ms", "p99 ms", "p99.9 ms",
+                  "service p99 ms", "connect p50 ms", "machine µs/req", "sent >10 ms late", "flags")
+        parts += [f"### Latency against load: {wl}", "", md_table(header, rows), ""]
+        cap = loadcurve.capacity(cells, wl, slo)
+        crow = []
+        for _, r in cap.iterrows():
+            if slo is None:
+                slo_text = "no SLO in the suite"
+            elif math.isnan(r["slo_rate"]):
+                slo_text = ("below the lowest rate swept" if r["rates"] else "no open-loop cells")
+            else:
+                slo_text = f"{r['slo_rate']:,.0f}/s" + ("" if not math.isnan(r["first_miss"])
+                                                        else " (every rate swept met it)")
+            ratio = (r["slo_rate"] / r["closed_max_rps"]) if r["closed_max_rps"] and not math.isnan(r["slo_rate"]) \
+                else math.nan
+            crow.append([r["system"], slo_text, _ms(r["slo_p99_us"]), _num(r["first_miss"], ",.0f"),
+                         _num(r["closed_max_rps"], ",.1f"), _ms(r["closed_p99_us"]), _num(ratio, ".2f")])
+        slo_name = f"p99 <= {slo:g} ms" if slo is not None else "SLO"
+        parts += [f"**Headline capacity ({wl})**: the highest offered rate whose p99 (from the intended send",
+                  f"time) met the suite's SLO ({slo_name}) with every lower rate meeting it too, beside the",
+                  "closed-loop maximum (the most requests/s of a usable closed-loop cell, and its p99). A",
+                  "closed loop slows down with the system, so its p99 stays low at its maximum; where the SLO",
+                  "capacity is well below that maximum, the closed loop overstates what the system serves",
+                  "within the SLO.", "",
+                  md_table(("system", f"capacity at {slo_name}", "p99 ms there", "first rate missing it",
+                            "closed-loop max /s", "closed-loop p99 ms", "capacity / closed max"), crow), ""]
+    return "\n".join(parts)
+
+
+def setup_section(cells: pd.DataFrame) -> str | None:
+    """Connect time, time to first byte and total, per workload, system and load level."""
+    tables = []
+    for wl in dict.fromkeys(cells["workload"].dropna()):
+        if not wl:
+            continue
+        rows = loadcurve.setup_rows(cells, wl)
+        if rows.empty:
+            continue
+        body = [[r["system"], r["load"], r["n"], _ms(r["connect_p50_us"], ".3f"), _ms(r["connect_p99_us"], ".3f"),
+                 _ms(r["ttfb_p50_us"], ".3f"), _ms(r["ttfb_p99_us"], ".3f"), _ms(r["service_p50_us"], ".3f"),
+                 _ms(r["service_p99_us"], ".3f"), _ms(r["p99_us"], ".3f")] for _, r in rows.iterrows()]
+        header = ("system", "load", "n", "connect p50 ms", "connect p99 ms", "first byte p50 ms",
+                  "first byte p99 ms", "total p50 ms", "total p99 ms", "p99 as reported ms")
+        tables.append(f"### Setup: {wl}\n\n" + md_table(header, body))
+    if not tables:
+        return None
+    intro = ["Per request, from the send (connect included for a new connection): *connect* is the TCP",
+             "handshake (SYN to SYN-ACK, which Miresga's switch answers), *first byte* the first response",
+             "byte, *total* the last body byte. *p99 as reported* is the workload table's (from the intended",
+             "send time in open loop). Means over usable repetitions.", ""]
+    return "\n".join(intro) + "\n" + "\n\n".join(tables)
+
+
+def budget_section(cells: pd.DataFrame, settings: loadcurve.Settings) -> str | None:
+    """The budget model per workload (None without a load balancer in the run)."""
+    parts = []
+    b = settings.budget_cores
+    for wl in dict.fromkeys(cells["workload"].dropna()):
+        if not wl:
+            continue
+        rows, where = loadcurve.budget_model(cells, wl, b)
+        if rows.empty:
+            continue
+        body = [[r["system"], _num(r["process_us"], ".1f"), _num(r["machine_delta_us"], ".1f"),
+                 _num(r["switch_dataplane_us"], ".1f"), _num(r["switch_cpu_us"], ".1f"),
+                 _num(r["measured_rps"], ",.0f"), _num(r["capacity_process"], ",.0f"),
+                 _num(r["capacity_machine"], ",.0f")] for _, r in rows.iterrows()]
+        rp = loadcurve.model_ratio(rows, "capacity_process")
+        rm = loadcurve.model_ratio(rows, "capacity_machine")
+        ratio = (f"Modelled Miresga / HAProxy: {_num(rp, '.2f')}x by process CPU, {_num(rm, '.2f')}x by "
+                 f"machine Δ; the paper reports {loadcurve.PAPER_RATIO}x (measured on hardware).")
+        parts += [f"### Budget model: {wl} (measured at: {where})", "",
+                  md_table(("system", "process µs/req", "machine Δ µs/req", "switch data plane µs/req (apart)",
+                            "switch CPU µs/req (apart)", "measured requests/s",
+                            f"model: requests/s on {b:g} core(s) by process",
+                            f"model: requests/s on {b:g} core(s) by machine Δ"), body), "", ratio, ""]
+    if not parts:
+        return None
+    intro = [f"**A model, not a measurement.** The capacity each load balancer would have on a budget of "
+             f"{b:g} CPU core(s) (`budget_cores`), from its measured cost per request. Assumptions:", ""]
+    intro += [f"- {a}" for a in loadcurve.BUDGET_ASSUMPTIONS] + [""]
+    return "\n".join(intro + parts)
+
+
 def flagged_list(cells: pd.DataFrame) -> str:
     flagged = cells[cells["flags"] != ""]
     if flagged.empty:
@@ -297,6 +421,9 @@ def flagged_list(cells: pd.DataFrame) -> str:
                               f"({', '.join(errs)})")
             if r["generator_saturated"]:
                 detail.append(f"generator CPU util {r['generator_util'] * 100:.0f}% (>= 90%)")
+            if r.get("generator_behind"):
+                detail.append(f"{r['behind_share'] * 100:.1f}% of requests sent more than "
+                              f"{load.LATE_US / 1000:g} ms after their intended time")
         lines.append(f"- `{r['cell_id']}`: {r['flags']}; " + "; ".join(detail))
     return "\n".join(lines)
 
@@ -317,6 +444,12 @@ def build_report(run_dir: str | Path, figure_paths: list[Path] | None = None) ->
     sweep = sweep_section(cells)
     if sweep is not None:
         parts += ["## Insertion-rate sweep", "", sweep, ""]
+    settings = loadcurve.settings(run.path)
+    for title, section in (("Latency against load (open loop)", load_curve_section(cells, settings)),
+                           ("Connection setup apart", setup_section(cells)),
+                           ("Budget model (a model, not a measurement)", budget_section(cells, settings))):
+        if section is not None:
+            parts += [f"## {title}", "", section, ""]
     parts += ["## Comparisons", "", comparison_table(comp), "",
               "## Flagged cells", "", flagged_list(cells), "", "## Figures", ""]
     if figure_paths:
