@@ -14,6 +14,7 @@ for every run the connection-setup and budget-model tables:
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,3 +197,30 @@ def model_ratio(rows: pd.DataFrame, column: str, system: str = "miresga", baseli
         return math.nan
     a, b = float(by[system]), float(by[baseline])
     return a / b if b and not (math.isnan(a) or math.isnan(b)) else math.nan
+
+
+# ---------------------------------------------------------------------------------------------
+# The wrk cross-check (harness/wrk.py: cells/<id>/wrk.json)
+
+
+def wrk_rows(run: Any, cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell with a wrk.json: Locust's requests/s, p50 and p99 beside wrk's (same target,
+    object, connections and duration, right after the cell), and wrk's errors."""
+    by_id = cells.set_index("cell_id")
+    rows = []
+    for cell in run.cells:
+        path = cell.path / "wrk.json"
+        if not path.is_file() or cell.cell_id not in by_id.index:
+            continue
+        w = json.loads(path.read_text())
+        c = by_id.loc[cell.cell_id]
+        lat = w.get("latency_us") or {}
+        errs = w.get("errors") or {}
+        rows.append({"cell_id": cell.cell_id, "system": c["system"], "workload": c["workload"],
+                     "connections": w.get("connections"), "locust_rps": float(c["rps"]),
+                     "locust_p50_us": float(c["p50_us"]), "locust_p99_us": float(c["p99_us"]),
+                     "wrk_rps": float(w.get("rps", math.nan)), "wrk_p50_us": float(lat.get("p50", math.nan)),
+                     "wrk_p99_us": float(lat.get("p99", math.nan)),
+                     "wrk_errors": sum(int(v) for v in errs.values()) + int(w.get("non_2xx_3xx", 0)),
+                     "error": w.get("error")})
+    return pd.DataFrame(rows)

@@ -404,6 +404,28 @@ def budget_section(cells: pd.DataFrame, settings: loadcurve.Settings) -> str | N
     return "\n".join(intro + parts)
 
 
+def wrk_section(run: load.Run, cells: pd.DataFrame) -> str | None:
+    """Locust beside wrk for the cells the suite cross-checked (None when none was)."""
+    rows = loadcurve.wrk_rows(run, cells)
+    if rows.empty:
+        return None
+    body = []
+    for _, r in rows.iterrows():
+        ratio = r["wrk_rps"] / r["locust_rps"] if r["locust_rps"] else math.nan
+        body.append([f"`{r['cell_id']}`", _num(r["connections"], "g"), _num(r["locust_rps"], ",.0f"),
+                     _num(r["wrk_rps"], ",.0f"), _num(ratio, ".2f"), _ms(r["locust_p50_us"], ".3f"),
+                     _ms(r["wrk_p50_us"], ".3f"), _ms(r["locust_p99_us"], ".3f"), _ms(r["wrk_p99_us"], ".3f"),
+                     str(r["wrk_errors"]) + (f" ({r['error']})" if r["error"] else "")])
+    header = ("cell", "connections", "Locust req/s", "wrk req/s", "wrk / Locust", "Locust p50 ms", "wrk p50 ms",
+              "Locust p99 ms", "wrk p99 ms", "wrk errors")
+    return "\n".join([
+        "An independent client (`wrk`, one thread, as many connections as the cell's users, the cell's",
+        "first object and duration) run right after the cell against the same target. Both are closed",
+        "loops; wrk is written in C, so where it finds much more throughput than Locust, the generator,",
+        "not the system, limited the cell (and the system comparisons at that load are the generator's).",
+        "", md_table(header, body)])
+
+
 def flagged_list(cells: pd.DataFrame) -> str:
     flagged = cells[cells["flags"] != ""]
     if flagged.empty:
@@ -447,7 +469,8 @@ def build_report(run_dir: str | Path, figure_paths: list[Path] | None = None) ->
     settings = loadcurve.settings(run.path)
     for title, section in (("Latency against load (open loop)", load_curve_section(cells, settings)),
                            ("Connection setup apart", setup_section(cells)),
-                           ("Budget model (a model, not a measurement)", budget_section(cells, settings))):
+                           ("Budget model (a model, not a measurement)", budget_section(cells, settings)),
+                           ("Cross-check with wrk", wrk_section(run, cells))):
         if section is not None:
             parts += [f"## {title}", "", section, ""]
     parts += ["## Comparisons", "", comparison_table(comp), "",

@@ -273,6 +273,9 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, bpf_s
             "status": "ok", "error": None,
         }
         (cell_dir / "cell.json").write_text(json.dumps(rec, indent=2) + "\n")
+        if cell.wrk_check:
+            from harness import wrk
+            wrk.cross_check(master, cell, address, port, cell_dir)
         if not any((cell_dir / "requests").glob("*.csv")):
             raise RunError(f"no raw request data came back; master log:\n{_tail(cell_dir / 'locust/master.log')}")
     finally:

@@ -13,6 +13,7 @@ profile goes into each cell's cell.json (`switch_profile`) and id (`<system>--<w
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections.abc import Callable
@@ -41,6 +42,7 @@ CELL_OVERHEAD_S = 12.0
 DEPLOY_S = {"direct": 15.0, "haproxy": 22.0, "miresga": 35.0, "switch-only": 35.0}
 DEPLOY_DEFAULT_S = 35.0
 RUN_OVERHEAD_S = 30.0
+WRK_OVERHEAD_S = 3.0      # a wrk cross-check: its duration (the cell's) plus this
 
 
 class SuiteError(ValueError):
@@ -78,6 +80,8 @@ class Cell:
     # From the suite's `switch_profiles` axis: the profile's name and file; None: the inventory's.
     switch_profile: str | None = None
     switch_profile_path: Path | None = None
+    # `wrk_check`: the runner cross-checks this cell with wrk afterwards (harness/wrk.py)
+    wrk_check: bool = False
 
     @property
     def cell_id(self) -> str:
@@ -114,7 +118,8 @@ class Suite:
 
     @property
     def estimated_seconds(self) -> float:
-        cells = sum(c.load.warmup_s + c.load.duration_s + CELL_OVERHEAD_S for c in self.cells)
+        cells = sum(c.load.warmup_s + c.load.duration_s + CELL_OVERHEAD_S
+                    + (c.load.duration_s + WRK_OVERHEAD_S if c.wrk_check else 0) for c in self.cells)
         deploys = sum(DEPLOY_S.get(system, DEPLOY_DEFAULT_S) for system, _ in self.deployments)
         return cells + deploys + RUN_OVERHEAD_S
 
@@ -147,7 +152,7 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
     if not isinstance(data, dict):
         raise fail("(top level)", "must be a mapping")
     known_top = {"name", "description", "systems", "workloads", "load", "repetitions", "client", "verify",
-                 "switch_profiles", "bpf_stats", "slo_p99_ms", "budget_cores"}
+                 "switch_profiles", "bpf_stats", "slo_p99_ms", "budget_cores", "wrk_check"}
     unknown = set(data) - known_top
     if unknown:
         raise fail(sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(known_top))})")
@@ -245,10 +250,20 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
         raise fail("bpf_stats", "must be true or false")
     profiles = _profiles(data.get("switch_profiles"), inv, fail)
 
+    wrk_check = data.get("wrk_check", False)
+    if not isinstance(wrk_check, bool):
+        raise fail("wrk_check", "must be true or false")
     cells = [Cell(system=s, workload=w, load=x, repetition=r, switch_profile=pname, switch_profile_path=ppath)
              for s in systems
              for pname, ppath in (profiles or [(None, None)])
              for r, w, x in itertools.product(range(1, reps + 1), workloads, loads)]
+    if wrk_check:   # the first closed-loop cell of each system, workload (and profile)
+        seen: set[tuple[Any, ...]] = set()
+        for i, c in enumerate(cells):
+            key = (c.system, c.workload["name"], c.switch_profile)
+            if c.load.mode == "closed" and key not in seen:
+                seen.add(key)
+                cells[i] = dataclasses.replace(c, wrk_check=True)
     return Suite(name=str(name), description=str(data.get("description", "")), source=source,
                  systems=tuple(systems), cells=tuple(cells), raw=data,
                  switch_profiles=tuple(p for p, _ in profiles), bpf_stats=bpf_stats,
@@ -361,7 +376,8 @@ def dry_run(suite: Suite) -> str:
     for c in suite.cells:
         w = c.workload
         objs = ", ".join(f"{o['name']}:{o['weight']}" for o in w["objects"])
-        mode = f"open {c.load.rate:g}/s {c.load.arrival}" if c.load.mode == "open" else "closed"
+        mode = f"open {c.load.rate:g}/s {c.load.arrival}" if c.load.mode == "open" else \
+            ("closed, then wrk" if c.wrk_check else "closed")
         lines.append(f"  {c.cell_id:{width}s} {w['connection']:9s} rpc={w['requests_per_connection']:<4d} "
                      f"users={c.load.users:<4d} {mode:22s} {c.load.warmup_s:g}+{c.load.duration_s:g} s  [{objs}]")
     return "\n".join(lines)

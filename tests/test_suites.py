@@ -115,3 +115,19 @@ def test_open_loop_suite_mistakes_are_named(change, words):
     with pytest.raises(SuiteError) as e:
         parse(BASE | change)
     assert words in str(e.value)
+
+
+def test_wrk_check_marks_the_first_closed_cell_per_system_and_workload():
+    s = parse(BASE | {"wrk_check": True,
+                      "load": [{"mode": "open", "rate": 100, "users": 2, "warmup_s": 2, "duration_s": 5},
+                               {"users": [4, 16], "spawn_rate": 16, "warmup_s": 2, "duration_s": 5}]})
+    marked = [c.cell_id for c in s.cells if c.wrk_check]
+    assert marked == ["direct--1k-close--u4--r1", "direct--t2--u4--r1", "haproxy--1k-close--u4--r1",
+                      "haproxy--t2--u4--r1"]
+    unmarked = parse(BASE)
+    assert not any(c.wrk_check for c in unmarked.cells)
+    # each check adds the cell's duration (wrk runs as long) and a little
+    assert s.estimated_seconds - parse(BASE | {"load": s.raw["load"]}).estimated_seconds == \
+        pytest.approx(4 * (5 + suites.WRK_OVERHEAD_S))
+    with pytest.raises(SuiteError, match="wrk_check: must be true or false"):
+        parse(BASE | {"wrk_check": "yes"})

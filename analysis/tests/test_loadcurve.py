@@ -5,6 +5,7 @@ the latency-vs-load figure; and old raw files (nine columns) still load."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -131,6 +132,19 @@ def test_report_sections_and_figure(run: Path) -> None:
     assert (run / "figures" / "latency-vs-load-1k-close.png").is_file()
     assert "(figures/latency-vs-load-1k-close.png)" in text
     assert set(figures.figures(run)) >= {"latency-vs-load-1k-close", "latency-cdf-1k-close"}
+
+
+def test_wrk_cross_check_beside_locust(run: Path) -> None:
+    rec = {"command": ["wrk"], "object": "1k", "connections": 4, "connection": "close", "error": None,
+           "latency_us": {"p50": 400.0, "p75": 500.0, "p90": 600.0, "p99": 1200.0}, "requests": 600,
+           "seconds": 6.0, "rps": 100.0, "errors": {"connect": 0, "read": 1, "write": 0, "timeout": 0},
+           "non_2xx_3xx": 2}
+    (run / "cells" / "haproxy--1k-close--u4--r1" / "wrk.json").write_text(json.dumps(rec))
+    rows = loadcurve.wrk_rows(load.load_run(run), load.cells(run))
+    assert len(rows) == 1 and rows.iloc[0]["wrk_errors"] == 3 and rows.iloc[0]["locust_rps"] == 50.0
+    text = report.build_report(run).read_text()
+    assert "## Cross-check with wrk" in text
+    assert "| `haproxy--1k-close--u4--r1` | 4 | 50 | 100 | 2.00 | 0.950 | 0.400 | 0.950 | 1.200 | 3 |" in text
 
 
 def test_hdr_percentiles() -> None:
