@@ -310,7 +310,9 @@ def load_curve_section(cells: pd.DataFrame, settings: loadcurve.Settings) -> str
         "Open-loop cells send on a schedule (constant or Poisson arrivals at the offered rate) whatever the",
         "system does, on as many connections as needed, and measure latency from each request's intended",
         "send time (HdrHistogram percentiles), so a stall reaches every request due during it. *service*",
-        "p99 is from the actual send; *connect* is the TCP handshake of new connections. A cell is flagged",
+        "p99 is from the actual send; *connect* is the TCP handshake of new connections; *send lag* is how",
+        "late the generator sent (its own overhead, part of the latency from the intended time, and the",
+        "floor of what this generator can resolve). A cell is flagged",
         f"`generator-behind` when more than {load.BEHIND_SHARE:.0%} of its requests were sent more than "
         f"{load.LATE_US / 1000:g} ms late (the generator, not the system, set their latency).", ""]
     for wl in dict.fromkeys(loadcurve.open_cells(cells)["workload"]):
@@ -318,10 +320,12 @@ def load_curve_section(cells: pd.DataFrame, settings: loadcurve.Settings) -> str
         rows = [[r["system"], _num(r["offered_rps"], ",.0f"), r["n"], _num(r["rps"], ",.1f"),
                  _pct(r["achieved_share"]), _ms(r["p50_us"]), _ms(r["p99_us"]), _ms(r["p999_us"]),
                  _ms(r["service_p99_us"]), _ms(r["connect_p50_us"], ".3f"),
-                 _num(r["machine_s_per_req"] * 1e6, ".0f"), _pct(r["behind_share"]), r["flags"]]
+                 _num(r["machine_s_per_req"] * 1e6, ".0f"), _ms(r["queue_p99_us"]), _pct(r["behind_share"]),
+                 r["flags"]]
                 for _, r in sw.iterrows()]
         header = ("system", "offered /s", "n", "achieved /s", "achieved share", "p50 ms", "p99 ms", "p99.9 ms",
-                  "service p99 ms", "connect p50 ms", "machine µs/req", "sent >10 ms late", "flags")
+                  "service p99 ms", "connect p50 ms", "machine µs/req", "send lag p99 ms", "sent >10 ms late",
+                  "flags")
         parts += [f"### Latency against load: {wl}", "", md_table(header, rows), ""]
         cap = loadcurve.capacity(cells, wl, slo)
         crow = []
