@@ -136,35 +136,61 @@ BUDGET_ASSUMPTIONS = [
     "whichever task runs); it includes Miresga's back-end agents, which the paper runs on the back-ends.",
     "The switch is assumed to forward at line rate (a Tofino): its emulated cost is not part of any "
     "budget; on this machine it is real CPU, so measured throughput is lower than the model.",
+    "/proc/stat counts every process of the machine: the machine Δ is only sound when nothing but the "
+    "testbed runs there. Work outside the testbed (other jobs on a shared machine) inflates `direct`'s "
+    "and the systems' figures unevenly; a machine Δ that comes out negative is shown as such and gives "
+    "no modelled capacity.",
 ]
 
 
-def _common_load(cells: pd.DataFrame, workload: str, systems: list[str]) -> tuple[pd.DataFrame, str]:
-    """The cells of the highest offered rate at which every system has a usable, on-schedule cell;
-    else the closed-loop cells of the workload."""
+def _measured_at(cells: pd.DataFrame, workload: str, systems: list[str]) -> tuple[dict[str, pd.DataFrame], str]:
+    """The cells each system's cost is taken from: the highest offered rate at which the reference
+    and the load balancers of the paper's ratio (direct, haproxy, miresga: those present) all have a
+    usable, on-schedule cell; a system without a usable cell there (e.g. saturated earlier) at its own
+    highest usable on-schedule rate below it; else the closed-loop cells. Returns (system -> cells,
+    the common load's description)."""
     df = cells[(cells["workload"] == workload) & cells["system"].isin(systems)]
     op = open_cells(df)
     op = op[op["usable"].astype(bool) & ~op["generator_behind"].astype(bool)]
-    rates = [r for r, g in op.groupby("offered_rps") if set(g["system"]) >= set(systems)]
-    if rates:
-        rate = max(rates)
-        return op[op["offered_rps"] == rate], f"open loop, {rate:g} requests/s offered to every system"
+    core = [s for s in (REFERENCE, "haproxy", "miresga") if s in systems] or systems
+    rates = [r for r, g in op.groupby("offered_rps") if set(g["system"]) >= set(core)]
     closed = df[(df["mode"] != "open") & df["usable"].astype(bool)]
-    return closed, "closed loop (no offered rate common to all systems)"
+    out: dict[str, pd.DataFrame] = {}
+    if not rates:
+        return {s: closed[closed["system"] == s] for s in systems}, "closed loop (no offered rate common to all)"
+    common = max(rates)
+    for s in systems:
+        own = op[(op["system"] == s) & (op["offered_rps"] <= common)]
+        if len(own):
+            out[s] = own[own["offered_rps"] == own["offered_rps"].max()]
+        else:
+            out[s] = closed[closed["system"] == s]
+    return out, f"open loop, {common:g} requests/s offered"
+
+
+def _where(sel: pd.DataFrame) -> str:
+    if sel.empty:
+        return "–"
+    if (sel["mode"] == "open").all():
+        return f"open {sel['offered_rps'].iloc[0]:g}/s"
+    return f"closed, {sel['users'].iloc[0]:g} users"
 
 
 def budget_model(cells: pd.DataFrame, workload: str, budget_cores: float) -> tuple[pd.DataFrame, str]:
-    """One row per load balancer: µs per request (process, machine Δ, switch parts apart) and the
-    modelled capacity on `budget_cores` cores by each measure. Returns (rows, where measured)."""
-    systems = [s for s in dict.fromkeys(cells.loc[cells["workload"] == workload, "system"])]
+    """One row per load balancer: µs per request (process, machine Δ, switch parts apart), where it was
+    measured, and the modelled capacity on `budget_cores` cores by each measure (NaN where the cost is
+    not positive: on a machine shared with other work the machine Δ can be, see the report). Returns
+    (rows, the common load)."""
+    systems = list(dict.fromkeys(cells.loc[cells["workload"] == workload, "system"]))
     lbs = [s for s in systems if s in LB_SYSTEMS]
     if not lbs:
         return pd.DataFrame(), ""
-    sel, where = _common_load(cells, workload, systems)
-    means = sel.groupby("system").mean(numeric_only=True)
+    chosen, where = _measured_at(cells, workload, systems)
+    means = {s: sel.mean(numeric_only=True) for s, sel in chosen.items() if len(sel)}
 
     def us(system: str, col: str) -> float:
-        return float(means.loc[system, col]) * 1e6 if system in means.index and col in means else math.nan
+        m = means.get(system)
+        return float(m.get(col, math.nan)) * 1e6 if m is not None else math.nan
 
     ref_machine = us(REFERENCE, "machine_excl_gen_s_per_req") - _nan0(us(REFERENCE, "switch_bpf_s_per_req"))
     budget_us = budget_cores * 1e6
@@ -175,9 +201,11 @@ def budget_model(cells: pd.DataFrame, workload: str, budget_cores: float) -> tup
             process = 0.0  # no front-end: its load-balancing work is the switch CPU's (shown apart)
         machine = us(s, "machine_excl_gen_s_per_req") - _nan0(us(s, "switch_bpf_s_per_req")) - ref_machine
         rows.append({
-            "system": s, "process_us": process, "machine_delta_us": machine,
+            "system": s, "measured_at": _where(chosen.get(s, pd.DataFrame())), "process_us": process,
+            "machine_delta_us": machine,
             "switch_dataplane_us": us(s, "switch_bpf_s_per_req"), "switch_cpu_us": us(s, "slowpath_cpu_s_per_req"),
-            "measured_rps": float(means.loc[s, "rps"]) if s in means.index else math.nan,
+            "measured_rps": float(means[s]["rps"]) if s in means else math.nan,
+            "machine_util": float(means[s].get("machine_util", math.nan)) if s in means else math.nan,
             "capacity_process": budget_us / process if process and process > 0 else math.nan,
             "capacity_machine": budget_us / machine if not math.isnan(machine) and machine > 0 else math.nan,
         })

@@ -242,12 +242,12 @@ def cpu_table(cells: pd.DataFrame, workload: str) -> str | None:
             return _num(float(mean.get(col, math.nan)) * 1e6, ".1f")
         rows.append([*lead, us("cpu_s_per_req"), us("lb_bpf_s_per_req"), us("agent_cpu_s_per_req"),
                      us("slowpath_cpu_s_per_req"), us("switch_bpf_s_per_req"), us("machine_s_per_req"),
-                     us("machine_excl_gen_s_per_req")])
+                     us("machine_excl_gen_s_per_req"), _pct(float(mean.get("machine_util", math.nan)))])
     if not rows:
         return None
     header = (*_lead_header(cells), "front-end (incl. eBPF)", "of which eBPF", "agents (incl. eBPF)",
               "switch-only slow path", "emulated switch data plane (eBPF)", "whole machine",
-              "whole machine less generator")
+              "whole machine less generator", "machine busy")
     return "\n".join([f"### CPU: {workload}", "", md_table(header, rows)])
 
 
@@ -263,6 +263,9 @@ def cpu_section(cells: pd.DataFrame) -> str:
         "system, irq and softirq; on the local testbed one kernel runs every host, the load generator",
         "included, so it is also shown less the generator's processes). Process CPU misleads on veth:",
         "a send runs the receiver's kernel work in the sender's softirq, billed to whichever task runs.",
+        "*Machine busy* is the share of all CPUs busy in the window: /proc/stat counts every process of",
+        "the machine, so work outside the testbed (other jobs on a shared machine) shows up there and",
+        "in the whole-machine columns; at low request rates it dominates them.",
         "`–`: not measured in this run (no such part, no BPF rows, or a run before /proc/stat was read).",
         "",
     ]
@@ -387,7 +390,8 @@ def budget_section(cells: pd.DataFrame, settings: loadcurve.Settings) -> str | N
         rows, where = loadcurve.budget_model(cells, wl, b)
         if rows.empty:
             continue
-        body = [[r["system"], _num(r["process_us"], ".1f"), _num(r["machine_delta_us"], ".1f"),
+        body = [[r["system"], r["measured_at"], _num(r["machine_util"] * 100, ".0f") + "%",
+                 _num(r["process_us"], ".1f"), _num(r["machine_delta_us"], ".1f"),
                  _num(r["switch_dataplane_us"], ".1f"), _num(r["switch_cpu_us"], ".1f"),
                  _num(r["measured_rps"], ",.0f"), _num(r["capacity_process"], ",.0f"),
                  _num(r["capacity_machine"], ",.0f")] for _, r in rows.iterrows()]
@@ -395,8 +399,9 @@ def budget_section(cells: pd.DataFrame, settings: loadcurve.Settings) -> str | N
         rm = loadcurve.model_ratio(rows, "capacity_machine")
         ratio = (f"Modelled Miresga / HAProxy: {_num(rp, '.2f')}x by process CPU, {_num(rm, '.2f')}x by "
                  f"machine Δ; the paper reports {loadcurve.PAPER_RATIO}x (measured on hardware).")
-        parts += [f"### Budget model: {wl} (measured at: {where})", "",
-                  md_table(("system", "process µs/req", "machine Δ µs/req", "switch data plane µs/req (apart)",
+        parts += [f"### Budget model: {wl} (common load: {where})", "",
+                  md_table(("system", "measured at", "machine busy", "process µs/req", "machine Δ µs/req",
+                            "switch data plane µs/req (apart)",
                             "switch CPU µs/req (apart)", "measured requests/s",
                             f"model: requests/s on {b:g} core(s) by process",
                             f"model: requests/s on {b:g} core(s) by machine Δ"), body), "", ratio, ""]

@@ -106,8 +106,9 @@ def test_capacity_is_the_highest_rate_meeting_the_slo(run: Path) -> None:
 def test_budget_model_from_measured_cost(run: Path) -> None:
     rows, where = loadcurve.budget_model(load.cells(run), "1k-close", 2.0)
     # direct is behind at 50/s, so the common offered load is 25/s (100 requests in the window)
-    assert where == "open loop, 25 requests/s offered to every system"
+    assert where == "open loop, 25 requests/s offered"
     r = rows.set_index("system")
+    assert list(r["measured_at"]) == ["open 25/s", "open 25/s"]
     assert list(r.index) == ["haproxy", "miresga"]
     assert r.loc["haproxy", "process_us"] == pytest.approx(1000.0)
     assert r.loc["haproxy", "machine_delta_us"] == pytest.approx(5000.0 - 3000.0)
