@@ -140,9 +140,9 @@ def test_short_suite_produces_a_complete_run_directory(inv, tmp_path):
             assert w["error"] is None and w["requests"] > 0, w.get("output")
     from analysis import load
     df = load.cells(run_dir)
-    assert len(df) == 6 and (df["failed"] == 0).all() and (df["rps"] > 0).all()
+    assert len(df) == 8 and (df["failed"] == 0).all() and (df["rps"] > 0).all()
     opened = df[df["mode"] == "open"]
-    assert len(opened) == 2 and (opened["offered_rps"] == 50).all() and opened["connect_p50_us"].notna().all()
+    assert len(opened) == 4 and (opened["offered_rps"] == 50).all() and opened["connect_p50_us"].notna().all()
     assert df["machine_s_per_req"].notna().all()
     report = (run_dir / "report.md").read_text()
     assert "emulated testbed" in report
