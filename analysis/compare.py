@@ -124,8 +124,10 @@ def compare(cells: pd.DataFrame, system: str, baseline: str) -> pd.DataFrame:
     both = cells[cells["system"].isin([system, baseline])].copy()
     sweep = profile_sweep(cells)
     both["_profile"] = both["switch_profile"].fillna("").astype(str) if sweep else ""
-    for (workload, users, profile), group in both.groupby(["workload", "users", "_profile"], sort=True,
-                                                          dropna=False):
+    # An open-loop cell is compared with the other system at the same offered rate only.
+    both["_load"] = both["load"] if "load" in both.columns else both["users"].astype(str)
+    for (workload, users, load, profile), group in both.groupby(["workload", "users", "_load", "_profile"],
+                                                                sort=True, dropna=False):
         sys_cells = group[group["system"] == system]
         base_cells = group[group["system"] == baseline]
         if sys_cells.empty or base_cells.empty:
@@ -139,7 +141,7 @@ def compare(cells: pd.DataFrame, system: str, baseline: str) -> pd.DataFrame:
             r = ratio_of_means(sx[column].to_numpy(), by[column].to_numpy())
             claim = claims.get(cls, {}).get(metric) or claims.get("any", {}).get(metric)
             rows.append({
-                "system": system, "baseline": baseline, "workload": workload, "users": users,
+                "system": system, "baseline": baseline, "workload": workload, "users": users, "load": load,
                 "switch_profile": profile, "size_class": cls, "metric": metric,
                 "system_mean": float(sx[column].mean()) if len(sx) else math.nan,
                 "baseline_mean": float(by[column].mean()) if len(by) else math.nan,
@@ -148,8 +150,8 @@ def compare(cells: pd.DataFrame, system: str, baseline: str) -> pd.DataFrame:
                 "claim": claim.value if claim else math.nan, "claim_text": claim.text if claim else "",
                 "note": r.note, "excluded": excluded,
             })
-    columns = ["system", "baseline", "workload", "users", "switch_profile", "size_class", "metric", "system_mean",
-               "baseline_mean", "ratio", "ci_low", "ci_high", "n_system", "n_baseline", "claim",
+    columns = ["system", "baseline", "workload", "users", "load", "switch_profile", "size_class", "metric",
+               "system_mean", "baseline_mean", "ratio", "ci_low", "ci_high", "n_system", "n_baseline", "claim",
                "claim_text", "note", "excluded"]
     return pd.DataFrame(rows, columns=columns)
 

@@ -18,7 +18,7 @@ import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis import compare, load
+from analysis import compare, load, loadcurve
 
 STYLE = "whitegrid"
 DPI = 110
@@ -76,13 +76,17 @@ def latency_cdf(requests: pd.DataFrame, cells: pd.DataFrame, workload: str, labe
         df = df[df["object"] == obj]
     if df.empty:
         return None
-    users = sorted(df["users"].unique())
+    # one panel per load level: closed loops by users, open loops by offered rate (latency from the
+    # intended send time there)
+    levels = list(dict.fromkeys(usable.sort_values(["mode", "users", "offered_rps"])["load"]))
+    df = df.merge(usable[["cell_id"]], on="cell_id")
     with sns.axes_style(STYLE):
-        fig, axes = _figure(ncols=len(users))
-        for ax, u in zip(axes, users, strict=True):
-            sns.ecdfplot(data=df[df["users"] == u], x="latency_us", hue="system", log_scale=True, ax=ax)
-            ax.set_xlabel("latency (µs)")
-            ax.set_title(f"{u} users")
+        fig, axes = _figure(ncols=len(levels))
+        for ax, level in zip(axes, levels, strict=True):
+            sel = df[df["load"] == level]
+            sns.ecdfplot(data=sel, x="user_latency_us", hue="system", log_scale=True, ax=ax)
+            ax.set_xlabel("latency (µs)" + (", from the intended send" if str(level).startswith("open") else ""))
+            ax.set_title(f"{level} users" if not str(level).startswith("open") else str(level))
     what = "all requests" if obj == "all" else f"{obj} requests"
     fig.suptitle(f"Latency CDF, {workload} ({what})\n{label}")
     return fig
@@ -108,6 +112,7 @@ def cpu_cost(cells: pd.DataFrame, label: str) -> Figure | None:
 def throughput_latency(cells: pd.DataFrame, label: str) -> Figure | None:
     """p99 latency against requests/s across load levels, per system and workload (needs >1 level)."""
     df = _usable(cells)
+    df = df[df["mode"] != "open"]      # open-loop levels: latency_vs_load
     levels = df.groupby(["system", "workload"])["users"].nunique()
     if df.empty or levels.max() < 2:
         return None
@@ -206,6 +211,42 @@ def insertion_sweep(cells: pd.DataFrame, label: str) -> Figure | None:
     return fig
 
 
+def latency_vs_load(cells: pd.DataFrame, workload: str, label: str, slo_p99_ms: float | None) -> Figure | None:
+    """p50 and p99 latency (from the intended send time, log y) against the achieved requests/s of
+    one workload's open-loop cells, one line per system in order of offered rate; each system's
+    closed-loop cells as crosses (their latency from the send), the SLO as a dashed line."""
+    df = _usable(cells)
+    df = df[df["workload"] == workload]
+    op = df[df["mode"] == "open"]
+    if op.empty:
+        return None
+    op = op.groupby(["system", "offered_rps"], as_index=False, sort=False)[["rps", "p50_us", "p99_us"]].mean()
+    op = op.sort_values(["system", "offered_rps"])
+    closed = df[df["mode"] != "open"]
+    systems = list(dict.fromkeys(df["system"]))
+    palette = dict(zip(systems, sns.color_palette(n_colors=len(systems)), strict=True))
+    with sns.axes_style(STYLE):
+        fig, axes = _figure(ncols=2)
+        for ax, col, name in ((axes[0], "p50_us", "p50"), (axes[1], "p99_us", "p99")):
+            for system in systems:
+                sel = op[op["system"] == system]
+                ax.plot(sel["rps"], sel[col] / 1000, marker="o", color=palette[system], label=f"{system} (open)")
+                c = closed[closed["system"] == system]
+                if len(c):
+                    ax.scatter(c["rps"], c[col] / 1000, marker="X", s=70, color=palette[system],
+                               label=f"{system} (closed loop)")
+            if name == "p99" and slo_p99_ms is not None:
+                ax.axhline(slo_p99_ms, color="0.3", linestyle="--", linewidth=1, label=f"SLO {slo_p99_ms:g} ms")
+            ax.set_yscale("log")
+            ax.set_xlabel("achieved requests/s (ok responses)")
+            ax.set_ylabel(f"{name} latency (ms)")
+            ax.set_xlim(left=0)
+        axes[1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False, fontsize="small")
+    fig.suptitle(f"Latency against load, {workload}: open loop (from the intended send time) and the closed-loop "
+                 f"cells\n{label}")
+    return fig
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
@@ -228,6 +269,10 @@ def figures(run_dir: str | Path | load.Run) -> dict[str, Figure]:
             if wl:
                 out[f"switch-occupancy-{_slug(wl)}"] = switch_occupancy(series, cells, wl, label)
     out["insertion-sweep"] = insertion_sweep(cells, label)
+    slo = loadcurve.settings(run.path).slo_p99_ms
+    for wl in dict.fromkeys(cells["workload"].dropna()):
+        if wl:
+            out[f"latency-vs-load-{_slug(wl)}"] = latency_vs_load(cells, wl, label, slo)
     return {name: fig for name, fig in out.items() if fig is not None}
 
 

@@ -8,7 +8,12 @@
   cell over time; the switch columns of `cells` are defined in `analysis.switchstats`.
 
 Percentiles use linear interpolation between order statistics (numpy's default, `method="linear"`),
-over ok requests only. Cells the harness could not run (status "failed") are kept with their
+over ok requests only. In an open-loop cell (cell.json load.mode "open") latency is measured from
+each request's intended send time (`queue_us + latency_us`, workloads/openloop.py) and its
+percentiles come from an HdrHistogram (1 µs to 1 h, 3 significant digits, `hdr_percentiles`);
+`service_*` columns keep the latency from the actual send. Connect time (new connections) and time to
+first byte are reported apart (`connect_*`, `ttfb_*`). Whole-machine CPU per request comes from
+cpu.json "machine" (/proc/stat, softirq included). Cells the harness could not run (status "failed") are kept with their
 identity and the "failed" flag, and NaN metrics.
 """
 
@@ -22,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from hdrh.histogram import HdrHistogram
 
 from analysis import switchstats
 
@@ -43,6 +49,11 @@ REQUEST_COLUMNS = {
     "error": "string",
     "new_connection": "int64",
 }
+# Written since the open-loop mode (workloads/raw.py); older files lack them: queue 0, times NaN.
+TIMING_COLUMNS = ("queue_us", "connect_us", "ttfb_us")
+LATE_US = 10_000        # an open-loop send this late counts as the generator falling behind
+BEHIND_SHARE = 0.01     # ... and more than this share of a cell's late sends flags it `generator-behind`
+HDR_RANGE_US = (1, 3_600_000_000)
 
 
 class RunFormatError(ValueError):
@@ -90,6 +101,10 @@ class Cell:
         prof = self.spec.get("switch_profile")
         return str(prof.get("name") or "") if isinstance(prof, dict) else ""
 
+    @property
+    def open_loop(self) -> bool:
+        return self.load.get("mode") == "open"
+
     def identity(self) -> dict[str, Any]:
         """The columns that say which cell a row belongs to."""
         wl = self.workload
@@ -99,10 +114,21 @@ class Cell:
             "workload": wl.get("name", ""),
             "connection": wl.get("connection", ""),
             "users": self.load.get("users"),
+            "mode": "open" if self.open_loop else "closed",
+            "load": load_label(self.load.get("users"), self.open_loop, self.load.get("rate")),
+            "offered_rps": float(self.load["rate"]) if self.open_loop and self.load.get("rate") else math.nan,
             "pace_rps": float(self.load["pace_rps"]) if self.load.get("pace_rps") is not None else math.nan,
             "repetition": self.spec.get("repetition"),
             "switch_profile": self.switch_profile,
         }
+
+
+def load_label(users: Any, open_loop: bool, rate: Any) -> str:
+    """How tables name a load level: the users of a closed loop ("16"), the offered rate of an open
+    loop ("open 500/s")."""
+    if open_loop and rate is not None:
+        return f"open {float(rate):g}/s"
+    return f"{users:g}" if isinstance(users, int | float) else str(users)
 
 
 @dataclass(frozen=True)
@@ -180,11 +206,20 @@ def _read_request_files(cell: Cell) -> pd.DataFrame:
         missing = set(REQUEST_COLUMNS) - set(df.columns)
         if missing:
             raise RunFormatError(f"{csv_path}: missing columns {sorted(missing)}")
+        timing = {c: pd.to_numeric(df[c], errors="coerce") if c in df.columns else
+                  pd.Series(0 if c == "queue_us" else math.nan, index=df.index, dtype="float64")
+                  for c in TIMING_COLUMNS}
         df = df[list(REQUEST_COLUMNS)].astype(REQUEST_COLUMNS)
+        df["queue_us"] = timing["queue_us"].fillna(0).astype("int64")
+        df["connect_us"] = timing["connect_us"].astype("float64")
+        df["ttfb_us"] = timing["ttfb_us"].astype("float64")
         df["source"] = csv_path.stem
         frames.append(df)
     if not frames:
         empty = pd.DataFrame({c: pd.Series(dtype=t) for c, t in REQUEST_COLUMNS.items()})
+        empty["queue_us"] = pd.Series(dtype="int64")
+        empty["connect_us"] = pd.Series(dtype="float64")
+        empty["ttfb_us"] = pd.Series(dtype="float64")
         empty["source"] = pd.Series(dtype="string")
         return empty
     return pd.concat(frames, ignore_index=True)
@@ -213,9 +248,12 @@ def requests(run_dir: str | Path | Run, window: bool = True, include_failed: boo
             df.insert(0, col, value)
         frames.append(df)
     if not frames:
-        return pd.DataFrame(columns=[*Cell("", Path(), {}).identity(), *REQUEST_COLUMNS, "source"])
+        return pd.DataFrame(columns=[*Cell("", Path(), {}).identity(), *REQUEST_COLUMNS, *TIMING_COLUMNS,
+                                     "source", "latency_ms", "user_latency_us"])
     out = pd.concat(frames, ignore_index=True)
     out["latency_ms"] = out["latency_us"] / 1000.0
+    # The latency a user saw: from the intended send time in open loop (queue_us is 0 in a closed loop).
+    out["user_latency_us"] = out["queue_us"] + out["latency_us"]
     return out
 
 
@@ -225,6 +263,18 @@ def percentiles(latency_us: pd.Series | np.ndarray) -> dict[str, float]:
     if values.size == 0:
         return dict.fromkeys(PERCENTILES, math.nan)
     return {name: float(np.percentile(values, q)) for name, q in PERCENTILES.items()}
+
+
+def hdr_percentiles(latency_us: pd.Series | np.ndarray) -> dict[str, float]:
+    """p50/p90/p99/p99.9 in microseconds from an HdrHistogram of the values (1 µs to 1 h, 3
+    significant digits: each value within 0.1%); NaN for an empty set."""
+    values = np.asarray(latency_us, dtype=np.int64)
+    if values.size == 0:
+        return dict.fromkeys(PERCENTILES, math.nan)
+    h = HdrHistogram(HDR_RANGE_US[0], HDR_RANGE_US[1], 3)
+    for v in np.clip(values, HDR_RANGE_US[0], HDR_RANGE_US[1]).tolist():
+        h.record_value(v)
+    return {name: float(h.get_value_at_percentile(q)) for name, q in PERCENTILES.items()}
 
 
 def error_kind(error: str) -> str:
@@ -256,6 +306,8 @@ class CpuUse:
     agent_bpf_s: float = math.nan    # on back-end hosts: the agents' programs (part of agent_cpu_s)
     switch_bpf_s: float = math.nan   # on the switch host: the emulated data plane (part of switch_cpu_s)
     slowpath_cpu_s: float = math.nan  # processes on the switch host: switch-only's slow path
+    machine_busy_s: float = math.nan  # whole machine(s) busy (/proc/stat, softirq included)
+    machine_cpus: int = 0             # CPUs of those machines
 
 
 def bpf_run_time_s(row: dict[str, Any]) -> float:
@@ -307,7 +359,10 @@ def cpu_use(cell: Cell, host_roles: dict[str, str]) -> CpuUse | None:
         if role == "backend":
             agent = (0.0 if math.isnan(agent) else agent) + run_time
     window = data.get("window_s")
+    machine = data.get("machine") or []
     return CpuUse(
+        machine_busy_s=sum(float(m.get("busy_s", 0.0)) for m in machine) if machine else math.nan,
+        machine_cpus=sum(int(m.get("cpus", 0)) for m in machine),
         lb_cpu_s=sums.get("frontend", math.nan),
         backend_cpu_s=sums.get("backend", math.nan),
         agent_cpu_s=agent,
@@ -325,17 +380,23 @@ def _div(a: float, b: float) -> float:
 
 
 CPU_COLUMNS = ["lb_cpu_s", "backend_cpu_s", "agent_cpu_s", "switch_cpu_s", "generator_cpu_s", "generator_util",
-               "lb_bpf_s", "agent_bpf_s", "switch_bpf_s", "switch_bpf_util", "slowpath_cpu_s"]
+               "lb_bpf_s", "agent_bpf_s", "switch_bpf_s", "switch_bpf_util", "slowpath_cpu_s", "machine_busy_s",
+               "machine_util", "machine_excl_gen_s"]
 # CPU seconds per ok request: front-end (incl. its eBPF), of which eBPF; agents (incl. eBPF); the
 # switch-only slow path (processes on the switch host); the emulated switch's data plane (eBPF).
+# The whole machine (/proc/stat busy time: every process, softirq and irq), and it less the load
+# generator's processes (on the local testbed the generator shares the machine).
 PER_REQUEST = {"cpu_s_per_req": "lb_cpu_s", "lb_bpf_s_per_req": "lb_bpf_s", "agent_cpu_s_per_req": "agent_cpu_s",
-               "slowpath_cpu_s_per_req": "slowpath_cpu_s", "switch_bpf_s_per_req": "switch_bpf_s"}
+               "slowpath_cpu_s_per_req": "slowpath_cpu_s", "switch_bpf_s_per_req": "switch_bpf_s",
+               "machine_s_per_req": "machine_busy_s", "machine_excl_gen_s_per_req": "machine_excl_gen_s"}
+TIMING = ("service_p50_us", "service_p99_us", "connect_p50_us", "connect_p99_us", "ttfb_p50_us", "ttfb_p99_us",
+          "queue_p99_us", "behind_share", "achieved_share")
 
 
 def _metric_columns() -> list[str]:
     return [
         "requests", "ok", "failed", *(f"err_{k.replace('-', '_')}" for k in ERROR_KINDS),
-        "duration_s", "rps", "goodput_gbps", "latency_object", *PERCENTILES,
+        "duration_s", "rps", "goodput_gbps", "latency_object", *PERCENTILES, *TIMING,
         *CPU_COLUMNS, *PER_REQUEST, "cpu_s_per_gb", "profile_insert_rate", *switchstats.COLUMNS,
     ]
 
@@ -349,6 +410,17 @@ def cell_metrics(cell: Cell, host_roles: dict[str, str]) -> dict[str, Any]:
     body_bytes = float(ok["bytes"].sum())
     latency_of = cell.workload.get("latency_of")
     lat = ok[ok["object"] == latency_of] if latency_of else ok
+    # from the intended send time in open loop (HdrHistogram), from the send in a closed loop
+    lat_pct = hdr_percentiles(lat["queue_us"] + lat["latency_us"]) if cell.open_loop \
+        else percentiles(lat["latency_us"])
+    service = percentiles(lat["latency_us"])
+    conn = lat["connect_us"].dropna()
+    ttfb = lat["ttfb_us"].dropna()
+
+    def pct(values: pd.Series, q: float) -> float:
+        return float(np.percentile(values, q)) if len(values) else math.nan
+
+    offered = float(cell.load["rate"]) if cell.open_loop and cell.load.get("rate") else math.nan
     row: dict[str, Any] = {
         "requests": len(df),
         "ok": len(ok),
@@ -358,7 +430,13 @@ def cell_metrics(cell: Cell, host_roles: dict[str, str]) -> dict[str, Any]:
         "rps": _div(len(ok), duration),
         "goodput_gbps": _div(body_bytes * 8, duration) / 1e9,
         "latency_object": latency_of or "all",
-        **percentiles(lat["latency_us"]),
+        **lat_pct,
+        "service_p50_us": service["p50_us"], "service_p99_us": service["p99_us"],
+        "connect_p50_us": pct(conn, 50), "connect_p99_us": pct(conn, 99),
+        "ttfb_p50_us": pct(ttfb, 50), "ttfb_p99_us": pct(ttfb, 99),
+        "queue_p99_us": pct(df["queue_us"], 99) if cell.open_loop else math.nan,
+        "behind_share": _div(float((df["queue_us"] > LATE_US).sum()), len(df)) if cell.open_loop else math.nan,
+        "achieved_share": _div(_div(len(ok), duration), offered),
     }
     cpu = cpu_use(cell, host_roles)
     if cpu is None:
@@ -372,7 +450,9 @@ def cell_metrics(cell: Cell, host_roles: dict[str, str]) -> dict[str, Any]:
             generator_util=_div(cpu.generator_cpu_s, cpu_window * cores),
             lb_bpf_s=cpu.lb_bpf_s, agent_bpf_s=cpu.agent_bpf_s, switch_bpf_s=cpu.switch_bpf_s,
             switch_bpf_util=_div(cpu.switch_bpf_s, cpu_window),   # share of one core
-            slowpath_cpu_s=cpu.slowpath_cpu_s,
+            slowpath_cpu_s=cpu.slowpath_cpu_s, machine_busy_s=cpu.machine_busy_s,
+            machine_util=_div(cpu.machine_busy_s, cpu_window * cpu.machine_cpus),
+            machine_excl_gen_s=cpu.machine_busy_s - cpu.generator_cpu_s,
         )
     for column, source in PER_REQUEST.items():
         row[column] = _div(row[source], len(ok))
@@ -393,6 +473,8 @@ def _flags(row: dict[str, Any]) -> str:
             flags.append("generator-saturated")
         if row["switch_bound"]:
             flags.append("switch-bound")
+        if row.get("generator_behind"):
+            flags.append("generator-behind")
     return ",".join(flags)
 
 
@@ -418,13 +500,15 @@ def cells(run_dir: str | Path | Run) -> pd.DataFrame:
         row["generator_saturated"] = bool(cell.ok and not math.isnan(util) and util >= SATURATED_UTIL)
         sw = row["switch_bpf_util"]
         row["switch_bound"] = bool(cell.ok and not math.isnan(sw) and sw > SWITCH_BOUND_UTIL)
+        behind = row.get("behind_share", math.nan)
+        row["generator_behind"] = bool(cell.ok and not math.isnan(behind) and behind > BEHIND_SHARE)
         row["flags"] = _flags(row)
         row["usable"] = bool(cell.ok and not row["errors"])
         row["emulated"] = run.emulated
         rows.append(row)
     columns = [*Cell("", Path(), {}).identity(), "status", "cell_error", "min_object_bytes",
                "max_object_bytes", *_metric_columns(),
-               "errors", "generator_saturated", "switch_bound", "flags", "usable", "emulated"]
+               "errors", "generator_saturated", "switch_bound", "generator_behind", "flags", "usable", "emulated"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis import compare, figures, load
+from analysis import compare, figures, load, loadcurve
 
 DASH = "–"
 
@@ -116,15 +116,24 @@ def _groups(cells: pd.DataFrame, workload: str) -> Iterator[tuple[list[str], pd.
         sdf = df[df["system"] == system]
         for profile in (dict.fromkeys(sdf["switch_profile"]) if sweep else [None]):
             pdf = sdf if profile is None else sdf[sdf["switch_profile"] == profile]
-            for users, group in pdf.groupby("users", sort=True, dropna=False):
+            # closed-loop levels by users, then open-loop ones by offered rate
+            keyed = pdf.assign(_open=pdf["mode"] == "open", _rate=pdf["offered_rps"].fillna(0))
+            for (_o, _u, _r), group in keyed.groupby(["_open", "users", "_rate"], sort=True, dropna=False):
                 use = group[group["usable"].astype(bool)]
                 mean = use.mean(numeric_only=True) if len(use) else pd.Series(dtype=float)
-                lead = [system, *([str(profile)] if sweep else []), _num(users, "g"), f"{len(use)}/{len(group)}"]
+                lead = [system, *([str(profile)] if sweep else []), str(group["load"].iloc[0]),
+                        f"{len(use)}/{len(group)}"]
                 yield lead, group, mean
 
 
 def _lead_header(cells: pd.DataFrame) -> tuple[str, ...]:
-    return ("system", "switch profile", "users", "n") if compare.profile_sweep(cells) else ("system", "users", "n")
+    level = _level_header(cells)
+    return ("system", "switch profile", level, "n") if compare.profile_sweep(cells) else ("system", level, "n")
+
+
+def _level_header(cells: pd.DataFrame) -> str:
+    """"users" when every cell is a closed loop (the level is its users), else "load"."""
+    return "load" if "mode" in cells.columns and (cells["mode"] == "open").any() else "users"
 
 
 def workload_table(cells: pd.DataFrame, workload: str) -> str:
@@ -169,7 +178,7 @@ def comparison_table(comp: pd.DataFrame, lacking: pd.DataFrame | None = None) ->
         profile = r.get("switch_profile") or ""
         rows.append([
             f"{r['system']} vs {r['baseline']}", r["workload"] + (f" @ {profile}" if profile else ""),
-            _num(r["users"], "g"), r["size_class"],
+            str(r.get("load") or _num(r["users"], "g")), r["size_class"],
             r["metric"], _num(r["ratio"], ".2f"), ci,
             (f"{r['claim']:.1f}x" if not math.isnan(r["claim"]) else DASH),
             f"{r['n_system']}/{r['n_baseline']}",
@@ -180,7 +189,8 @@ def comparison_table(comp: pd.DataFrame, lacking: pd.DataFrame | None = None) ->
         rows.append([f"{r['system']} vs {r['baseline']}", r["workload"] + (f" @ {profile}" if profile else ""),
                      _num(r["users"], "g"), DASH, DASH, DASH,
                      f"lacks a side: no {' and no '.join(r['missing'])} cells (not run)", DASH, DASH, DASH])
-    header = ("pair", "workload", "users", "sizes", "metric", "ratio", "95% CI", "paper", "n (sys/base)",
+    level = "load" if "load" in comp.columns and comp["load"].astype(str).str.startswith("open").any() else "users"
+    header = ("pair", "workload", level, "sizes", "metric", "ratio", "95% CI", "paper", "n (sys/base)",
               "excluded cells")
     return "\n".join([
         "Ratio of means over usable repetitions (throughput: requests/s; latency: p50 or p99),",
@@ -268,11 +278,13 @@ def cpu_table(cells: pd.DataFrame, workload: str) -> str | None:
         def us(col: str, mean: pd.Series = mean) -> str:
             return _num(float(mean.get(col, math.nan)) * 1e6, ".1f")
         rows.append([*lead, us("cpu_s_per_req"), us("lb_bpf_s_per_req"), us("agent_cpu_s_per_req"),
-                     us("slowpath_cpu_s_per_req"), us("switch_bpf_s_per_req")])
+                     us("slowpath_cpu_s_per_req"), us("switch_bpf_s_per_req"), us("machine_s_per_req"),
+                     us("machine_excl_gen_s_per_req"), _pct(float(mean.get("machine_util", math.nan)))])
     if not rows:
         return None
     header = (*_lead_header(cells), "front-end (incl. eBPF)", "of which eBPF", "agents (incl. eBPF)",
-              "switch-only slow path", "emulated switch data plane (eBPF)")
+              "switch-only slow path", "emulated switch data plane (eBPF)", "whole machine",
+              "whole machine less generator", "machine busy")
     return "\n".join([f"### CPU: {workload}", "", md_table(header, rows)])
 
 
@@ -284,7 +296,14 @@ def cpu_section(cells: pd.DataFrame) -> str:
         "eBPF is the kernel's run time of the programs the harness pinned on each host (BPF statistics",
         "enabled during the cell). The front-end column is the load balancer's cost (HAProxy, or",
         "Miresga's front-end with its eBPF fast path); the emulated switch's data plane stands for",
-        "hardware and is shown apart. `–`: not measured in this run (no such part, or no BPF rows).",
+        "hardware and is shown apart. *Whole machine*: busy time of every CPU (/proc/stat: user,",
+        "system, irq and softirq; on the local testbed one kernel runs every host, the load generator",
+        "included, so it is also shown less the generator's processes). Process CPU misleads on veth:",
+        "a send runs the receiver's kernel work in the sender's softirq, billed to whichever task runs.",
+        "*Machine busy* is the share of all CPUs busy in the window: /proc/stat counts every process of",
+        "the machine, so work outside the testbed (other jobs on a shared machine) shows up there and",
+        "in the whole-machine columns; at low request rates it dominates them.",
+        "`–`: not measured in this run (no such part, no BPF rows, or a run before /proc/stat was read).",
         "",
     ]
     return "\n".join(intro) + "\n" + "\n\n".join(tables)
@@ -317,6 +336,142 @@ def sweep_section(cells: pd.DataFrame) -> str | None:
         "", md_table(header, [r for _, r in rows])])
 
 
+def _ms(value: float, fmt: str = ".2f") -> str:
+    return _num(value / 1000, fmt)
+
+
+def load_curve_section(cells: pd.DataFrame, settings: loadcurve.Settings) -> str | None:
+    """Open-loop cells: latency against offered load per system, and the headline capacity beside the
+    closed-loop maximum (None when the run has no open-loop cell)."""
+    if loadcurve.open_cells(cells).empty:
+        return None
+    slo = settings.slo_p99_ms
+    parts = [
+        "Open-loop cells send on a schedule (constant or Poisson arrivals at the offered rate) whatever the",
+        "system does, on as many connections as needed, and measure latency from each request's intended",
+        "send time (HdrHistogram percentiles), so a stall reaches every request due during it. *service*",
+        "p99 is from the actual send; *connect* is the TCP handshake of new connections; *send lag* is how",
+        "late the generator sent (its own overhead, part of the latency from the intended time, and the",
+        "floor of what this generator can resolve). A cell is flagged",
+        f"`generator-behind` when more than {load.BEHIND_SHARE:.0%} of its requests were sent more than "
+        f"{load.LATE_US / 1000:g} ms late (the generator, not the system, set their latency).", ""]
+    for wl in dict.fromkeys(loadcurve.open_cells(cells)["workload"]):
+        sw = loadcurve.sweep_rows(cells, wl)
+        rows = [[r["system"], _num(r["offered_rps"], ",.0f"), r["n"], _num(r["rps"], ",.1f"),
+                 _pct(r["achieved_share"]), _ms(r["p50_us"]), _ms(r["p99_us"]), _ms(r["p999_us"]),
+                 _ms(r["service_p99_us"]), _ms(r["connect_p50_us"], ".3f"),
+                 _num(r["machine_s_per_req"] * 1e6, ".0f"), _ms(r["queue_p99_us"]), _pct(r["behind_share"]),
+                 r["flags"]]
+                for _, r in sw.iterrows()]
+        header = ("system", "offered /s", "n", "achieved /s", "achieved share", "p50 ms", "p99 ms", "p99.9 ms",
+                  "service p99 ms", "connect p50 ms", "machine µs/req", "send lag p99 ms", "sent >10 ms late",
+                  "flags")
+        parts += [f"### Latency against load: {wl}", "", md_table(header, rows), ""]
+        cap = loadcurve.capacity(cells, wl, slo)
+        crow = []
+        for _, r in cap.iterrows():
+            if slo is None:
+                slo_text = "no SLO in the suite"
+            elif math.isnan(r["slo_rate"]):
+                slo_text = ("below the lowest rate swept" if r["rates"] else "no open-loop cells")
+            else:
+                slo_text = f"{r['slo_rate']:,.0f}/s" + ("" if not math.isnan(r["first_miss"])
+                                                        else " (every rate swept met it)")
+            ratio = (r["slo_rate"] / r["closed_max_rps"]) if r["closed_max_rps"] and not math.isnan(r["slo_rate"]) \
+                else math.nan
+            crow.append([r["system"], slo_text, _ms(r["slo_p99_us"]), _num(r["first_miss"], ",.0f"),
+                         _num(r["closed_max_rps"], ",.1f"), _ms(r["closed_p99_us"]), _num(ratio, ".2f")])
+        slo_name = f"p99 <= {slo:g} ms" if slo is not None else "SLO"
+        parts += [f"**Headline capacity ({wl})**: the highest offered rate whose p99 (from the intended send",
+                  f"time) met the suite's SLO ({slo_name}) with every lower rate meeting it too, beside the",
+                  "closed-loop maximum (the most requests/s of a usable closed-loop cell, and its p99). A",
+                  "closed loop slows down with the system, so its p99 stays low at its maximum; where the SLO",
+                  "capacity is well below that maximum, the closed loop overstates what the system serves",
+                  "within the SLO.", "",
+                  md_table(("system", f"capacity at {slo_name}", "p99 ms there", "first rate missing it",
+                            "closed-loop max /s", "closed-loop p99 ms", "capacity / closed max"), crow), ""]
+    return "\n".join(parts)
+
+
+def setup_section(cells: pd.DataFrame) -> str | None:
+    """Connect time, time to first byte and total, per workload, system and load level."""
+    tables = []
+    for wl in dict.fromkeys(cells["workload"].dropna()):
+        if not wl:
+            continue
+        rows = loadcurve.setup_rows(cells, wl)
+        if rows.empty:
+            continue
+        body = [[r["system"], r["load"], r["n"], _ms(r["connect_p50_us"], ".3f"), _ms(r["connect_p99_us"], ".3f"),
+                 _ms(r["ttfb_p50_us"], ".3f"), _ms(r["ttfb_p99_us"], ".3f"), _ms(r["service_p50_us"], ".3f"),
+                 _ms(r["service_p99_us"], ".3f"), _ms(r["p99_us"], ".3f")] for _, r in rows.iterrows()]
+        header = ("system", "load", "n", "connect p50 ms", "connect p99 ms", "first byte p50 ms",
+                  "first byte p99 ms", "total p50 ms", "total p99 ms", "p99 as reported ms")
+        tables.append(f"### Setup: {wl}\n\n" + md_table(header, body))
+    if not tables:
+        return None
+    intro = ["Per request, from the send (connect included for a new connection): *connect* is the TCP",
+             "handshake (SYN to SYN-ACK, which Miresga's switch answers), *first byte* the first response",
+             "byte, *total* the last body byte. *p99 as reported* is the workload table's (from the intended",
+             "send time in open loop). Means over usable repetitions.", ""]
+    return "\n".join(intro) + "\n" + "\n\n".join(tables)
+
+
+def budget_section(cells: pd.DataFrame, settings: loadcurve.Settings) -> str | None:
+    """The budget model per workload (None without a load balancer in the run)."""
+    parts = []
+    b = settings.budget_cores
+    for wl in dict.fromkeys(cells["workload"].dropna()):
+        if not wl:
+            continue
+        rows, where = loadcurve.budget_model(cells, wl, b)
+        if rows.empty:
+            continue
+        body = [[r["system"], r["measured_at"], _num(r["machine_util"] * 100, ".0f") + "%",
+                 _num(r["process_us"], ".1f"), _num(r["machine_delta_us"], ".1f"),
+                 _num(r["switch_dataplane_us"], ".1f"), _num(r["switch_cpu_us"], ".1f"),
+                 _num(r["measured_rps"], ",.0f"), _num(r["capacity_process"], ",.0f"),
+                 _num(r["capacity_machine"], ",.0f")] for _, r in rows.iterrows()]
+        rp = loadcurve.model_ratio(rows, "capacity_process")
+        rm = loadcurve.model_ratio(rows, "capacity_machine")
+        ratio = (f"Modelled Miresga / HAProxy: {_num(rp, '.2f')}x by process CPU, {_num(rm, '.2f')}x by "
+                 f"machine Δ; the paper reports {loadcurve.PAPER_RATIO}x (measured on hardware).")
+        parts += [f"### Budget model: {wl} (common load: {where})", "",
+                  md_table(("system", "measured at", "machine busy", "process µs/req", "machine Δ µs/req",
+                            "switch data plane µs/req (apart)",
+                            "switch CPU µs/req (apart)", "measured requests/s",
+                            f"model: requests/s on {b:g} core(s) by process",
+                            f"model: requests/s on {b:g} core(s) by machine Δ"), body), "", ratio, ""]
+    if not parts:
+        return None
+    intro = [f"**A model, not a measurement.** The capacity each load balancer would have on a budget of "
+             f"{b:g} CPU core(s) (`budget_cores`), from its measured cost per request. Assumptions:", ""]
+    intro += [f"- {a}" for a in loadcurve.BUDGET_ASSUMPTIONS] + [""]
+    return "\n".join(intro + parts)
+
+
+def wrk_section(run: load.Run, cells: pd.DataFrame) -> str | None:
+    """Locust beside wrk for the cells the suite cross-checked (None when none was)."""
+    rows = loadcurve.wrk_rows(run, cells)
+    if rows.empty:
+        return None
+    body = []
+    for _, r in rows.iterrows():
+        ratio = r["wrk_rps"] / r["locust_rps"] if r["locust_rps"] else math.nan
+        body.append([f"`{r['cell_id']}`", _num(r["connections"], "g"), _num(r["locust_rps"], ",.0f"),
+                     _num(r["wrk_rps"], ",.0f"), _num(ratio, ".2f"), _ms(r["locust_p50_us"], ".3f"),
+                     _ms(r["wrk_p50_us"], ".3f"), _ms(r["locust_p99_us"], ".3f"), _ms(r["wrk_p99_us"], ".3f"),
+                     str(r["wrk_errors"]) + (f" ({r['error']})" if r["error"] else "")])
+    header = ("cell", "connections", "Locust req/s", "wrk req/s", "wrk / Locust", "Locust p50 ms", "wrk p50 ms",
+              "Locust p99 ms", "wrk p99 ms", "wrk errors")
+    return "\n".join([
+        "An independent client (`wrk`, one thread, as many connections as the cell's users, the cell's",
+        "first object and duration) run right after the cell against the same target. Both are closed",
+        "loops; wrk is written in C, so where it finds much more throughput than Locust, the generator,",
+        "not the system, limited the cell (and the system comparisons at that load are the generator's).",
+        "", md_table(header, body)])
+
+
 def flagged_list(cells: pd.DataFrame) -> str:
     flagged = cells[cells["flags"] != ""]
     if flagged.empty:
@@ -337,6 +492,9 @@ def flagged_list(cells: pd.DataFrame) -> str:
             if r["switch_bound"]:
                 detail.append(f"the emulated switch's eBPF used {r['switch_bpf_util'] * 100:.0f}% of one core "
                               f"(> {load.SWITCH_BOUND_UTIL * 100:.0f}%): the cell measured the emulator")
+            if r.get("generator_behind"):
+                detail.append(f"{r['behind_share'] * 100:.1f}% of requests sent more than "
+                              f"{load.LATE_US / 1000:g} ms after their intended time")
         lines.append(f"- `{r['cell_id']}`: {r['flags']}; " + "; ".join(detail))
     return "\n".join(lines)
 
@@ -357,6 +515,13 @@ def build_report(run_dir: str | Path, figure_paths: list[Path] | None = None) ->
     sweep = sweep_section(cells)
     if sweep is not None:
         parts += ["## Insertion-rate sweep", "", sweep, ""]
+    settings = loadcurve.settings(run.path)
+    for title, section in (("Latency against load (open loop)", load_curve_section(cells, settings)),
+                           ("Connection setup apart", setup_section(cells)),
+                           ("Budget model (a model, not a measurement)", budget_section(cells, settings)),
+                           ("Cross-check with wrk", wrk_section(run, cells))):
+        if section is not None:
+            parts += [f"## {title}", "", section, ""]
     lacking = compare.lacking_sides(run.planned, [c.cell_id for c in run.cells]) if not run.complete else None
     parts += ["## Comparisons", "", comparison_table(comp, lacking), "",
               "## Flagged cells", "", flagged_list(cells), "", "## Figures", ""]

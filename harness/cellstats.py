@@ -100,6 +100,43 @@ def parse_bpf_listing(text: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+# /proc/stat's "cpu" line: jiffies of USER_HZ (100 on every Linux architecture the harness runs on;
+# the kernel's HZ does not change it). guest and guest_nice are already counted in user and nice.
+USER_HZ = 100
+PROC_STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+LOCAL_MACHINE = "(machine)"   # the host name of the local testbed's row: all its hosts share one kernel
+
+
+def parse_proc_stat(text: str) -> dict[str, Any]:
+    """The whole machine's CPU times (seconds, summed over CPUs) and its CPU count from /proc/stat."""
+    out: dict[str, Any] = {}
+    cpus = 0
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "cpu":
+            values = [int(v) for v in parts[1:1 + len(PROC_STAT_FIELDS)]]
+            values += [0] * (len(PROC_STAT_FIELDS) - len(values))
+            out.update({f"{k}_s": v / USER_HZ for k, v in zip(PROC_STAT_FIELDS, values, strict=True)})
+        elif parts[0].startswith("cpu") and parts[0][3:].isdigit():
+            cpus += 1
+    if not out:
+        raise ValueError("no aggregate 'cpu' line in /proc/stat text")
+    out["cpus"] = cpus
+    return out
+
+
+def machine_row(host: str, start: dict[str, Any], end: dict[str, Any]) -> dict[str, Any]:
+    """cpu.json "machine" row: CPU seconds by kind over the window between two readings (`time` is
+    when each was read), busy = everything but idle and iowait (softirq and irq included)."""
+    row: dict[str, Any] = {"host": host, "cpus": end["cpus"], "window_s": round(end["time"] - start["time"], 3)}
+    for k in PROC_STAT_FIELDS:
+        row[f"{k}_s"] = round(max(0.0, end[f"{k}_s"] - start[f"{k}_s"]), 2)
+    row["busy_s"] = round(sum(row[f"{k}_s"] for k in PROC_STAT_FIELDS if k not in ("idle", "iowait")), 2)
+    return row
+
+
 def bpf_rows(hosts: dict[str, str], start: dict[str, dict[str, dict[str, Any]]],
              end: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     """cpu.json "bpf" rows: per host and pinned program, run time (integer nanoseconds, as the kernel
@@ -261,7 +298,13 @@ class CellCollector:
     def snapshot(self, label: str) -> None:
         """Everything read at one edge of the window (`label` "start" or "end"): the control plane
         and every host in parallel, so that the snapshot spans as little time as possible."""
-        snap: dict[str, Any] = {"time": time.time(), "bpf": {}, "frontends": {}}
+        snap: dict[str, Any] = {"time": time.time(), "bpf": {}, "frontends": {}, "procstat": {}}
+        if self.inv.kind == "local":
+            try:
+                snap["procstat"][LOCAL_MACHINE] = parse_proc_stat(Path("/proc/stat").read_text()) | \
+                    {"time": time.time()}
+            except (OSError, ValueError) as e:
+                self._error(f"{label}: /proc/stat", e)
         with ThreadPoolExecutor(max_workers=len(self.hosts) + 1) as pool:
             cp = pool.submit(self._timed_cp_stats) if self.emulated_switch else None
             outs = {h.name: pool.submit(self._host_read, h) for h in self.hosts}
@@ -279,6 +322,12 @@ class CellCollector:
             for name, text in _sections(out).items():
                 if name == "bpf":
                     snap["bpf"][h.name] = parse_bpf_listing(text)
+                    continue
+                if name == "procstat":
+                    try:
+                        snap["procstat"][h.name] = parse_proc_stat(text) | {"time": time.time()}
+                    except ValueError as e:
+                        self._error(f"{label}: {h.name} /proc/stat", e)
                     continue
                 if not text.strip():
                     continue
@@ -320,6 +369,8 @@ class CellCollector:
     def _host_read(self, h: Host) -> str:
         """One SSH round trip per host: its BPF listing and the stats files this system writes there."""
         parts = []
+        if self.inv.kind != "local":   # the local testbed's hosts share one kernel: read once, locally
+            parts.append(("procstat", "grep '^cpu' /proc/stat"))
         if self.bpf_stats:
             parts.append(("bpf", _bpf_listing_cmd(bpf_pin_globs(self.inv, h))))
         # Stats files outlive their service (run/ is kept across deploys): read only this system's.
@@ -345,6 +396,14 @@ class CellCollector:
         roles = {h.name: h.role for h in self.inv.hosts}
         return bpf_rows(roles, self.snapshots["start"]["bpf"], self.snapshots["end"]["bpf"])
 
+    def machine_rows(self) -> list[dict[str, Any]]:
+        """cpu.json "machine" rows: whole-machine CPU over the window, one per machine read (the local
+        testbed: one row, host "(machine)"; a cluster: each measured host)."""
+        if "start" not in self.snapshots or "end" not in self.snapshots:
+            return []
+        start, end = self.snapshots["start"]["procstat"], self.snapshots["end"]["procstat"]
+        return [machine_row(h, start[h], end[h]) for h in end if h in start]
+
     def write(self, cell_dir: Path) -> None:
         """switch/window.json and switch/controlplane-samples.jsonl (when there is anything)."""
         if not self.snapshots and not self.samples and not self.errors:
@@ -362,8 +421,8 @@ class CellCollector:
 
 
 def _without_bpf(snap: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The BPF listings go to cpu.json as deltas; window.json keeps the rest of a snapshot."""
-    return None if snap is None else {k: v for k, v in snap.items() if k != "bpf"}
+    """The BPF listings and /proc/stat go to cpu.json as deltas; window.json keeps the rest."""
+    return None if snap is None else {k: v for k, v in snap.items() if k not in ("bpf", "procstat")}
 
 
 def _sections(text: str) -> dict[str, str]:

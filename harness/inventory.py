@@ -26,7 +26,8 @@ SWITCH_TARGETS = ("bridge", "emulated", "tofino")
 
 # The default object catalog (evaluation.md): name -> size in bytes.
 DEFAULT_CATALOG = {
-    "1k": 1024,
+    "1k": 1024,                 # first: deploy probes the first object
+    "1b": 1,                    # new connections per second: setup cost with (almost) no transfer
     "10k": 10 * 1024,
     "64k": 64 * 1024,
     "512k": 512 * 1024,

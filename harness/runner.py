@@ -379,7 +379,8 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, bpf_s
     targets = sysd.targets(inv)
     address, port = targets[0]
     job = Job(workload=Workload.from_dict(cell.workload), target=Target(address=address, port=port),
-              users=cell.load.users, pace_rps=cell.load.pace_rps, seed=cell.repetition)
+              users=cell.load.users, pace_rps=cell.load.pace_rps, seed=cell.repetition, mode=cell.load.mode,
+              rate=cell.load.rate, arrival=cell.load.arrival, max_connections=cell.load.max_connections)
     clients = [Remote(inv, h) for h in inv.clients]
     master = clients[0]
     n_workers = sum(inv.workers_for(h) for h in inv.clients)
@@ -476,9 +477,13 @@ def _collect_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, 
     collector.write(cell_dir)
     cpu = _cpu_json(before, after, rec["measure_end"] - rec["measure_start"])
     cpu["bpf"] = collector.bpf_rows()
+    cpu["machine"] = collector.machine_rows()
     (cell_dir / "cpu.json").write_text(json.dumps(cpu, indent=2) + "\n")
     rec = cell.to_dict() | rec | {"ended": ended, "status": "ok", "error": None}
     (cell_dir / "cell.json").write_text(json.dumps(rec, indent=2) + "\n")
+    if cell.wrk_check:
+        from harness import wrk
+        wrk.cross_check(master, cell, rec["target"]["address"], rec["target"]["port"], cell_dir)
     if not any((cell_dir / "requests").glob("*.csv")):
         raise RunError(f"no raw request data came back; master log:\n{_tail(cell_dir / 'locust/master.log')}")
 

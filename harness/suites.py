@@ -13,6 +13,7 @@ profile goes into each cell's cell.json (`switch_profile`) and id (`<system>--<w
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections.abc import Callable
@@ -41,10 +42,15 @@ CELL_OVERHEAD_S = 12.0
 DEPLOY_S = {"direct": 15.0, "haproxy": 22.0, "miresga": 35.0, "switch-only": 35.0}
 DEPLOY_DEFAULT_S = 35.0
 RUN_OVERHEAD_S = 30.0
+WRK_OVERHEAD_S = 3.0      # a wrk cross-check: its duration (the cell's) plus this
 
 
 class SuiteError(ValueError):
     pass
+
+
+MODES = ("closed", "open")
+ARRIVALS = ("constant", "poisson")
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,15 @@ class Load:
     warmup_s: float
     duration_s: float
     pace_rps: float | None
+    mode: str = "closed"            # closed | open (workloads/openloop.py)
+    rate: float | None = None       # open loop: offered requests/s of the whole run
+    arrival: str = "constant"       # open loop: constant | poisson
+    max_connections: int = 128      # open loop: connections in flight per user at most
+
+    @property
+    def label(self) -> str:
+        """The load's part of a cell id: `u<users>`, and `-o<rate>` in open loop."""
+        return f"u{self.users}" + (f"-o{self.rate:g}" if self.mode == "open" else "")
 
 
 @dataclass(frozen=True)
@@ -65,11 +80,13 @@ class Cell:
     # From the suite's `switch_profiles` axis: the profile's name and file; None: the inventory's.
     switch_profile: str | None = None
     switch_profile_path: Path | None = None
+    # `wrk_check`: the runner cross-checks this cell with wrk afterwards (harness/wrk.py)
+    wrk_check: bool = False
 
     @property
     def cell_id(self) -> str:
         profile = f"--{self.switch_profile}" if self.switch_profile else ""
-        return f"{self.system}--{self.workload['name']}--u{self.load.users}{profile}--r{self.repetition}"
+        return f"{self.system}--{self.workload['name']}--{self.load.label}{profile}--r{self.repetition}"
 
     @property
     def deployment(self) -> tuple[str, str | None]:
@@ -91,6 +108,8 @@ class Suite:
     raw: dict[str, Any]
     switch_profiles: tuple[str, ...] = ()   # the profile axis (profile names), empty without one
     bpf_stats: bool = True                  # enable the kernel's BPF statistics during cells
+    slo_p99_ms: float | None = None         # the latency SLO of the headline capacity (report)
+    budget_cores: float = 1.0               # the CPU budget of the report's budget model
 
     @property
     def deployments(self) -> list[tuple[str, str | None]]:
@@ -99,7 +118,8 @@ class Suite:
 
     @property
     def estimated_seconds(self) -> float:
-        cells = sum(c.load.warmup_s + c.load.duration_s + CELL_OVERHEAD_S for c in self.cells)
+        cells = sum(c.load.warmup_s + c.load.duration_s + CELL_OVERHEAD_S
+                    + (c.load.duration_s + WRK_OVERHEAD_S if c.wrk_check else 0) for c in self.cells)
         deploys = sum(DEPLOY_S.get(system, DEPLOY_DEFAULT_S) for system, _ in self.deployments)
         return cells + deploys + RUN_OVERHEAD_S
 
@@ -132,7 +152,7 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
     if not isinstance(data, dict):
         raise fail("(top level)", "must be a mapping")
     known_top = {"name", "description", "systems", "workloads", "load", "repetitions", "client", "verify",
-                 "switch_profiles", "bpf_stats"}
+                 "switch_profiles", "bpf_stats", "slo_p99_ms", "budget_cores", "wrk_check"}
     unknown = set(data) - known_top
     if unknown:
         raise fail(sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(known_top))})")
@@ -202,22 +222,25 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
         raise fail("workloads", "workload names must be unique")
 
     ld = data.get("load", {})
-    if not isinstance(ld, dict):
-        raise fail("load", "must be a mapping")
-    users = ld.get("users", [16])
-    users = users if isinstance(users, list) else [users]
-    if not users or not all(isinstance(u, int) and u >= 1 for u in users):
-        raise fail("load.users", "must be a positive integer or a list of them")
-    spawn = ld.get("spawn_rate", max(users))
-    warm = ld.get("warmup_s", 3)
-    dur = ld.get("duration_s", 10)
-    pace = ld.get("pace_rps")
-    for fld, v in (("spawn_rate", spawn), ("warmup_s", warm), ("duration_s", dur)):
-        if not isinstance(v, int | float) or v <= 0:
-            raise fail(f"load.{fld}", "must be a positive number")
-    if max(users) / spawn >= warm:
-        raise fail("load.warmup_s", f"the warm-up ({warm} s) must outlast spawning "
-                   f"{max(users)} users at {spawn}/s, which is then excluded from the statistics")
+    blocks = ld if isinstance(ld, list) else [ld]
+    if not blocks:
+        raise fail("load", "must be a mapping or a non-empty list of mappings")
+    loads = [ld_ for i, b in enumerate(blocks)
+             for ld_ in _loads(b, "load" if not isinstance(ld, list) else f"load[{i}]", fail)]
+    labels = [x.label for x in loads]
+    if len(set(labels)) != len(labels):
+        raise fail("load", f"two load levels give the same cells ({', '.join(sorted(labels))})")
+    if any(x.mode == "open" for x in loads):
+        stock = [w["name"] for w in workloads if w["client"] != "lean"]
+        if stock:
+            raise fail("load.mode", f"open loop needs the lean client; workload {stock[0]!r} uses "
+                       f"{next(w['client'] for w in workloads if w['name'] == stock[0])!r}")
+    slo = data.get("slo_p99_ms")
+    if slo is not None and (isinstance(slo, bool) or not isinstance(slo, int | float) or slo <= 0):
+        raise fail("slo_p99_ms", f"must be a positive number of milliseconds, not {slo!r}")
+    budget = data.get("budget_cores", 1)
+    if isinstance(budget, bool) or not isinstance(budget, int | float) or budget <= 0:
+        raise fail("budget_cores", f"must be a positive number of cores, not {budget!r}")
     reps = data.get("repetitions", 1)
     if not isinstance(reps, int) or reps < 1:
         raise fail("repetitions", "must be an integer >= 1")
@@ -227,14 +250,77 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
         raise fail("bpf_stats", "must be true or false")
     profiles = _profiles(data.get("switch_profiles"), inv, fail)
 
-    cells = [Cell(system=s, workload=w, load=Load(u, float(spawn), float(warm), float(dur), pace), repetition=r,
-                  switch_profile=pname, switch_profile_path=ppath)
+    wrk_check = data.get("wrk_check", False)
+    if not isinstance(wrk_check, bool):
+        raise fail("wrk_check", "must be true or false")
+    cells = [Cell(system=s, workload=w, load=x, repetition=r, switch_profile=pname, switch_profile_path=ppath)
              for s in systems
              for pname, ppath in (profiles or [(None, None)])
-             for r, w, u in itertools.product(range(1, reps + 1), workloads, users)]
+             for r, w, x in itertools.product(range(1, reps + 1), workloads, loads)]
+    if wrk_check:   # the first closed-loop cell of each system, workload (and profile)
+        seen: set[tuple[Any, ...]] = set()
+        for i, c in enumerate(cells):
+            key = (c.system, c.workload["name"], c.switch_profile)
+            if c.load.mode == "closed" and key not in seen:
+                seen.add(key)
+                cells[i] = dataclasses.replace(c, wrk_check=True)
     return Suite(name=str(name), description=str(data.get("description", "")), source=source,
                  systems=tuple(systems), cells=tuple(cells), raw=data,
-                 switch_profiles=tuple(p for p, _ in profiles), bpf_stats=bpf_stats)
+                 switch_profiles=tuple(p for p, _ in profiles), bpf_stats=bpf_stats,
+                 slo_p99_ms=float(slo) if slo is not None else None, budget_cores=float(budget))
+
+
+def _loads(ld: Any, where: str, fail: Callable[[str, str], SuiteError]) -> list[Load]:
+    """One `load` block: closed loop (users: a level or a list) or open loop (mode: open, with rate: R
+    or rates: [R, ...], the offered requests/s of the whole run), one Load per level."""
+    if not isinstance(ld, dict):
+        raise fail(where, "must be a mapping")
+    known = {"users", "spawn_rate", "warmup_s", "duration_s", "pace_rps", "mode", "rate", "rates", "arrival",
+             "max_connections"}
+    extra = sorted(set(ld) - known)
+    if extra:
+        raise fail(f"{where}.{extra[0]}", f"unknown field (known: {', '.join(sorted(known))})")
+    mode = ld.get("mode", "closed")
+    if mode not in MODES:
+        raise fail(f"{where}.mode", f"must be one of {', '.join(MODES)}, not {mode!r}")
+    users = ld.get("users", [16] if mode == "closed" else [2])
+    users = users if isinstance(users, list) else [users]
+    if not users or not all(isinstance(u, int) and not isinstance(u, bool) and u >= 1 for u in users):
+        raise fail(f"{where}.users", "must be a positive integer or a list of them")
+    spawn = ld.get("spawn_rate", max(users))
+    warm = ld.get("warmup_s", 3)
+    dur = ld.get("duration_s", 10)
+    pace = ld.get("pace_rps")
+    for fld, v in (("spawn_rate", spawn), ("warmup_s", warm), ("duration_s", dur)):
+        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
+            raise fail(f"{where}.{fld}", "must be a positive number")
+    if max(users) / spawn >= warm:
+        raise fail(f"{where}.warmup_s", f"the warm-up ({warm} s) must outlast spawning "
+                   f"{max(users)} users at {spawn}/s, which is then excluded from the statistics")
+    arrival = ld.get("arrival", "constant")
+    max_conn = ld.get("max_connections", 128)
+    if mode == "closed":
+        for fld in ("rate", "rates", "arrival", "max_connections"):
+            if fld in ld:
+                raise fail(f"{where}.{fld}", "is for an open loop (mode: open)")
+        return [Load(u, float(spawn), float(warm), float(dur), pace) for u in users]
+    if pace is not None:
+        raise fail(f"{where}.pace_rps", "is for a closed loop; an open loop's offered load is rate/rates")
+    if ("rate" in ld) == ("rates" in ld):
+        raise fail(where, "an open loop needs rate: R or rates: [R, ...] (requests/s of the whole run)")
+    rates = ld["rates"] if "rates" in ld else [ld["rate"]]
+    fld = "rates" if "rates" in ld else "rate"
+    if not isinstance(rates, list) or not rates or not all(
+            isinstance(r, int | float) and not isinstance(r, bool) and r > 0 for r in rates):
+        raise fail(f"{where}.{fld}", f"must be a positive number of requests/s (or a list of them), not {rates!r}")
+    if len(set(rates)) != len(rates):
+        raise fail(f"{where}.{fld}", "lists a rate twice")
+    if arrival not in ARRIVALS:
+        raise fail(f"{where}.arrival", f"must be one of {', '.join(ARRIVALS)}, not {arrival!r}")
+    if isinstance(max_conn, bool) or not isinstance(max_conn, int) or max_conn < 1:
+        raise fail(f"{where}.max_connections", f"must be an integer >= 1, not {max_conn!r}")
+    return [Load(u, float(spawn), float(warm), float(dur), None, "open", float(r), arrival, max_conn)
+            for u in users for r in rates]
 
 
 def _profiles(raw: Any, inv: Inventory, fail: Callable[[str, str], SuiteError]) -> list[tuple[str, Path]]:
@@ -290,6 +376,8 @@ def dry_run(suite: Suite) -> str:
     for c in suite.cells:
         w = c.workload
         objs = ", ".join(f"{o['name']}:{o['weight']}" for o in w["objects"])
+        mode = f"open {c.load.rate:g}/s {c.load.arrival}" if c.load.mode == "open" else \
+            ("closed, then wrk" if c.wrk_check else "closed")
         lines.append(f"  {c.cell_id:{width}s} {w['connection']:9s} rpc={w['requests_per_connection']:<4d} "
-                     f"users={c.load.users:<4d} {c.load.warmup_s:g}+{c.load.duration_s:g} s  [{objs}]")
+                     f"users={c.load.users:<4d} {mode:22s} {c.load.warmup_s:g}+{c.load.duration_s:g} s  [{objs}]")
     return "\n".join(lines)

@@ -15,7 +15,7 @@ debian_packages=(
     python3 python3-venv python3-dev
     clang llvm libbpf-dev bpftool gcc-multilib
     nginx haproxy openssh-server openssh-client
-    iproute2 iputils-ping curl ethtool tcpdump procps psmisc git
+    iproute2 iputils-ping curl ethtool tcpdump procps psmisc git wrk
 )
 missing=()
 for p in "${debian_packages[@]}"; do

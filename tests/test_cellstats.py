@@ -155,3 +155,39 @@ def test_local_collector_holds_the_stats_fd_without_the_sysctl() -> None:
     assert c._stats_fd is None and not os.path.exists(f"/proc/self/fd/{fd}") and not c.errors
     assert Path("/proc/sys/kernel/bpf_stats_enabled").read_text() == sysctl
     c.close()
+
+
+# /proc/stat of a 2-CPU machine, captured (Linux 6.x; the ten columns of the aggregate line).
+PROC_STAT_1 = """cpu  86049 1202 60211 4127063 1543 0 20101 7 3 1
+cpu0 43000 600 30100 2063500 700 0 15050 3 2 1
+cpu1 43049 602 30111 2063563 843 0 5051 4 1 0
+intr 1873402 0 9 0 0 0 0 0 0 0 0
+ctxt 5012312
+btime 1764140000
+processes 32001
+procs_running 3
+"""
+PROC_STAT_2 = """cpu  86349 1202 60411 4127263 1553 0 20401 7 3 1
+cpu0 43150 600 30200 2063600 705 0 15200 3 2 1
+cpu1 43199 602 30211 2063663 848 0 5201 4 1 0
+"""
+
+
+def test_proc_stat_parsing_and_machine_window() -> None:
+    a = cellstats.parse_proc_stat(PROC_STAT_1)
+    assert a == {"user_s": 860.49, "nice_s": 12.02, "system_s": 602.11, "idle_s": 41270.63, "iowait_s": 15.43,
+                 "irq_s": 0.0, "softirq_s": 201.01, "steal_s": 0.07, "cpus": 2}
+    b = cellstats.parse_proc_stat(PROC_STAT_2)
+    row = cellstats.machine_row("(machine)", a | {"time": 100.0}, b | {"time": 104.0})
+    # 300 user + 200 system + 300 softirq jiffies busy; 200 idle + 10 iowait are not
+    assert row == {"host": "(machine)", "cpus": 2, "window_s": 4.0, "user_s": 3.0, "nice_s": 0.0, "system_s": 2.0,
+                   "idle_s": 2.0, "iowait_s": 0.1, "irq_s": 0.0, "softirq_s": 3.0, "steal_s": 0.0, "busy_s": 8.0}
+    # an old kernel's shorter aggregate line (no steal column) still parses, the missing field as 0
+    assert cellstats.parse_proc_stat("cpu  1 2 3 4 5 6 7\ncpu0 1 2 3 4 5 6 7\n")["steal_s"] == 0.0
+    with pytest.raises(ValueError, match="no aggregate 'cpu' line"):
+        cellstats.parse_proc_stat("intr 1 2 3\n")
+
+
+def test_this_machines_proc_stat_parses() -> None:
+    got = cellstats.parse_proc_stat(Path("/proc/stat").read_text())
+    assert got["cpus"] == os.cpu_count() and got["idle_s"] > 0

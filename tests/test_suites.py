@@ -64,3 +64,70 @@ def test_mistakes_are_named(change, words):
     with pytest.raises(SuiteError) as e:
         parse(BASE | change)
     assert words in str(e.value)
+
+
+def test_open_loop_rates_axis_beside_a_closed_level():
+    s = parse(BASE | {"workloads": [{"name": "1k-close", "objects": {"1k": 1}}],
+                      "load": [{"users": 16, "spawn_rate": 16, "warmup_s": 2, "duration_s": 5},
+                               {"mode": "open", "rates": [500, 1000], "users": 2, "arrival": "poisson",
+                                "warmup_s": 2, "duration_s": 5}],
+                      "repetitions": 1, "slo_p99_ms": 10, "budget_cores": 2})
+    ids = [c.cell_id for c in s.cells]
+    assert ids == ["direct--1k-close--u16--r1", "direct--1k-close--u2-o500--r1", "direct--1k-close--u2-o1000--r1",
+                   "haproxy--1k-close--u16--r1", "haproxy--1k-close--u2-o500--r1", "haproxy--1k-close--u2-o1000--r1"]
+    closed, o500 = s.cells[0].load, s.cells[1].load
+    assert (closed.mode, closed.rate) == ("closed", None)
+    assert (o500.mode, o500.rate, o500.arrival, o500.users, o500.pace_rps) == ("open", 500.0, "poisson", 2, None)
+    assert s.cells[1].to_dict()["load"]["rate"] == 500.0
+    assert (s.slo_p99_ms, s.budget_cores) == (10.0, 2.0)
+    assert "open 500/s poisson" in suites.dry_run(s)
+    assert parse(BASE).slo_p99_ms is None
+
+
+@pytest.mark.parametrize(("load", "words"), [
+    ({"mode": "open"}, "an open loop needs rate: R or rates"),
+    ({"mode": "open", "rate": 5, "rates": [5]}, "an open loop needs rate: R or rates"),
+    ({"mode": "open", "rates": [100, -3]}, "load.rates: must be a positive number of requests/s"),
+    ({"mode": "open", "rates": [100, 100]}, "load.rates: lists a rate twice"),
+    ({"mode": "open", "rate": "fast"}, "load.rate: must be a positive number"),
+    ({"mode": "open", "rate": 10, "pace_rps": 10}, "load.pace_rps: is for a closed loop"),
+    ({"mode": "open", "rate": 10, "arrival": "bursty"}, "load.arrival: must be one of constant, poisson"),
+    ({"mode": "open", "rate": 10, "max_connections": 0}, "load.max_connections: must be an integer >= 1"),
+    ({"mode": "ajar", "rate": 10}, "load.mode: must be one of closed, open"),
+    ({"users": 4, "rate": 10}, "load.rate: is for an open loop (mode: open)"),
+    ({"users": 4, "ratez": 10}, "load.ratez: unknown field"),
+    ([{"users": 4}, {"users": 4}], "two load levels give the same cells"),
+    ([{"users": 4}, "open"], "load[1]: must be a mapping"),
+    ([], "must be a mapping or a non-empty list"),
+])
+def test_load_mistakes_are_named(load, words):
+    with pytest.raises(SuiteError) as e:
+        parse(BASE | {"load": load})
+    assert words in str(e.value)
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"slo_p99_ms": 0}, "slo_p99_ms: must be a positive number of milliseconds"),
+    ({"budget_cores": "one"}, "budget_cores: must be a positive number of cores"),
+    ({"client": "stock", "load": {"mode": "open", "rate": 100}}, "open loop needs the lean client"),
+])
+def test_open_loop_suite_mistakes_are_named(change, words):
+    with pytest.raises(SuiteError) as e:
+        parse(BASE | change)
+    assert words in str(e.value)
+
+
+def test_wrk_check_marks_the_first_closed_cell_per_system_and_workload():
+    s = parse(BASE | {"wrk_check": True,
+                      "load": [{"mode": "open", "rate": 100, "users": 2, "warmup_s": 2, "duration_s": 5},
+                               {"users": [4, 16], "spawn_rate": 16, "warmup_s": 2, "duration_s": 5}]})
+    marked = [c.cell_id for c in s.cells if c.wrk_check]
+    assert marked == ["direct--1k-close--u4--r1", "direct--t2--u4--r1", "haproxy--1k-close--u4--r1",
+                      "haproxy--t2--u4--r1"]
+    unmarked = parse(BASE)
+    assert not any(c.wrk_check for c in unmarked.cells)
+    # each check adds the cell's duration (wrk runs as long) and a little
+    assert s.estimated_seconds - parse(BASE | {"load": s.raw["load"]}).estimated_seconds == \
+        pytest.approx(4 * (5 + suites.WRK_OVERHEAD_S))
+    with pytest.raises(SuiteError, match="wrk_check: must be true or false"):
+        parse(BASE | {"wrk_check": "yes"})

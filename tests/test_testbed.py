@@ -101,7 +101,9 @@ def test_short_suite_produces_a_complete_run_directory(inv, tmp_path):
         "workloads": [{"name": "1k-close", "objects": {"1k": 1}, "connection": "close"},
                       {"name": "mix", "objects": {"1k": 3, "1m": 1}, "connection": "keepalive",
                        "requests_per_connection": 5}],
-        "load": {"users": 4, "spawn_rate": 10, "warmup_s": 2, "duration_s": 3},
+        "load": [{"users": 4, "spawn_rate": 10, "warmup_s": 2, "duration_s": 3},
+                 {"mode": "open", "rate": 50, "users": 2, "warmup_s": 2, "duration_s": 3}],
+        "wrk_check": True,
     }))
     suite = runner.load_suite(str(suite_file), inv)
     run_dir = runner.run_suite(inv, suite, keep_testbed=True, results=tmp_path / "results")
@@ -125,14 +127,30 @@ def test_short_suite_produces_a_complete_run_directory(inv, tmp_path):
         assert ("tcli1", "locust") in services and ("tbe1", "nginx") in services
         if c.system == "haproxy":
             assert ("tfe1", "haproxy") in services
+        # whole-machine CPU from /proc/stat: one row on the local testbed (one kernel for every host)
+        (machine,) = cpu["machine"]
+        assert machine["host"] == "(machine)" and machine["cpus"] >= 1 and machine["busy_s"] > 0
+        assert machine["window_s"] > 0 and machine["softirq_s"] >= 0
+        header = raw[0].read_text().split("\n", 1)[0].split(",")
+        assert header[-3:] == ["queue_us", "connect_us", "ttfb_us"]
+        assert cell["load"]["mode"] == c.load.mode
+        # the wrk cross-check follows each system's first closed-loop cell of each workload
+        assert (d / "wrk.json").exists() == c.wrk_check
+        if c.wrk_check:
+            w = json.loads((d / "wrk.json").read_text())
+            assert w["error"] is None and w["requests"] > 0, w.get("output")
     from analysis import load
     df = load.cells(run_dir)
-    assert len(df) == 4 and (df["failed"] == 0).all() and (df["rps"] > 0).all()
+    assert len(df) == 8 and (df["failed"] == 0).all() and (df["rps"] > 0).all()
+    opened = df[df["mode"] == "open"]
+    assert len(opened) == 4 and (opened["offered_rps"] == 50).all() and opened["connect_p50_us"].notna().all()
+    assert df["machine_s_per_req"].notna().all()
     report = (run_dir / "report.md").read_text()
     assert "emulated testbed" in report
     for wl in ("1k-close", "mix"):
         section = report.split(f"### {wl}")[1].split("###")[0]
         assert "| direct |" in section and "| haproxy |" in section
+    assert "## Latency against load (open loop)" in report and "## Cross-check with wrk" in report
     assert list((run_dir / "figures").glob("*.png"))
 
 

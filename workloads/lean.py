@@ -48,6 +48,9 @@ class Result:
     ok: int
     error: str
     new_connection: int
+    queue_us: int = 0       # open loop: from the intended send time to `start` (0 in a closed loop)
+    connect_us: int = -1    # connect() of a new connection (-1: the connection was reused, or none)
+    ttfb_us: int = -1       # from `start` to the first response byte (-1: none arrived)
 
 
 class _Failure(Exception):
@@ -133,16 +136,23 @@ class LeanConnection:
 
     # -- one request ----------------------------------------------------------------------------
 
-    def get(self, obj: WorkloadObject) -> Result:
-        """Fetches one object and verifies it. Never raises for network or HTTP errors."""
+    def get(self, obj: WorkloadObject, intended_ns: int | None = None) -> Result:
+        """Fetches one object and verifies it. Never raises for network or HTTP errors.
+
+        ``intended_ns`` (open loop): the `time.perf_counter_ns()` at which the request was due; the
+        result's ``queue_us`` is how late it was actually sent (latency from the intended time is
+        ``queue_us + latency_us``)."""
         start = time.time()
         t0 = time.perf_counter_ns()
+        queue = 0 if intended_ns is None else max(0, (t0 - intended_ns) // 1000)
         new = self.sock is None
-        state = [0, 0]  # status, body bytes received: kept when a failure interrupts the exchange
+        # status, body bytes received, connect ns, first-byte ns: kept when a failure interrupts
+        state = [0, 0, -1, -1]
         try:
             if new:
                 self._connect()
-            self._exchange(obj, state)
+                state[2] = time.perf_counter_ns() - t0
+            self._exchange(obj, state, t0)
             error = "" if state[0] == 200 else f"http-{state[0]}"
         except _Failure as f:
             error = f.error
@@ -152,9 +162,12 @@ class LeanConnection:
             self.close()
         latency = (time.perf_counter_ns() - t0) // 1000
         ok = 1 if not error else 0
-        return Result(start, latency, obj.name, obj.size, state[1], state[0], ok, error, 1 if new else 0)
+        connect = state[2] // 1000 if state[2] >= 0 else -1
+        ttfb = state[3] // 1000 if state[3] >= 0 else -1
+        return Result(start, latency, obj.name, obj.size, state[1], state[0], ok, error, 1 if new else 0,
+                      queue, connect, ttfb)
 
-    def _exchange(self, obj: WorkloadObject, state: list[int]) -> None:
+    def _exchange(self, obj: WorkloadObject, state: list[int], t0: int) -> None:
         sock = self.sock
         assert sock is not None
         self.used += 1
@@ -167,6 +180,8 @@ class LeanConnection:
             n = sock.recv_into(view[got:MAX_HEADER])
             if n == 0:
                 raise _Failure("other:closed-before-response" if got == 0 else "other:closed-in-headers")
+            if got == 0:
+                state[3] = time.perf_counter_ns() - t0
             got += n
             end = buf.find(b"\r\n\r\n", 0, got)
             if end >= 0:

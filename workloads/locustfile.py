@@ -27,13 +27,15 @@ from pathlib import Path
 
 from locust import FastHttpUser, User, constant, constant_throughput, events, task
 from locust.runners import MasterRunner, WorkerRunner
+from locust.user.task import LOCUST_STATE_STOPPING
 
 try:
     import workloads  # noqa: F401  (installed in the harness's environment)
 except ImportError:  # a bare checkout on a client host: the project root is the parent of workloads/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from workloads.lean import LeanConnection, expected_bytes
+from workloads.lean import LeanConnection, Result, expected_bytes
+from workloads.openloop import OpenLoop, Schedule
 from workloads.raw import RawWriter, raw_path, worker_id
 from workloads.spec import Job, Workload, WorkloadObject
 
@@ -75,6 +77,7 @@ class _Choice:
         self.workload = workload
         self.objects = workload.objects
         self.cumulative = list(itertools.accumulate(o.weight for o in self.objects))
+        self.paths = {o.name: o.path for o in self.objects}
         # In the web UI every run's rows are labelled with its workload (Locust's stats, CSV, report).
         self.label = f" [{workload.name}, {workload.client}]" if UI is not None else ""
 
@@ -176,16 +179,41 @@ class LeanUser(_Mixin, User):
 
     def on_stop(self) -> None:
         self.conn.close()
+        if getattr(self, "open_loop", None) is not None:
+            self.open_loop.close()
+
+    def _record(self, r: Result) -> None:
+        writer().add_result(r)
+        # Locust's stats get the latency a user saw: from the intended send time in open loop.
+        self.environment.events.request.fire(
+            request_type="GET", name=r.object + self.choice.label,
+            response_time=(r.queue_us + r.latency_us) / 1000.0,
+            response_length=r.bytes, exception=RequestFailed(r.error) if r.error else None,
+            context={}, start_time=r.start, url=self.choice.paths.get(r.object), response=None)
 
     @task
     def fetch(self) -> None:
-        obj = self.choice.pick(self.rng)
-        r = self.conn.get(obj)
-        writer().add_result(r)
-        self.environment.events.request.fire(
-            request_type="GET", name=obj.name + self.choice.label, response_time=r.latency_us / 1000.0,
-            response_length=r.bytes, exception=RequestFailed(r.error) if r.error else None,
-            context={}, start_time=r.start, url=obj.path, response=None)
+        if JOB.mode == "open":
+            self._open_loop()
+            return
+        self._record(self.conn.get(self.choice.pick(self.rng)))
+
+    def _open_loop(self) -> None:
+        """This user's arrival stream (workloads/openloop.py) until Locust stops the user."""
+        import gevent
+        rate = JOB.user_rate
+        assert rate is not None
+        w = self.choice.workload
+        self.open_loop = OpenLoop(
+            Schedule(rate, JOB.arrival, random.Random(self.rng.random())),
+            connect=lambda: LeanConnection(JOB.target, keepalive=w.connection == "keepalive",
+                                           requests_per_connection=w.requests_per_connection,
+                                           verify=w.verify, timeout_s=JOB.timeout_s, rng=self.rng),
+            choose=lambda: self.choice.pick(self.rng), record=self._record,
+            max_connections=JOB.max_connections, spawn=gevent.spawn)
+        # Stop sending when Locust stops the user; requests in flight finish within its stop timeout.
+        self.open_loop.run(stopping=lambda: self._state == LOCUST_STATE_STOPPING,
+                           drain_s=self.environment.stop_timeout or 10.0)
 
 
 def _stock_error(resp, obj: WorkloadObject, new: bool) -> tuple[int, str]:

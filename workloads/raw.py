@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = ("start", "latency_us", "object", "expected_bytes", "bytes", "status", "ok", "error",
-           "new_connection")
+           "new_connection", "queue_us", "connect_us", "ttfb_us")
+# Written since the open-loop mode; older files have only the first nine columns.
+TIMING_COLUMNS = ("queue_us", "connect_us", "ttfb_us")
 HEADER = ",".join(COLUMNS) + "\n"
 
 
@@ -34,18 +36,22 @@ class RawWriter:
         self.written = 0
 
     def add(self, start: float, latency_us: int, obj: str, expected: int, nbytes: int, status: int,
-            ok: int, error: str, new_connection: int) -> None:
+            ok: int, error: str, new_connection: int, queue_us: int = 0, connect_us: int = -1,
+            ttfb_us: int = -1) -> None:
+        """One row; ``connect_us``/``ttfb_us`` of -1 (not measured) are written empty."""
         if error and ("," in error or "\n" in error or '"' in error):
             error = error.replace(",", ";").replace("\n", " ").replace('"', "'")
+        connect = "" if connect_us < 0 else connect_us
+        ttfb = "" if ttfb_us < 0 else ttfb_us
         self._rows.append(f"{start:.6f},{latency_us},{obj},{expected},{nbytes},{status},{ok},{error},"
-                          f"{new_connection}\n")
+                          f"{new_connection},{queue_us},{connect},{ttfb}\n")
         if len(self._rows) >= self.flush_rows or time.monotonic() - self._last >= self.flush_s:
             self.flush()
 
     def add_result(self, r: Any) -> None:
         """Adds a `workloads.lean.Result` (or anything with the same attributes)."""
         self.add(r.start, r.latency_us, r.object, r.expected_bytes, r.bytes, r.status, r.ok, r.error,
-                 r.new_connection)
+                 r.new_connection, r.queue_us, r.connect_us, r.ttfb_us)
 
     def flush(self) -> None:
         self._last = time.monotonic()
@@ -73,7 +79,9 @@ def read_raw(path: str | Path) -> list[dict[str, Any]]:
                 "start": float(row["start"]), "latency_us": int(row["latency_us"]), "object": row["object"],
                 "expected_bytes": int(row["expected_bytes"]), "bytes": int(row["bytes"]),
                 "status": int(row["status"]), "ok": int(row["ok"]), "error": row["error"],
-                "new_connection": int(row["new_connection"]),
+                "new_connection": int(row["new_connection"]), "queue_us": int(row["queue_us"]),
+                "connect_us": int(row["connect_us"]) if row["connect_us"] else None,
+                "ttfb_us": int(row["ttfb_us"]) if row["ttfb_us"] else None,
             })
     return out
 

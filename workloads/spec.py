@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 CONNECTIONS = ("close", "keepalive")
 CLIENTS = ("lean", "stock")
+MODES = ("closed", "open")
+ARRIVALS = ("constant", "poisson")
 VERIFY = ("full", "sampled")
 _OBJ_NAME = re.compile(r"^[a-z0-9_-]+$")
 _HOST_HEADER = re.compile(r"^[A-Za-z0-9.:\[\]-]+$")
@@ -266,6 +268,11 @@ class Job:
     ``users`` is the total number of users of the run (all workers); with ``pace_rps`` each user is
     paced at pace_rps / users requests/s (Locust's constant_throughput). ``timeout_s`` is the socket
     timeout of every connect/send/receive. ``seed`` seeds the per-user object choice.
+
+    ``mode`` "open" (lean client only): each user is an arrival stream of ``rate / users`` requests/s
+    (``arrival`` constant or poisson), sending on as many connections as it needs (at most
+    ``max_connections`` per user in flight) and measuring latency from each intended send time
+    (workloads/openloop.py). "closed" (default): each user waits for a response before the next.
     """
 
     workload: Workload
@@ -274,6 +281,10 @@ class Job:
     pace_rps: float | None = None
     timeout_s: float = 10.0
     seed: int = 1
+    mode: str = "closed"
+    rate: float | None = None
+    arrival: str = "constant"
+    max_connections: int = 128
 
     def __post_init__(self) -> None:
         self.validate()
@@ -288,24 +299,46 @@ class Job:
             _positive(self.pace_rps, "pace_rps")
         _positive(self.timeout_s, "timeout_s")
         _int(self.seed, "seed", 0)
+        _choice(self.mode, "mode", MODES)
+        _choice(self.arrival, "arrival", ARRIVALS)
+        _int(self.max_connections, "max_connections", 1)
+        if self.mode == "open":
+            if self.rate is None:
+                raise _fail("rate", "is required in open loop (requests/s of the whole run)")
+            _positive(self.rate, "rate")
+            if self.pace_rps is not None:
+                raise _fail("pace_rps", "is for a closed loop; an open loop's rate is `rate`")
+            if self.workload.client != "lean":
+                raise _fail("mode", f"open loop needs the lean client, not {self.workload.client!r}")
+        elif self.rate is not None:
+            raise _fail("rate", "is only for mode open")
 
     @property
     def user_throughput(self) -> float | None:
         """Requests/s per user when paced, else None (closed loop)."""
         return None if self.pace_rps is None else self.pace_rps / self.users
 
+    @property
+    def user_rate(self) -> float | None:
+        """Requests/s of each user's arrival stream in open loop, else None."""
+        return None if self.mode != "open" or self.rate is None else self.rate / self.users
+
     def to_dict(self) -> dict[str, Any]:
         return {"workload": self.workload.to_dict(), "target": self.target.to_dict(), "users": self.users,
-                "pace_rps": self.pace_rps, "timeout_s": self.timeout_s, "seed": self.seed}
+                "pace_rps": self.pace_rps, "timeout_s": self.timeout_s, "seed": self.seed, "mode": self.mode,
+                "rate": self.rate, "arrival": self.arrival, "max_connections": self.max_connections}
 
     @classmethod
     def from_dict(cls, d: Any) -> Job:
         d = _mapping(d, "(job)")
-        _unknown(d, ("workload", "target", "users", "pace_rps", "timeout_s", "seed"), "")
+        _unknown(d, ("workload", "target", "users", "pace_rps", "timeout_s", "seed", "mode", "rate", "arrival",
+                     "max_connections"), "")
         return cls(workload=Workload.from_dict(_require(d, "workload", "")),
                    target=Target.from_dict(_require(d, "target", "")),
                    users=d.get("users", 1), pace_rps=d.get("pace_rps"),
-                   timeout_s=d.get("timeout_s", 10.0), seed=d.get("seed", 1))
+                   timeout_s=d.get("timeout_s", 10.0), seed=d.get("seed", 1), mode=d.get("mode", "closed"),
+                   rate=d.get("rate"), arrival=d.get("arrival", "constant"),
+                   max_connections=d.get("max_connections", 128))
 
     def write(self, path: str | Path) -> Path:
         p = Path(path)

@@ -218,3 +218,70 @@ class MisbehavingServer:
             return
         finally:
             conn.close()
+
+
+class StallingServer:
+    """A serial HTTP server on 127.0.0.1 (one connection at a time, in accept order) for open- and
+    closed-loop tests: ``/obj/<name>`` answers at once with the catalog content; ``/stall/<name>``
+    answers the same content after ``stall_s`` seconds, and every connection behind it waits in the
+    listen backlog meanwhile, the way a stalled server holds up its queue. Answers keep the
+    connection open unless the request says ``Connection: close``."""
+
+    def __init__(self, catalog: dict[str, int], stall_s: float = 0.5) -> None:
+        self.content = {n: object_bytes(n, s) for n, s in catalog.items()}
+        self.stall_s = stall_s
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1024)
+        self.port = self.sock.getsockname()[1]
+        self.served = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> StallingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.sock.close()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                self._handle(conn)
+
+    def _handle(self, conn: socket.socket) -> None:
+        data = b""
+        try:
+            while not self._stop.is_set():
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, data = data.partition(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1].decode()
+                mode, _, name = path.lstrip("/").partition("/")
+                body = self.content.get(name)
+                if body is None or mode not in ("obj", "stall"):
+                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    continue
+                if mode == "stall":
+                    self._stop.wait(self.stall_s)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                self.served += 1
+                if b"connection: close" in head.lower():
+                    return
+        except OSError:
+            return

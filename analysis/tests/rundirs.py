@@ -9,6 +9,7 @@ from typing import Any
 
 REQUEST_HEADER = ["start", "latency_us", "object", "expected_bytes", "bytes", "status", "ok", "error",
                   "new_connection"]
+TIMING_HEADER = ["queue_us", "connect_us", "ttfb_us"]   # written since the open-loop mode
 T0 = 1_800_000_000.0  # measure_start of hand-made cells
 
 
@@ -23,12 +24,17 @@ def workload(name: str, objects: dict[str, int], latency_of: str | None = None,
 
 
 def request_row(start: float, latency_us: int, obj: str = "1k", size: int = 1024, ok: bool = True,
-                error: str = "", status: int | None = None, got: int | None = None) -> list[Any]:
+                error: str = "", status: int | None = None, got: int | None = None,
+                timing: tuple[int, int | None, int | None] | None = None) -> list[Any]:
+    """A raw row; with `timing` = (queue_us, connect_us, ttfb_us) the newer 12-column form (None: empty)."""
     if status is None:
         status = 200 if ok else 0
     if got is None:
         got = size if ok else 0
-    return [f"{start:.6f}", latency_us, obj, size, got, status, int(ok), error, 1]
+    row = [f"{start:.6f}", latency_us, obj, size, got, status, int(ok), error, 1]
+    if timing is not None:
+        row += ["" if v is None else v for v in timing]
+    return row
 
 
 def make_cell(run_dir: Path, cell_id: str, system: str, wl: dict[str, Any], rows: dict[str, list[list[Any]]],
@@ -53,7 +59,8 @@ def make_cell(run_dir: Path, cell_id: str, system: str, wl: dict[str, Any], rows
     for name, file_rows in rows.items():
         with open(cdir / "requests" / f"{name}.csv", "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(REQUEST_HEADER)
+            timed = bool(file_rows) and len(file_rows[0]) > len(REQUEST_HEADER)
+            w.writerow(REQUEST_HEADER + (TIMING_HEADER if timed else []))
             w.writerows(file_rows)
     if cpu is not None:
         (cdir / "cpu.json").write_text(json.dumps(cpu))

@@ -148,10 +148,11 @@ def _objects(paths: dict[str, str] | None = None) -> tuple[WorkloadObject, ...]:
 
 
 def _run(tmp_path: Path, port: int, workload: Workload, users: int = 3, seconds: float = 2,
-         pace_rps: float | None = None) -> tuple[list, object]:
+         pace_rps: float | None = None, **job_kw: object) -> tuple[list, object]:
     out = tmp_path / f"{workload.name}-{workload.client}-{workload.verify}"
     out.mkdir()
-    job = Job(workload, Target("127.0.0.1", port), users=users, timeout_s=5, pace_rps=pace_rps)
+    job = Job(workload, Target("127.0.0.1", port), users=users, timeout_s=5, pace_rps=pace_rps,
+              **job_kw)  # type: ignore[arg-type]
     job.write(out / "job.json")
     code, run = run_local(out / "job.json", out, users=users, run_time_s=seconds, stop_timeout_s=5,
                           host_label="client1", python=sys.executable)
@@ -247,3 +248,16 @@ def test_locust_run_paced(server, tmp_path) -> None:
     # Pacing caps the rate (a closed loop on loopback would make thousands); the lower bound is loose
     # so that a busy machine that starts a request late still passes.
     assert 30 <= len(in_two_seconds) <= 70, len(in_two_seconds)
+
+
+def test_locust_run_open_loop(server, tmp_path) -> None:
+    """Open loop through Locust: 2 users, each a constant stream of 20 requests/s; every row records
+    how late it was sent (queue_us), and the intended send times keep to the schedule: no second
+    holds more than the two streams' 40 requests (+1 each for the phase), whatever the server did."""
+    w = Workload("open", _objects(), connection="close")
+    rows, _ = _run(tmp_path, server.port, w, users=2, seconds=3, mode="open", rate=40)
+    _assert_all_ok(rows, min_rows=8)
+    assert all(r["queue_us"] >= 0 and r["connect_us"] is not None and r["ttfb_us"] is not None for r in rows)
+    intended = sorted(r["start"] - r["queue_us"] / 1e6 for r in rows)
+    for i, t in enumerate(intended):
+        assert sum(1 for u in intended[i:] if u < t + 1.0) <= 42

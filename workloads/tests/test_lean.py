@@ -50,6 +50,9 @@ def test_full_verification_of_every_object_keepalive(nginx) -> None:
                (n, 1, "", 200, CATALOG[n], CATALOG[n])
         assert r.latency_us > 0
     assert [r.new_connection for r in results] == [1, 0, 0, 1, 0, 0]
+    # Setup apart: connect time only on new connections; first byte inside the total; no schedule.
+    assert [r.connect_us >= 0 for r in results] == [True, False, False, True, False, False]
+    assert all(max(r.connect_us, 0) <= r.ttfb_us <= r.latency_us and r.queue_us == 0 for r in results)
     # nginx saw two connections of three requests each (its access log: $connection $connection_requests).
     lines = nginx.access_log_path.read_text().split("\n")[-7:-1]
     assert [int(line.split()[1]) for line in lines] == [1, 2, 3, 1, 2, 3]
@@ -102,6 +105,7 @@ def test_connect_refused() -> None:
         port = s.getsockname()[1]  # bound, not listening: connections are refused
         r = conn(port).get(obj("1k"))
     assert (r.ok, r.error, r.status, r.bytes, r.new_connection) == (0, "connect", 0, 0, 1)
+    assert (r.connect_us, r.ttfb_us) == (-1, -1)
 
 
 @pytest.mark.parametrize(("mode", "error", "status", "nbytes"), [
@@ -135,7 +139,7 @@ def test_sample_windows() -> None:
 def test_raw_writer_buffers_and_writes_exact_columns(tmp_path) -> None:
     p = tmp_path / "requests" / "client1-0.csv"
     w = RawWriter(p, flush_rows=3, flush_s=3600)
-    w.add(1764144903.123456, 250, "1k", 1024, 1024, 200, 1, "", 1)
+    w.add(1764144903.123456, 250, "1k", 1024, 1024, 200, 1, "", 1, 12, 40, 200)
     w.add(1764144903.5, 99, "1k", 1024, 3, 200, 0, "short-body", 0)
     assert not p.exists()  # buffered: nothing written yet
     w.add(1764144904.0, 7, "10m", 10, 0, 0, 0, "other:a, b\nc", 1)
@@ -144,10 +148,12 @@ def test_raw_writer_buffers_and_writes_exact_columns(tmp_path) -> None:
     w.flush()
     assert p.read_text().splitlines() == [
         ",".join(COLUMNS),
-        "1764144903.123456,250,1k,1024,1024,200,1,,1",
-        "1764144903.500000,99,1k,1024,3,200,0,short-body,0",
-        "1764144904.000000,7,10m,10,0,0,0,other:a; b c,1",
+        "1764144903.123456,250,1k,1024,1024,200,1,,1,12,40,200",
+        "1764144903.500000,99,1k,1024,3,200,0,short-body,0,0,,",
+        "1764144904.000000,7,10m,10,0,0,0,other:a; b c,1,0,,",
     ]
     rows = read_raw(p)
     assert rows[1] == {"start": 1764144903.5, "latency_us": 99, "object": "1k", "expected_bytes": 1024,
-                       "bytes": 3, "status": 200, "ok": 0, "error": "short-body", "new_connection": 0}
+                       "bytes": 3, "status": 200, "ok": 0, "error": "short-body", "new_connection": 0,
+                       "queue_us": 0, "connect_us": None, "ttfb_us": None}
+    assert (rows[0]["queue_us"], rows[0]["connect_us"], rows[0]["ttfb_us"]) == (12, 40, 200)

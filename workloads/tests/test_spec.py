@@ -137,3 +137,22 @@ def test_choose_refuses_bad_parts_naming_the_field(kw, message):
     with pytest.raises(ValueError) as e:
         spec.choose(kw.pop("objects"), {"1k": 1024, "1m": 1 << 20}, **kw)
     assert str(e.value).startswith(message)
+
+
+def test_open_loop_job_round_trip_and_errors(tmp_path) -> None:
+    job = Job(t2(DEFAULT_CATALOG), Target("198.18.0.100"), users=4, mode="open", rate=1000, arrival="poisson")
+    assert Job.load(job.write(tmp_path / "job.json")) == job
+    assert job.user_rate == 250 and job.user_throughput is None
+    assert Job(t2(DEFAULT_CATALOG), Target("198.18.0.100")).user_rate is None
+    bad = [({"mode": "open"}, r"rate: is required in open loop"),
+           ({"mode": "open", "rate": -5}, r"rate: must be a positive number"),
+           ({"mode": "open", "rate": 10, "pace_rps": 10}, r"pace_rps: is for a closed loop"),
+           ({"rate": 10}, r"rate: is only for mode open"),
+           ({"mode": "half-open"}, r"mode: must be one of closed, open"),
+           ({"mode": "open", "rate": 10, "arrival": "bursty"}, r"arrival: must be one of constant, poisson"),
+           ({"mode": "open", "rate": 10, "max_connections": 0}, r"max_connections: must be >= 1")]
+    for kw, words in bad:
+        with pytest.raises(ValueError, match=words):
+            Job(t2(DEFAULT_CATALOG), Target("198.18.0.100"), **kw)
+    with pytest.raises(ValueError, match=r"mode: open loop needs the lean client, not 'stock'"):
+        Job(t2(DEFAULT_CATALOG, client="stock"), Target("198.18.0.100"), mode="open", rate=10)
