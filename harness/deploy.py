@@ -524,11 +524,12 @@ def deploy(inv: Inventory, system: str) -> System:
     undeploy(inv, quiet=True)
     log(f"deploying {system} on {inv.name}: {sysd.description}")
     try:
-        if inv.switch.target == "emulated":     # the control plane and P4Runtime server run: mutual TLS
-            with remotes(inv) as rs:
-                creds.install(inv, {r.name: r for r in rs if r.host.role in ("switch", "frontend")})
-            log(f"credentials issued (a new CA): switch and front-end hosts' {creds.REMOTE_DIR}/, "
-                f"the harness's in {creds.local_dir(inv)}")
+        # Every target: the control plane, the P4Runtime server (emulated, or Stratum given its TLS
+        # flags), the front-ends and the slow path speak mutual TLS with the identities issued here.
+        with remotes(inv) as rs:
+            creds.install(inv, {r.name: r for r in rs if r.host.role in ("switch", "frontend")})
+        log(f"credentials issued (a new CA): switch and front-end hosts' {creds.REMOTE_DIR}/, "
+            f"the harness's in {creds.local_dir(inv)}")
         sysd.deploy(inv)
     except RemoteError as e:
         raise DeployError(str(e)) from None

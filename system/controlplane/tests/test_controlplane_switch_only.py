@@ -66,7 +66,9 @@ def test_switch_only_static_entries_of_the_local_inventory() -> None:
 
 def test_cpu_port_comes_from_the_inventory_and_is_validated() -> None:
     assert load_inventory("local").switch.cpu_port == 64
-    inv = _inventory(target="tofino", cpu_port=192)
+    sde = {"sde": "/opt/bf-sde", "sde_version": "9.13.4",       # a Tofino target needs its SDE keys
+           "ports": [{"port": f"{i}/0", "dev_port": i, "speed": "100G"} for i in (1, 2, 3, 4)]}
+    inv = _inventory(target="tofino", cpu_port=192, **sde)
     assert static_entries("switch_only", inv, parse_port_map(PORT_MAP))[0][3] == {"port": 192}
     assert _inventory(cpu_port=3).switch.cpu_port == 3
     for bad, msg in ((512, "not a P4 port"), (-1, "not a P4 port"), ("64", "must be int"), (True, "integer"),

@@ -191,7 +191,8 @@ def make_device(ports: dict[int, str], pin_dir: Path, profile: Any, device_id: i
 def _gflags(argv: list[str]) -> dict[str, str]:
     known = {"chassis_config_file", "bf_sde_install", "bf_switchd_cfg", "bf_switchd_background",
              "external_stratum_urls", "persistent_config_dir", "forwarding_pipeline_configs_file",
-             "write_req_log_file", "log_dir", "enable_onlp", "bf_sim", "colorlogtostderr", "logtostderr"}
+             "write_req_log_file", "log_dir", "enable_onlp", "bf_sim", "colorlogtostderr", "logtostderr",
+             "ca_cert_file", "server_cert_file", "server_key_file"}      # Stratum's gRPC TLS flags
     flags: dict[str, str] = {}
     for a in argv:
         m = re.fullmatch(r"--?([a-z_]+)(?:=(.*))?", a)
