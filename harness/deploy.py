@@ -215,13 +215,6 @@ def deploy_switch(r: Remote, inv: Inventory, pipeline: str, extra_ports: dict[in
             f"--switch {p4rt} --listen {mgmt}:{CONTROLPLANE_PORT} --pipeline {pipeline} "
             f"--port-map {r.workdir}/port-map.yaml --stats-file {r.workdir}/run/controlplane-stats.json "
             f"--credentials {creds.remote_dir(r, 'controlplane')}")
-    stats = f"{r.workdir}/run/controlplane-stats.json"
-
-    def ready() -> bool:
-        if r.service_pid("controlplane") is None:
-            raise DeployError(f"{r.name}: the control plane exited:\n{r.tail('controlplane')}")
-        out = r.run(f"cat {stats} 2>/dev/null", check=False)
-        return bool(out) and bool(json.loads(out).get("static_installed")) and json.loads(out).get("connected") is True
     wait_for(ready, 60, f"the control plane on {r.name} to set pipeline {pipeline} and its static tables")
     log(f"{r.name}: emulated switch running pipeline {pipeline} (P4Runtime {p4rt}, "
         f"control plane {mgmt}:{CONTROLPLANE_PORT})")
