@@ -308,6 +308,8 @@ class CpuUse:
     slowpath_cpu_s: float = math.nan  # processes on the switch host: switch-only's slow path
     machine_busy_s: float = math.nan  # whole machine(s) busy (/proc/stat, softirq included)
     machine_cpus: int = 0             # CPUs of those machines
+    pinned_lb_s: float = math.nan     # budget suite: busy time of the CPU(s) the load balancer had alone
+    pinned_lb_cpus: int = 0
 
 
 def bpf_run_time_s(row: dict[str, Any]) -> float:
@@ -360,7 +362,14 @@ def cpu_use(cell: Cell, host_roles: dict[str, str]) -> CpuUse | None:
             agent = (0.0 if math.isnan(agent) else agent) + run_time
     window = data.get("window_s")
     machine = data.get("machine") or []
+    # The budget suite (harness/cpuplan.py): the load balancer alone on `lb_cpus`, its receive work
+    # steered there; their busy time (/proc/stat) is its measured cost.
+    lb_cpus = [str(c) for c in (cell.spec.get("cpu_plan") or {}).get("lb_cpus") or []]
+    pinned = math.nan
+    if lb_cpus and len(machine) == 1 and all(c in (machine[0].get("per_cpu_busy_s") or {}) for c in lb_cpus):
+        pinned = sum(float(machine[0]["per_cpu_busy_s"][c]) for c in lb_cpus)
     return CpuUse(
+        pinned_lb_s=pinned, pinned_lb_cpus=len(lb_cpus),
         machine_busy_s=sum(float(m.get("busy_s", 0.0)) for m in machine) if machine else math.nan,
         machine_cpus=sum(int(m.get("cpus", 0)) for m in machine),
         lb_cpu_s=sums.get("frontend", math.nan),
@@ -381,14 +390,15 @@ def _div(a: float, b: float) -> float:
 
 CPU_COLUMNS = ["lb_cpu_s", "backend_cpu_s", "agent_cpu_s", "switch_cpu_s", "generator_cpu_s", "generator_util",
                "lb_bpf_s", "agent_bpf_s", "switch_bpf_s", "switch_bpf_util", "slowpath_cpu_s", "machine_busy_s",
-               "machine_util", "machine_excl_gen_s"]
+               "machine_util", "machine_excl_gen_s", "pinned_lb_s", "pinned_lb_util"]
 # CPU seconds per ok request: front-end (incl. its eBPF), of which eBPF; agents (incl. eBPF); the
 # switch-only slow path (processes on the switch host); the emulated switch's data plane (eBPF).
 # The whole machine (/proc/stat busy time: every process, softirq and irq), and it less the load
 # generator's processes (on the local testbed the generator shares the machine).
 PER_REQUEST = {"cpu_s_per_req": "lb_cpu_s", "lb_bpf_s_per_req": "lb_bpf_s", "agent_cpu_s_per_req": "agent_cpu_s",
                "slowpath_cpu_s_per_req": "slowpath_cpu_s", "switch_bpf_s_per_req": "switch_bpf_s",
-               "machine_s_per_req": "machine_busy_s", "machine_excl_gen_s_per_req": "machine_excl_gen_s"}
+               "machine_s_per_req": "machine_busy_s", "machine_excl_gen_s_per_req": "machine_excl_gen_s",
+               "pinned_lb_s_per_req": "pinned_lb_s"}
 TIMING = ("service_p50_us", "service_p99_us", "connect_p50_us", "connect_p99_us", "ttfb_p50_us", "ttfb_p99_us",
           "queue_p99_us", "behind_share", "achieved_share")
 
@@ -453,6 +463,7 @@ def cell_metrics(cell: Cell, host_roles: dict[str, str]) -> dict[str, Any]:
             slowpath_cpu_s=cpu.slowpath_cpu_s, machine_busy_s=cpu.machine_busy_s,
             machine_util=_div(cpu.machine_busy_s, cpu_window * cpu.machine_cpus),
             machine_excl_gen_s=cpu.machine_busy_s - cpu.generator_cpu_s,
+            pinned_lb_s=cpu.pinned_lb_s, pinned_lb_util=_div(cpu.pinned_lb_s, cpu_window * cpu.pinned_lb_cpus),
         )
     for column, source in PER_REQUEST.items():
         row[column] = _div(row[source], len(ok))

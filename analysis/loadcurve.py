@@ -136,6 +136,12 @@ BUDGET_ASSUMPTIONS = [
     "whichever task runs); it includes Miresga's back-end agents, which the paper runs on the back-ends.",
     "The switch is assumed to forward at line rate (a Tofino): its emulated cost is not part of any "
     "budget; on this machine it is real CPU, so measured throughput is lower than the model.",
+    "*pinned* (suites with `pin_lb: true`, e.g. `budget`): measured, not inferred: the load balancer's "
+    "processes ran alone on one CPU, every other task of the machine on the others, and receive packet "
+    "steering put the kernel work of frames received by its hosts on its CPU (harness/cpuplan.py); its "
+    "CPU's busy time per request (/proc/stat, softirq included), less the same CPU's time per request "
+    "in the `direct` cell at the same load (the floor: nothing of the testbed ran there), is the cost. "
+    "Sends still do the start of the receiver's work (veth transmit, GRO) on the sender's CPU.",
     "/proc/stat counts every process of the machine: the machine Δ is only sound when nothing but the "
     "testbed runs there. Work outside the testbed (other jobs on a shared machine) inflates `direct`'s "
     "and the systems' figures unevenly; a machine Δ that comes out negative is shown as such and gives "
@@ -193,6 +199,7 @@ def budget_model(cells: pd.DataFrame, workload: str, budget_cores: float) -> tup
         return float(m.get(col, math.nan)) * 1e6 if m is not None else math.nan
 
     ref_machine = us(REFERENCE, "machine_excl_gen_s_per_req") - _nan0(us(REFERENCE, "switch_bpf_s_per_req"))
+    floor = _nan0(us(REFERENCE, "pinned_lb_s_per_req"))
     budget_us = budget_cores * 1e6
     rows = []
     for s in lbs:
@@ -200,6 +207,7 @@ def budget_model(cells: pd.DataFrame, workload: str, budget_cores: float) -> tup
         if s == "switch-only" and math.isnan(process):
             process = 0.0  # no front-end: its load-balancing work is the switch CPU's (shown apart)
         machine = us(s, "machine_excl_gen_s_per_req") - _nan0(us(s, "switch_bpf_s_per_req")) - ref_machine
+        pinned = us(s, "pinned_lb_s_per_req") - floor
         rows.append({
             "system": s, "measured_at": _where(chosen.get(s, pd.DataFrame())), "process_us": process,
             "machine_delta_us": machine,
@@ -208,6 +216,9 @@ def budget_model(cells: pd.DataFrame, workload: str, budget_cores: float) -> tup
             "machine_util": float(means[s].get("machine_util", math.nan)) if s in means else math.nan,
             "capacity_process": budget_us / process if process and process > 0 else math.nan,
             "capacity_machine": budget_us / machine if not math.isnan(machine) and machine > 0 else math.nan,
+            "pinned_us": pinned,
+            "pinned_util": float(means[s].get("pinned_lb_util", math.nan)) if s in means else math.nan,
+            "capacity_pinned": budget_us / pinned if not math.isnan(pinned) and pinned > 0 else math.nan,
         })
     return pd.DataFrame(rows), where
 

@@ -427,21 +427,26 @@ def budget_section(cells: pd.DataFrame, settings: loadcurve.Settings) -> str | N
         rows, where = loadcurve.budget_model(cells, wl, b)
         if rows.empty:
             continue
+        pinned = bool(rows["pinned_us"].notna().any())
         body = [[r["system"], r["measured_at"], _num(r["machine_util"] * 100, ".0f") + "%",
                  _num(r["process_us"], ".1f"), _num(r["machine_delta_us"], ".1f"),
+                 *([_num(r["pinned_us"], ".1f"), _num(r["pinned_util"] * 100, ".0f") + "%"] if pinned else []),
                  _num(r["switch_dataplane_us"], ".1f"), _num(r["switch_cpu_us"], ".1f"),
                  _num(r["measured_rps"], ",.0f"), _num(r["capacity_process"], ",.0f"),
-                 _num(r["capacity_machine"], ",.0f")] for _, r in rows.iterrows()]
+                 _num(r["capacity_machine"], ",.0f"),
+                 *([_num(r["capacity_pinned"], ",.0f")] if pinned else [])] for _, r in rows.iterrows()]
         rp = loadcurve.model_ratio(rows, "capacity_process")
         rm = loadcurve.model_ratio(rows, "capacity_machine")
+        by_pinned = f", {_num(loadcurve.model_ratio(rows, 'capacity_pinned'), '.2f')}x by pinned CPU" if pinned else ""
         ratio = (f"Modelled Miresga / HAProxy: {_num(rp, '.2f')}x by process CPU, {_num(rm, '.2f')}x by "
-                 f"machine Δ; the paper reports {loadcurve.PAPER_RATIO}x (measured on hardware).")
-        parts += [f"### Budget model: {wl} (common load: {where})", "",
-                  md_table(("system", "measured at", "machine busy", "process µs/req", "machine Δ µs/req",
-                            "switch data plane µs/req (apart)",
-                            "switch CPU µs/req (apart)", "measured requests/s",
-                            f"model: requests/s on {b:g} core(s) by process",
-                            f"model: requests/s on {b:g} core(s) by machine Δ"), body), "", ratio, ""]
+                 f"machine Δ{by_pinned}; the paper reports {loadcurve.PAPER_RATIO}x (measured on hardware).")
+        header = ("system", "measured at", "machine busy", "process µs/req", "machine Δ µs/req",
+                  *(("pinned LB CPU µs/req", "LB CPU busy") if pinned else ()),
+                  "switch data plane µs/req (apart)", "switch CPU µs/req (apart)", "measured requests/s",
+                  f"model: requests/s on {b:g} core(s) by process",
+                  f"model: requests/s on {b:g} core(s) by machine Δ",
+                  *((f"model: requests/s on {b:g} core(s) by pinned CPU",) if pinned else ()))
+        parts += [f"### Budget model: {wl} (common load: {where})", "", md_table(header, body), "", ratio, ""]
     if not parts:
         return None
     intro = [f"**A model, not a measurement.** The capacity each load balancer would have on a budget of "

@@ -107,23 +107,34 @@ PROC_STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq"
 LOCAL_MACHINE = "(machine)"   # the host name of the local testbed's row: all its hosts share one kernel
 
 
+def _times(parts: list[str]) -> dict[str, float]:
+    values = [int(v) for v in parts[1:1 + len(PROC_STAT_FIELDS)]]
+    values += [0] * (len(PROC_STAT_FIELDS) - len(values))
+    return {f"{k}_s": v / USER_HZ for k, v in zip(PROC_STAT_FIELDS, values, strict=True)}
+
+
+def _busy(times: dict[str, float]) -> float:
+    """Busy = everything but idle and iowait (softirq and irq included)."""
+    return sum(times[f"{k}_s"] for k in PROC_STAT_FIELDS if k not in ("idle", "iowait"))
+
+
 def parse_proc_stat(text: str) -> dict[str, Any]:
-    """The whole machine's CPU times (seconds, summed over CPUs) and its CPU count from /proc/stat."""
+    """The whole machine's CPU times (seconds, summed over CPUs), its CPU count, and each CPU's busy
+    seconds (`per_cpu_busy_s`, by CPU number: the budget suite's pinned load balancer) from /proc/stat."""
     out: dict[str, Any] = {}
-    cpus = 0
+    per_cpu: dict[str, float] = {}
     for line in text.splitlines():
         parts = line.split()
         if not parts:
             continue
         if parts[0] == "cpu":
-            values = [int(v) for v in parts[1:1 + len(PROC_STAT_FIELDS)]]
-            values += [0] * (len(PROC_STAT_FIELDS) - len(values))
-            out.update({f"{k}_s": v / USER_HZ for k, v in zip(PROC_STAT_FIELDS, values, strict=True)})
+            out.update(_times(parts))
         elif parts[0].startswith("cpu") and parts[0][3:].isdigit():
-            cpus += 1
+            per_cpu[parts[0][3:]] = _busy(_times(parts))
     if not out:
         raise ValueError("no aggregate 'cpu' line in /proc/stat text")
-    out["cpus"] = cpus
+    out["cpus"] = len(per_cpu)
+    out["per_cpu_busy_s"] = per_cpu
     return out
 
 
@@ -133,7 +144,9 @@ def machine_row(host: str, start: dict[str, Any], end: dict[str, Any]) -> dict[s
     row: dict[str, Any] = {"host": host, "cpus": end["cpus"], "window_s": round(end["time"] - start["time"], 3)}
     for k in PROC_STAT_FIELDS:
         row[f"{k}_s"] = round(max(0.0, end[f"{k}_s"] - start[f"{k}_s"]), 2)
-    row["busy_s"] = round(sum(row[f"{k}_s"] for k in PROC_STAT_FIELDS if k not in ("idle", "iowait")), 2)
+    row["busy_s"] = round(_busy(row), 2)
+    a, b = start.get("per_cpu_busy_s") or {}, end.get("per_cpu_busy_s") or {}
+    row["per_cpu_busy_s"] = {c: round(max(0.0, b[c] - a[c]), 2) for c in b if c in a}
     return row
 
 

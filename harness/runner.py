@@ -34,8 +34,8 @@ from typing import Any
 
 import yaml
 
+from harness import cpuplan, interrupt, locust_runner, rundir, testbed
 from harness import deploy as dep
-from harness import interrupt, locust_runner, rundir, testbed
 from harness.cellstats import CellCollector
 from harness.inventory import Inventory
 from harness.remote import Remote, RemoteError
@@ -250,31 +250,51 @@ def _run_cells(inv: Inventory, suite: Suite, run_dir: Path, todo: list[Cell], do
                 done.append(c.cell_id)
             rundir.update_manifest(run_dir, cells=done)
             continue
-        for c in cells:
-            n += 1
-            eta = (time.monotonic() - t_start) / max(n - 1, 1) * (len(todo) - n + 1) if n > 1 else \
-                suite.estimated_seconds * len(todo) / len(suite.cells)
-            log(f"[{len(done) + 1}/{len(suite.cells)}] {c.cell_id} (about {eta / 60:.1f} min left)")
-            cell_dir = run_dir / "cells" / c.cell_id
-            if cell_dir.exists():               # an abandoned attempt of an interrupted run
-                shutil.rmtree(cell_dir)
-            current[:] = [c]
-            try:
-                run_cell(inv_c, c, sysd, cell_dir, bpf_stats=suite.bpf_stats)
-            except interrupt.Interrupted:
-                if _cell_status(cell_dir) == "ok":      # collected before the stop took effect: kept
-                    done.append(c.cell_id)
-                    current.clear()
-                    rundir.update_manifest(run_dir, cells=done)
-                raise
-            except (RunError, RemoteError, OSError) as e:
-                log(f"cell {c.cell_id} failed: {e}")
-                _write_failed_cell(run_dir, c, str(e), detail=traceback.format_exc(), profile=_profile_of(inv_c))
-            done.append(c.cell_id)
-            current.clear()
-            rundir.update_manifest(run_dir, cells=done)
-            _progress(cell_dir, {name: f["role"] for name, f in hosts.items()})
+        pinned = _pin(inv_c, system) if suite.pin_lb else None
+        try:
+            for c in cells:
+                n += 1
+                eta = (time.monotonic() - t_start) / max(n - 1, 1) * (len(todo) - n + 1) if n > 1 else \
+                    suite.estimated_seconds * len(todo) / len(suite.cells)
+                log(f"[{len(done) + 1}/{len(suite.cells)}] {c.cell_id} (about {eta / 60:.1f} min left)")
+                cell_dir = run_dir / "cells" / c.cell_id
+                if cell_dir.exists():               # an abandoned attempt of an interrupted run
+                    shutil.rmtree(cell_dir)
+                current[:] = [c]
+                try:
+                    extra = {"cpu_plan": pinned.record()} if pinned is not None else None
+                    run_cell(inv_c, c, sysd, cell_dir, bpf_stats=suite.bpf_stats, extra=extra)
+                except interrupt.Interrupted:
+                    if _cell_status(cell_dir) == "ok":      # collected before the stop took effect: kept
+                        done.append(c.cell_id)
+                        current.clear()
+                        rundir.update_manifest(run_dir, cells=done)
+                    raise
+                except (RunError, RemoteError, OSError) as e:
+                    log(f"cell {c.cell_id} failed: {e}")
+                    _write_failed_cell(run_dir, c, str(e), detail=traceback.format_exc(),
+                                       profile=_profile_of(inv_c))
+                done.append(c.cell_id)
+                current.clear()
+                rundir.update_manifest(run_dir, cells=done)
+                _progress(cell_dir, {name: f["role"] for name, f in hosts.items()})
+        finally:
+            if pinned is not None:
+                with interrupt.shielded():
+                    cpuplan.release(pinned)
     dep.undeploy(inv, quiet=True)
+
+
+def _pin(inv: Inventory, system: str) -> cpuplan.Pinned:
+    """The budget suite's plan for one deployment (harness/cpuplan.py): the load balancer alone on the
+    last CPU, every other task and receive queue on the others."""
+    pinned = cpuplan.apply(inv, system)
+    rec = pinned.record()
+    log(f"{system}: CPU {','.join(map(str, pinned.lb_cpus))} for the load balancer alone "
+        f"({', '.join(rec['lb_processes']) or 'nothing: no load balancer'}; {rec['lb_tasks']} tasks), "
+        f"CPU {','.join(map(str, pinned.other_cpus))} for everything else ({rec['tasks_moved']} tasks moved), "
+        f"RPS on {len(rec['rps_cpus'])} interfaces")
+    return pinned
 
 
 def _cell_status(cell_dir: Path) -> str | None:
@@ -375,7 +395,10 @@ def _workers(inv: Inventory, clients: list[Remote]) -> list[tuple[Remote, int]]:
     return [(r, i) for r in clients for i in range(1, inv.workers_for(r.host) + 1)]
 
 
-def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, bpf_stats: bool = True) -> None:
+def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, bpf_stats: bool = True,
+             extra: dict[str, Any] | None = None) -> None:
+    """One cell: check the target, start Locust, measure the window, collect. `extra` goes to cell.json
+    (the budget suite's CPU plan)."""
     targets = sysd.targets(inv)
     address, port = targets[0]
     job = Job(workload=Workload.from_dict(cell.workload), target=Target(address=address, port=port),
@@ -443,7 +466,7 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, bpf_s
                           rec={"switch_profile": _profile_of(inv), "target": {"address": address, "port": port},
                                "generator": {"hosts": [h.name for h in inv.clients], "workers": n_workers},
                                "measure_start": measure_start, "measure_end": measure_end,
-                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0))})
+                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0))} | (extra or {}))
     finally:
         if interrupt.requested() is None:
             collector.close()

@@ -110,6 +110,7 @@ class Suite:
     bpf_stats: bool = True                  # enable the kernel's BPF statistics during cells
     slo_p99_ms: float | None = None         # the latency SLO of the headline capacity (report)
     budget_cores: float = 1.0               # the CPU budget of the report's budget model
+    pin_lb: bool = False                    # the load balancer alone on one CPU (harness/cpuplan.py)
 
     @property
     def deployments(self) -> list[tuple[str, str | None]]:
@@ -152,7 +153,8 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
     if not isinstance(data, dict):
         raise fail("(top level)", "must be a mapping")
     known_top = {"name", "description", "systems", "workloads", "load", "repetitions", "client", "verify",
-                 "switch_profiles", "bpf_stats", "slo_p99_ms", "budget_cores", "wrk_check"}
+                 "switch_profiles", "bpf_stats", "slo_p99_ms", "budget_cores", "wrk_check",
+                 "pin_lb"}
     unknown = set(data) - known_top
     if unknown:
         raise fail(sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(known_top))})")
@@ -225,11 +227,28 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
     blocks = ld if isinstance(ld, list) else [ld]
     if not blocks:
         raise fail("load", "must be a mapping or a non-empty list of mappings")
-    loads = [ld_ for i, b in enumerate(blocks)
-             for ld_ in _loads(b, "load" if not isinstance(ld, list) else f"load[{i}]", fail)]
-    labels = [x.label for x in loads]
-    if len(set(labels)) != len(labels):
-        raise fail("load", f"two load levels give the same cells ({', '.join(sorted(labels))})")
+    # (load level, the workloads it is for: None = every one); a block's `workloads` narrows it
+    levels: list[tuple[Load, frozenset[str] | None]] = []
+    for i, b in enumerate(blocks):
+        where = "load" if not isinstance(ld, list) else f"load[{i}]"
+        only = None
+        if isinstance(b, dict) and "workloads" in b:
+            b = dict(b)
+            only_raw = b.pop("workloads")
+            if not isinstance(only_raw, list) or not only_raw or not all(isinstance(n, str) for n in only_raw):
+                raise fail(f"{where}.workloads", "must be a non-empty list of workload names")
+            unknown_wl = [n for n in only_raw if n not in names]
+            if unknown_wl:
+                raise fail(f"{where}.workloads", f"no workload named {unknown_wl[0]!r} (workloads: {', '.join(names)})")
+            only = frozenset(only_raw)
+        levels += [(x, only) for x in _loads(b, where, fail)]
+    for n in names:
+        labels = [x.label for x, only in levels if only is None or n in only]
+        if not labels:
+            raise fail("load", f"no load level applies to workload {n!r}")
+        if len(set(labels)) != len(labels):
+            raise fail("load", f"two load levels give the same cells ({', '.join(sorted(labels))})")
+    loads = [x for x, _ in levels]
     if any(x.mode == "open" for x in loads):
         stock = [w["name"] for w in workloads if w["client"] != "lean"]
         if stock:
@@ -253,10 +272,17 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
     wrk_check = data.get("wrk_check", False)
     if not isinstance(wrk_check, bool):
         raise fail("wrk_check", "must be true or false")
+    pin_lb = data.get("pin_lb", False)
+    if not isinstance(pin_lb, bool):
+        raise fail("pin_lb", "must be true or false")
+    if pin_lb and inv.kind != "local":
+        raise fail("pin_lb", f"pins processes and receive queues of one machine: it needs the local testbed, "
+                   f"not the {inv.kind} inventory {inv.name!r}")
     cells = [Cell(system=s, workload=w, load=x, repetition=r, switch_profile=pname, switch_profile_path=ppath)
              for s in systems
              for pname, ppath in (profiles or [(None, None)])
-             for r, w, x in itertools.product(range(1, reps + 1), workloads, loads)]
+             for r, w, (x, only) in itertools.product(range(1, reps + 1), workloads, levels)
+             if only is None or w["name"] in only]
     if wrk_check:   # the first closed-loop cell of each system, workload (and profile)
         seen: set[tuple[Any, ...]] = set()
         for i, c in enumerate(cells):
@@ -267,7 +293,7 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
     return Suite(name=str(name), description=str(data.get("description", "")), source=source,
                  systems=tuple(systems), cells=tuple(cells), raw=data,
                  switch_profiles=tuple(p for p, _ in profiles), bpf_stats=bpf_stats,
-                 slo_p99_ms=float(slo) if slo is not None else None, budget_cores=float(budget))
+                 slo_p99_ms=float(slo) if slo is not None else None, budget_cores=float(budget), pin_lb=pin_lb)
 
 
 def _loads(ld: Any, where: str, fail: Callable[[str, str], SuiteError]) -> list[Load]:

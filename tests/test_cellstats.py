@@ -168,20 +168,25 @@ processes 32001
 procs_running 3
 """
 PROC_STAT_2 = """cpu  86349 1202 60411 4127263 1553 0 20401 7 3 1
-cpu0 43150 600 30200 2063600 705 0 15200 3 2 1
-cpu1 43199 602 30211 2063663 848 0 5201 4 1 0
+cpu0 43250 600 30200 2063600 705 0 15200 3 2 1
+cpu1 43099 602 30211 2063663 848 0 5201 4 1 0
 """
 
 
 def test_proc_stat_parsing_and_machine_window() -> None:
     a = cellstats.parse_proc_stat(PROC_STAT_1)
+    per_cpu = a.pop("per_cpu_busy_s")
     assert a == {"user_s": 860.49, "nice_s": 12.02, "system_s": 602.11, "idle_s": 41270.63, "iowait_s": 15.43,
                  "irq_s": 0.0, "softirq_s": 201.01, "steal_s": 0.07, "cpus": 2}
+    # each CPU's busy time: user + nice + system + irq + softirq + steal (not idle, not iowait)
+    assert per_cpu == {"0": pytest.approx(887.53), "1": pytest.approx(788.17)}
+    a["per_cpu_busy_s"] = per_cpu
     b = cellstats.parse_proc_stat(PROC_STAT_2)
     row = cellstats.machine_row("(machine)", a | {"time": 100.0}, b | {"time": 104.0})
     # 300 user + 200 system + 300 softirq jiffies busy; 200 idle + 10 iowait are not
     assert row == {"host": "(machine)", "cpus": 2, "window_s": 4.0, "user_s": 3.0, "nice_s": 0.0, "system_s": 2.0,
-                   "idle_s": 2.0, "iowait_s": 0.1, "irq_s": 0.0, "softirq_s": 3.0, "steal_s": 0.0, "busy_s": 8.0}
+                   "idle_s": 2.0, "iowait_s": 0.1, "irq_s": 0.0, "softirq_s": 3.0, "steal_s": 0.0, "busy_s": 8.0,
+                   "per_cpu_busy_s": {"0": 5.0, "1": 3.0}}   # 250 + 100 + 150 and 50 + 100 + 150 jiffies
     # an old kernel's shorter aggregate line (no steal column) still parses, the missing field as 0
     assert cellstats.parse_proc_stat("cpu  1 2 3 4 5 6 7\ncpu0 1 2 3 4 5 6 7\n")["steal_s"] == 0.0
     with pytest.raises(ValueError, match="no aggregate 'cpu' line"):
@@ -191,3 +196,4 @@ def test_proc_stat_parsing_and_machine_window() -> None:
 def test_this_machines_proc_stat_parses() -> None:
     got = cellstats.parse_proc_stat(Path("/proc/stat").read_text())
     assert got["cpus"] == os.cpu_count() and got["idle_s"] > 0
+    assert sorted(got["per_cpu_busy_s"], key=int) == [str(c) for c in range(got["cpus"])]

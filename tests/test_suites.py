@@ -38,7 +38,7 @@ def test_expansion_is_the_full_product_grouped_by_system():
     assert "haproxy--t2--u16--r2" in suites.dry_run(s)
 
 
-@pytest.mark.parametrize("name", ["quick", "full"])
+@pytest.mark.parametrize("name", ["quick", "full", "sweep", "budget"])
 def test_shipped_suites_expand(name):
     s = suites.load(name, INV, SYSTEMS)
     assert s.cells and set(s.systems) <= set(SYSTEMS)
@@ -59,6 +59,10 @@ def test_quick_suite_fits_in_ten_minutes():
     ({"load": {"users": 100, "spawn_rate": 10, "warmup_s": 3}}, "must outlast spawning"),
     ({"repetitions": 0}, "repetitions"),
     ({"colour": "red"}, "colour: unknown field"),
+    ({"pin_lb": "yes"}, "pin_lb: must be true or false"),
+    ({"load": [{"workloads": ["t3"], "users": 4, "spawn_rate": 4}]}, "load[0].workloads: no workload named 't3'"),
+    ({"load": [{"workloads": ["t2"], "users": 4, "spawn_rate": 4}]}, "no load level applies to workload '1k-close'"),
+    ({"load": [{"workloads": [], "users": 4, "spawn_rate": 4}]}, "must be a non-empty list of workload names"),
 ])
 def test_mistakes_are_named(change, words):
     with pytest.raises(SuiteError) as e:
@@ -131,3 +135,29 @@ def test_wrk_check_marks_the_first_closed_cell_per_system_and_workload():
         pytest.approx(4 * (5 + suites.WRK_OVERHEAD_S))
     with pytest.raises(SuiteError, match="wrk_check: must be true or false"):
         parse(BASE | {"wrk_check": "yes"})
+
+
+def test_load_blocks_for_some_workloads_only():
+    s = parse(BASE | {"load": [{"workloads": ["1k-close"], "mode": "open", "rates": [100, 300], "users": 2},
+                               {"workloads": ["t2"], "mode": "open", "rates": [5], "users": 2},
+                               {"users": 4, "spawn_rate": 4}],
+                      "repetitions": 1, "systems": ["haproxy"]})
+    assert [c.cell_id for c in s.cells] == [
+        "haproxy--1k-close--u2-o100--r1", "haproxy--1k-close--u2-o300--r1", "haproxy--1k-close--u4--r1",
+        "haproxy--t2--u2-o5--r1", "haproxy--t2--u4--r1"]
+
+
+def test_pin_lb_needs_the_local_testbed():
+    assert parse(BASE | {"pin_lb": True}).pin_lb and not parse(BASE).pin_lb
+    cluster = inventory.load("harness/inventories/tofino-cluster.example.yaml")
+    with pytest.raises(SuiteError, match="pin_lb: pins processes and receive queues of one machine"):
+        suites.parse(BASE | {"pin_lb": True}, cluster, SYSTEMS)
+
+
+def test_budget_suite_pins_and_offers_each_workload_its_rates():
+    s = suites.load("budget", INV, SYSTEMS)
+    assert s.pin_lb and set(s.systems) == {"direct", "haproxy", "miresga", "switch-only"}
+    rates = {(c.workload["name"], c.load.rate) for c in s.cells if c.system == "miresga"}
+    assert rates == {("1k-close", 100.0), ("1k-close", 300.0), ("1k-close", 600.0),
+                     ("10m-keepalive", 5.0), ("10m-keepalive", 15.0)}
+    assert all(c.load.mode == "open" for c in s.cells)

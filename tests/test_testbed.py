@@ -6,6 +6,7 @@ Uses its own small testbed (tests/data/testbed.yaml), never the user's `local` o
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -76,6 +77,11 @@ def test_haproxy_serves_byte_exact_objects_through_the_switch(inv):
     sysd = deploy.deploy(inv, "haproxy")
     address, port = sysd.targets(inv)[0]
     assert address == "198.18.1.21"
+    # every host's deployment directory and its parents stay traversable by nginx's unprivileged
+    # workers (the private credentials directory inside must not make them 0700 on a fresh host)
+    for h in inv.hosts:
+        for d in (Path(h.workdir), Path(h.workdir).parent):
+            assert d.stat().st_mode & 0o005 == 0o005, f"{d} is {oct(d.stat().st_mode)}"
     cli = testbed.netns(inv.host("tcli1"))
     for o in inv.catalog:
         body = subprocess.run(["ip", "netns", "exec", cli, "curl", "-sf", "--max-time", "20",
@@ -152,6 +158,57 @@ def test_short_suite_produces_a_complete_run_directory(inv, tmp_path):
         assert "| direct |" in section and "| haproxy |" in section
     assert "## Latency against load (open loop)" in report and "## Cross-check with wrk" in report
     assert list((run_dir / "figures").glob("*.png"))
+
+
+def _rps(inv, host: str) -> str:
+    h = inv.host(host)
+    return subprocess.run(["ip", "netns", "exec", testbed.netns(h), "cat",
+                           f"/sys/class/net/{h.data_interface}/queues/rx-0/rps_cpus"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_pinned_suite_puts_the_load_balancer_alone_on_its_cpu(inv, tmp_path):
+    from harness import cpuplan
+    cpus = cpuplan.online_cpus()
+    if len(cpus) < 2:
+        pytest.skip(f"pin_lb needs 2 online CPUs; this machine has {len(cpus)}")
+    lb, others = cpus[-1], cpus[:-1]
+    mine, rps_before = os.sched_getaffinity(0), {h: _rps(inv, h) for h in ("tfe1", "tbe1")}
+    suite_file = tmp_path / "pinned.yaml"
+    suite_file.write_text(yaml.safe_dump({
+        "name": "pinned", "systems": ["direct", "haproxy"], "pin_lb": True,
+        "workloads": [{"name": "1k-close", "objects": {"1k": 1}, "connection": "close"}],
+        "load": [{"mode": "open", "rate": 50, "users": 2, "warmup_s": 2, "duration_s": 3}]}))
+    run_dir = runner.run_suite(inv, runner.load_suite(str(suite_file), inv), keep_testbed=True,
+                               results=tmp_path / "results")
+    plans = {}
+    for d in sorted((run_dir / "cells").iterdir()):
+        cell = json.loads((d / "cell.json").read_text())
+        assert cell["status"] == "ok", cell.get("error")
+        plans[cell["system"]] = plan = cell["cpu_plan"]
+        assert (plan["lb_cpus"], plan["other_cpus"]) == ([lb], others)
+        (machine,) = json.loads((d / "cpu.json").read_text())["machine"]
+        assert sorted(machine["per_cpu_busy_s"], key=int) == [str(c) for c in cpus]
+        # every testbed veth steered: the front-end host's to the LB CPU, every other one elsewhere
+        lb_mask, other_mask = cpuplan.mask([lb]), cpuplan.mask(others)
+        fe = testbed.netns(inv.host("tfe1"))
+        steered = plan["rps_cpus"]
+        assert steered[f"{fe}/{inv.host('tfe1').data_interface}"] == (lb_mask if cell["system"] == "haproxy"
+                                                                      else other_mask)
+        assert steered[f"{testbed.netns(inv.host('tbe1'))}/{inv.host('tbe1').data_interface}"] == other_mask
+    h = plans["haproxy"]
+    # HAProxy's processes (not the host's sshd) had the LB CPU and only it
+    assert "haproxy" in h["lb_processes"] and "sshd" not in h["lb_processes"]
+    assert h["lb_tasks"] >= 1 and h["lb_tasks_allowed_cpus"] == [lb]
+    assert plans["direct"]["lb_tasks"] == 0 and plans["direct"]["lb_processes"] == []
+    # the analysis has the LB CPU's busy time per request for every cell (the budget model's "pinned")
+    from analysis import load
+    df = load.cells(run_dir)
+    assert df["pinned_lb_s_per_req"].notna().all() and (df["pinned_lb_s"] >= 0).all()
+    assert (run_dir / "report.md").is_file()
+    # afterwards every queue and this process are as before
+    assert os.sched_getaffinity(0) == mine
+    assert {h: _rps(inv, h) for h in ("tfe1", "tbe1")} == rps_before
 
 
 def _frontend_stats(inv) -> dict:

@@ -152,3 +152,41 @@ def test_hdr_percentiles() -> None:
     got = load.hdr_percentiles(list(range(1, 1001)))
     assert got["p50_us"] == 500 and got["p99_us"] == 990 and got["p999_us"] == 999
     assert math.isnan(load.hdr_percentiles([])["p50_us"])
+
+
+# The budget suite (pin_lb): the LB CPU's busy seconds in each system's cell at 25/s (100 requests)
+PINNED = {"direct": 0.02, "haproxy": 0.30, "miresga": 0.12}
+
+
+@pytest.fixture
+def pinned_run(run_builder: Callable[..., Path]) -> Path:
+    cells = []
+    for system, busy in PINNED.items():
+        cpu = _cpu(*COST[system])
+        cpu["machine"][0]["per_cpu_busy_s"] = {"0": 0.4, "1": busy}
+        plan = {"system": system, "lb_cpus": [1], "other_cpus": [0], "lb_hosts": [] if system == "direct" else ["fe1"]}
+        cells.append({"cell_id": f"{system}--1k-close--u2-o25--r1", "system": system, "wl": WL, "cpu": cpu,
+                      "rows": {"client1-1": _rows(100, lambda i: 500)}, "extra": _open(25) | {"cpu_plan": plan}})
+    d = run_builder("pinned", cells)
+    (d / "suite.yaml").write_text("name: budget\npin_lb: true\nbudget_cores: 1\n")
+    return d
+
+
+def test_pinned_cost_is_the_lb_cpus_busy_time_less_the_floor(pinned_run: Path, run: Path) -> None:
+    cells = load.cells(pinned_run).set_index("cell_id")
+    h = cells.loc["haproxy--1k-close--u2-o25--r1"]
+    assert h["pinned_lb_s"] == pytest.approx(0.30) and h["pinned_lb_util"] == pytest.approx(0.30 / 4.0)
+    assert h["pinned_lb_s_per_req"] == pytest.approx(0.30 / 100)
+    rows, where = loadcurve.budget_model(load.cells(pinned_run), "1k-close", 1.0)
+    assert where == "open loop, 25 requests/s offered"
+    r = rows.set_index("system")
+    # 3000 and 1200 µs per request on the LB CPU, less direct's 200 µs (nothing of the testbed ran there)
+    assert r.loc["haproxy", "pinned_us"] == pytest.approx(2800.0)
+    assert r.loc["miresga", "pinned_us"] == pytest.approx(1000.0)
+    assert r.loc["miresga", "capacity_pinned"] == pytest.approx(1000.0)
+    assert loadcurve.model_ratio(rows, "capacity_pinned") == pytest.approx(2.8)
+    text = report.build_report(pinned_run).read_text()
+    assert "pinned LB CPU µs/req" in text and "2.80x by pinned CPU" in text
+    # a run without the plan has no pinned figures and no such column
+    assert loadcurve.budget_model(load.cells(run), "1k-close", 2.0)[0]["pinned_us"].isna().all()
+    assert "pinned LB CPU" not in report.build_report(run).read_text()

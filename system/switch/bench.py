@@ -2,6 +2,8 @@
 through it vs a direct veth pair.
 
     python -m system.switch.bench [--seconds 3] [--calls 2000] [--out results/switch-bench.json]
+    python -m system.switch.bench --deployments 5 [--rounds 5] [--seconds 2]
+
 
 Needs root. Two parts (system/switch/README.md, "Counters" and "Benchmark"):
 1. Every pipeline and table path (route; the SYN-ACK; Miresga's front-end buckets and offload
@@ -14,6 +16,14 @@ Needs root. Two parts (system/switch/README.md, "Counters" and "Benchmark"):
    run, ns per 1448-byte TCP segment carried, and the share of one core the switch's program used
    at the measured throughput.
 Prints tables, saves JSON with provenance, and tears everything down.
+
+`--deployments N` is issue 17's acceptance check instead: N deployments in a row, each a fresh
+topology and a fresh load of the forwarding pipeline (where the kernel places map nodes changes per
+load: the old split-lock cost was bimodal across loads), and in each `--rounds` alternating
+measurements of a bulk TCP stream (GSO on, as nginx sends 10 MB objects) through the switch and
+through the direct veth pair. A deployment passes when the median switch goodput is within 10% of
+the median veth-pair goodput (alternating rounds and medians keep a shared machine's drift out of
+the ratio); the check passes when all N do.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ PORT = 5201
 CHUNK = 256 * 1024
 MSS = 1448              # TCP payload per 1500-byte packet with timestamps
 TARGET_NS = 1000        # per packet, every path (issue 17)
+WITHIN = 0.10           # the deployments check: switch goodput >= (1 - WITHIN) x the veth pair's
 
 
 def _tcp_receiver(conn: socket.socket, q: mp.Queue) -> None:
@@ -209,6 +220,66 @@ def traffic(seconds: float) -> dict[str, dict]:
     return results
 
 
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def deployments(count: int, rounds: int, seconds: float) -> list[dict]:
+    """Issue 17's check: `count` fresh deployments, each `rounds` alternating switch / veth-pair
+    measurements of a GSO bulk stream; per deployment the median goodputs, their ratio and the
+    switch program's ns per run and share of a core."""
+    out = []
+    for d in range(1, count + 1):
+        topo = StarTopology(prefix="mrsc-bn", ifprefix="mcb", nports=2, subnet=212)
+        pair = DirectPair()
+        switch = None
+        try:
+            topo.up()
+            switch = EmulatedSwitch(topo.switch_ns, topo.port_map, BPFFS / "mrsc-bench")
+            tables = switch.load(build_package("forwarding"))
+            for h in topo.hosts:
+                tables.insert("route", {"dst_addr": (ip_int(h.addr), 32)}, "forward",
+                              {"port": h.port, "smac": mac_int(h.sw_mac), "dmac": mac_int(h.mac)})
+            pair.up()
+            h1, h2 = topo.host(1), topo.host(2)
+            for ns, dev in [(h.ns, h.dev) for h in topo.hosts] + [(pair.a, "mcbda"), (pair.b, "mcbdb")]:
+                _offload(ns, dev, True)
+            sw_runs: list[dict] = []
+            veth_runs: list[dict] = []
+            with Prog.pinned(switch.pin_dir / "progs" / "pipe_ingress") as prog:
+                for r in range(rounds):
+                    # alternate which goes first, so that a drift of the machine hits both alike
+                    first_switch = r % 2 == 0
+                    for through_switch in (first_switch, not first_switch):
+                        if through_switch:
+                            sw_runs.append(_measured(prog, tcp_goodput, (h1.ns, h2.ns, h2.addr, seconds)))
+                        else:
+                            veth_runs.append(tcp_goodput(pair.a, pair.b, pair.addr_b, seconds))
+        finally:
+            if switch is not None:
+                switch.unload()
+            topo.down()
+            pair.down()
+        sw = _median([x["gbit_s"] for x in sw_runs])
+        veth = _median([x["gbit_s"] for x in veth_runs])
+        row = {"deployment": d, "rounds": rounds, "switch_gbit_s": sw, "veth_gbit_s": veth,
+               "ratio": sw / veth if veth else None,
+               "switch_runs_gbit_s": [x["gbit_s"] for x in sw_runs],
+               "veth_runs_gbit_s": [x["gbit_s"] for x in veth_runs],
+               "complete": all(x["complete"] for x in sw_runs + veth_runs),
+               "bpf_ns_per_run": _median([x["bpf_ns_per_run"] or 0 for x in sw_runs]),
+               "bpf_core_share": _median([x["bpf_core_share"] for x in sw_runs])}
+        row["within"] = row["ratio"] is not None and row["ratio"] >= 1 - WITHIN and row["complete"]
+        print(f"  deployment {d}/{count}: switch {sw:.2f} Gbit/s, veth pair {veth:.2f} Gbit/s, "
+              f"ratio {row['ratio']:.3f} ({'within' if row['within'] else 'NOT within'} {WITHIN:.0%}); "
+              f"switch {row['bpf_ns_per_run']:.0f} ns/run, {row['bpf_core_share'] * 100:.1f}% of a core",
+              flush=True)
+        out.append(row)
+    return out
+
+
 def _print_paths(paths: list[dict]) -> None:
     print(f"\n{'pipeline':12} {'path':28} {'frame':>7} {'ns/pkt (median)':>16} {'p90':>6} {'BPF stats':>10}")
     for r in paths:
@@ -242,12 +313,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=3.0, help="duration of each traffic measurement (max 30)")
     ap.add_argument("--calls", type=int, default=2000, help="test runs per path and frame size (100..100000)")
     ap.add_argument("--skip-traffic", action="store_true", help="only the per-path test runs")
+    ap.add_argument("--deployments", type=int, default=0,
+                    help="instead of the above: issue 17's check over this many fresh deployments (1..20)")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating measurements per deployment (1..20)")
     ap.add_argument("--out", type=Path, default=Path("results/switch-bench.json"))
     args = ap.parse_args(argv)
     seconds = min(max(args.seconds, 0.5), 30.0)
     calls = min(max(args.calls, 100), 100_000)
     if os.geteuid() != 0:
         ap.error("needs root (network namespaces, BPF)")
+    if args.deployments:
+        return _deployments_main(args, seconds)
     stats_fd = enable_stats()
     try:
         print(f"per-path cost ({calls} test runs each):", flush=True)
@@ -267,6 +343,33 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"saved {args.out}")
     return 0
+
+
+def _deployments_main(args: argparse.Namespace, seconds: float) -> int:
+    count = min(max(args.deployments, 1), 20)
+    rounds = min(max(args.rounds, 1), 20)
+    print(f"{count} deployments x {rounds} alternating rounds of {seconds:g} s (switch, veth pair); "
+          f"pass: switch >= {1 - WITHIN:.0%} of the veth pair (EMULATED switch)", flush=True)
+    stats_fd = enable_stats()
+    try:
+        rows = deployments(count, rounds, seconds)
+    finally:
+        os.close(stats_fd)
+    passed = all(r["within"] for r in rows)
+    ratios = [r["ratio"] for r in rows]
+    print(f"ratios {', '.join(f'{x:.3f}' for x in ratios)}: {sum(r['within'] for r in rows)} of {count} "
+          f"within {WITHIN:.0%} -> {'PASS' if passed else 'FAIL'}")
+    doc = {"format": 2, "benchmark": "switch-deployments", "seconds": seconds, "rounds": rounds,
+           "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+           "host": {"kernel": platform.release(), "nproc": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg": os.getloadavg()},
+           "git": _git(), "emulated": True, "within": WITHIN, "pipeline": "forwarding",
+           "deployments": rows, "passed": passed}
+    out = args.out if args.out != Path("results/switch-bench.json") else Path("results/switch-deployments.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"saved {out}")
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":
