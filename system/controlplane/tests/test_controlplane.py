@@ -211,7 +211,7 @@ def test_reconnects_after_a_switch_restart_and_reinstalls(switch_proc, forwardin
         acks(cli, [add(cli, f"198.18.104.{i}") for i in range(1, 6)] + [delete(cli, "198.18.104.5")])
         switch_proc.stop()                                    # the switch goes away: its tables with it
         assert not switch_proc.pin_dir.exists()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60      # a hang guard, not a bound
         while c.controller.connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not c.controller.connected.is_set()

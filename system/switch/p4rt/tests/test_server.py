@@ -273,7 +273,7 @@ def test_backup_client_is_refused_and_takes_over(shell, server) -> None:
         # A higher election id takes over: everybody is told.
         top = raw_client(server, (0, 20))
         try:
-            msg = backup.get_stream_packet("arbitration", timeout=2)
+            msg = backup.get_stream_packet("arbitration", timeout=60)
             assert msg is not None and msg.arbitration.status.code == code_pb2.ALREADY_EXISTS
             assert msg.arbitration.election_id.low == 20
             with pytest.raises(grpc.RpcError) as e:
