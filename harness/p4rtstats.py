@@ -1,0 +1,89 @@
+"""The switch's table counters as a real switch offers them: P4Runtime reads (harness/cellstats.py,
+for a `tofino` switch target, where the emulated switch's pinned maps and p4rt-stats.json do not exist).
+
+One `read(address, credentials)` gives, per table that has a direct counter, what
+analysis/switchstats.py reads from a `counters` snapshot:
+
+- `entries`: the table's entries now (a wildcard Read with `counter_data`);
+- `hit_packets` / `hit_bytes`: the sum of those entries' direct counters, plus (`add_retired`) the
+  counters of the entries the control plane deleted so far: it reads an entry's direct counter just
+  before deleting it (system/controlplane/controller.py, stats `retired_counters`), since a switch
+  drops the counter with the entry. The live read comes first, the control plane's stats second: an
+  entry deleted between the two counts twice, so a window's edge is off by at most the few entries
+  deleted in those milliseconds;
+- `miss_packets` / `miss_bytes`: the default entry's direct counter (every default action of the
+  project's P4 programs counts the table's counter);
+- `capacity`: the table's size in the switch's P4Info.
+
+Reads are done with the harness's monitor identity over TLS (harness/credentials.py; the P4Runtime
+server lets role `monitor` Read and GetForwardingPipelineConfig only, system/switch/p4rt/access.py),
+need no arbitration, and never write. The same code reads the emulated switch's server (the stand-in
+SDE's stratum_bf serves it), which is how tests/test_tofino_standin.py checks it end to end.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import grpc
+from p4.v1 import p4runtime_pb2, p4runtime_pb2_grpc
+
+from system.credentials import Credentials
+from system.switch.p4rt.codec import P4InfoIndex
+
+
+def _channel(address: str, credentials: Credentials | None) -> grpc.Channel:
+    return (grpc.secure_channel(address, credentials.grpc_channel_credentials()) if credentials
+            else grpc.insecure_channel(address))
+
+
+def read(address: str, credentials: Credentials | None, device_id: int = 1, timeout: float = 10.0
+         ) -> dict[str, Any]:
+    """{"time", "tables": {alias: {entries, hit_packets, hit_bytes, miss_packets, miss_bytes,
+    capacity}}, "p4rt": {"tables": {alias: {"capacity"}}}} of the counted tables (module doc).
+    Raises grpc.RpcError when the switch does not answer or refuses."""
+    with _channel(address, credentials) as ch:
+        stub = p4runtime_pb2_grpc.P4RuntimeStub(ch)
+        req = p4runtime_pb2.GetForwardingPipelineConfigRequest(
+            device_id=device_id, response_type=p4runtime_pb2.GetForwardingPipelineConfigRequest.P4INFO_AND_COOKIE)
+        p4info = stub.GetForwardingPipelineConfig(req, timeout=timeout).config.p4info
+        idx = P4InfoIndex(p4info)
+        counted = sorted({c.direct_table_id for c in p4info.direct_counters})
+        t0 = time.time()
+        tables: dict[str, dict[str, int]] = {}
+        for tid in counted:
+            t = idx.table(tid)
+            row = dict.fromkeys(("entries", "hit_packets", "hit_bytes"), 0)
+            ent = p4runtime_pb2.Entity()
+            ent.table_entry.table_id = tid
+            ent.table_entry.counter_data.SetInParent()
+            for rep in stub.Read(p4runtime_pb2.ReadRequest(device_id=device_id, entities=[ent]), timeout=timeout):
+                for e in rep.entities:
+                    row["entries"] += 1
+                    row["hit_packets"] += e.table_entry.counter_data.packet_count
+                    row["hit_bytes"] += e.table_entry.counter_data.byte_count
+            dflt = p4runtime_pb2.Entity()
+            dflt.direct_counter_entry.table_entry.table_id = tid
+            dflt.direct_counter_entry.table_entry.is_default_action = True
+            for rep in stub.Read(p4runtime_pb2.ReadRequest(device_id=device_id, entities=[dflt]), timeout=timeout):
+                for e in rep.entities:
+                    row["miss_packets"] = e.direct_counter_entry.data.packet_count
+                    row["miss_bytes"] = e.direct_counter_entry.data.byte_count
+            row["capacity"] = t.size
+            tables[t.alias] = row
+    return {"time": (t0 + time.time()) / 2, "source": "p4runtime", "tables": tables,
+            "p4rt": {"tables": {a: {"capacity": r["capacity"]} for a, r in tables.items()}}}
+
+
+def add_retired(counters: dict[str, Any], cp_stats: dict[str, Any] | None) -> dict[str, Any]:
+    """`counters` (from `read`) with the control plane's `retired_counters` added to the hits and
+    recorded under "retired" (a table the control plane never deleted from is unchanged)."""
+    retired = (cp_stats or {}).get("retired_counters") or {}
+    for alias, c in retired.items():
+        row = counters["tables"].get(alias)
+        if row is not None:
+            row["hit_packets"] += int(c.get("packets", 0))
+            row["hit_bytes"] += int(c.get("bytes", 0))
+    counters["retired"] = retired
+    return counters
