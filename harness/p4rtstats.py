@@ -12,7 +12,9 @@ analysis/switchstats.py reads from a `counters` snapshot:
   entry deleted between the two counts twice, so a window's edge is off by at most the few entries
   deleted in those milliseconds;
 - `miss_packets` / `miss_bytes`: the default entry's direct counter (every default action of the
-  project's P4 programs counts the table's counter);
+  project's P4 programs counts the table's counter); absent when the server cannot read a default
+  entry's counter (the offloaded share then takes `backend_by_index` misses, client ACKs of an
+  offloaded connection whose back-end index the switch does not know, as none);
 - `capacity`: the table's size in the switch's P4Info.
 
 Reads are done with the harness's monitor identity over TLS (harness/credentials.py; the P4Runtime
@@ -66,10 +68,16 @@ def read(address: str, credentials: Credentials | None, device_id: int = 1, time
             dflt = p4runtime_pb2.Entity()
             dflt.direct_counter_entry.table_entry.table_id = tid
             dflt.direct_counter_entry.table_entry.is_default_action = True
-            for rep in stub.Read(p4runtime_pb2.ReadRequest(device_id=device_id, entities=[dflt]), timeout=timeout):
-                for e in rep.entities:
-                    row["miss_packets"] = e.direct_counter_entry.data.packet_count
-                    row["miss_bytes"] = e.direct_counter_entry.data.byte_count
+            try:
+                for rep in stub.Read(p4runtime_pb2.ReadRequest(device_id=device_id, entities=[dflt]),
+                                     timeout=timeout):
+                    for e in rep.entities:
+                        row["miss_packets"] = e.direct_counter_entry.data.packet_count
+                        row["miss_bytes"] = e.direct_counter_entry.data.byte_count
+            except grpc.RpcError as e:     # a server without default-entry counters: no miss_* fields
+                if e.code() not in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INVALID_ARGUMENT,
+                                    grpc.StatusCode.NOT_FOUND):
+                    raise
             row["capacity"] = t.size
             tables[t.alias] = row
     return {"time": (t0 + time.time()) / 2, "source": "p4runtime", "tables": tables,

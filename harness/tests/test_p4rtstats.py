@@ -36,3 +36,11 @@ def test_offloaded_share_over_a_window_counts_the_deleted_entries() -> None:
     end = add_retired(end, {"retired_counters": {"offload": {"entries": 3, "packets": 60, "bytes": 81_000}}})
     offloaded, total = switchstats.offload_bytes("miresga", start, end)
     assert (offloaded, total) == (81_000 - 1_000 - 500, 100_000)
+
+
+def test_a_switch_without_default_entry_counters_still_gives_the_share() -> None:
+    start, end = counters(1_000, 100, 2_000), counters(51_000, 600, 102_000)
+    for c in (start, end):
+        for row in c["tables"].values():
+            del row["miss_packets"], row["miss_bytes"]
+    assert switchstats.offload_bytes("miresga", start, end) == (50_000 - 500, 100_000)
