@@ -398,8 +398,10 @@ class CellCollector:
         from harness import p4rtstats
         from harness.credentials import monitor as monitor_credentials
         sw = self.inv.switch_host
+        # bf_switchd's P4Runtime server has no TLS (the control plane uses --switch-insecure with it)
+        tls = self.inv.switch.tofino is None or self.inv.switch.tofino.server == "stratum_bf"
         return p4rtstats.read(f"{sw.mgmt_address or sw.ssh_address}:{self.inv.switch.p4runtime_port}",
-                              monitor_credentials(self.inv))
+                              monitor_credentials(self.inv) if tls else None)
 
     def _host_read(self, h: Host) -> str:
         """One SSH round trip per host: its BPF listing and the stats files this system writes there."""
