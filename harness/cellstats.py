@@ -265,7 +265,7 @@ class CellCollector:
 
     # -- the control plane ---------------------------------------------------------------------
 
-    def _cp_stats(self) -> dict[str, Any]:
+    def _cp_stats(self, retired_after: int | None = None) -> dict[str, Any]:
         from harness.credentials import monitor as monitor_credentials
         from system.controlplane.protocol import Client
         sw = self.inv.switch_host
@@ -274,7 +274,7 @@ class CellCollector:
                 self._cp = Client((str(sw.mgmt_address or sw.ssh_address), dep.CONTROLPLANE_PORT), timeout=3,
                                   name="harness-stats", credentials=monitor_credentials(self.inv))
             try:
-                rep = self._cp.stats()
+                rep = self._cp.stats(retired_after)
             except (OSError, ValueError):
                 self._cp.close()
                 self._cp = None
@@ -320,6 +320,8 @@ class CellCollector:
                 snap["counters"] = counters
             if isinstance(cp_out, BaseException):
                 self._error(f"{label}: the control plane's stats", cp_out)
+                if isinstance(counters, dict):
+                    counters.pop("live", None)     # per-entry counters: only for add_retired
             else:
                 snap["controlplane_time"], snap["controlplane"] = cp_out
                 if counters is not None and not isinstance(counters, BaseException):
@@ -373,21 +375,28 @@ class CellCollector:
             self._snap_thread.join(timeout=60)
             self._snap_thread = None
 
-    def _timed_cp_stats(self) -> tuple[float, dict[str, Any]]:
+    def _timed_cp_stats(self, retired_after: int | None = None) -> tuple[float, dict[str, Any]]:
         t0 = time.time()
-        stats = self._cp_stats()
+        stats = self._cp_stats(retired_after)
         return (t0 + time.time()) / 2, stats
 
     def _counters_then_cp_stats(self) -> tuple[Any, Any]:
-        """(P4Runtime counters or None or the error, (time, control-plane stats) or the error)."""
+        """(P4Runtime counters or None or the error, (time, control-plane stats) or the error). With
+        P4Runtime counters: the control plane's stats before the read (its `retired_seq`) and after
+        it (the entries deleted meanwhile, harness/p4rtstats.py `add_retired`)."""
         counters: Any = None
+        after: int | None = None
         if self.p4rt_counters:
+            try:
+                after = int(self._cp_stats().get("retired_seq", 0))
+            except (OSError, ValueError) as e:
+                return None, e
             try:
                 counters = self._p4rt_counters()
             except Exception as e:  # grpc.RpcError and anything of a half-set switch: never stops a run
                 counters = e
         try:
-            cp: Any = self._timed_cp_stats()
+            cp: Any = self._timed_cp_stats(after)
         except (OSError, ValueError) as e:
             cp = e
         return counters, cp

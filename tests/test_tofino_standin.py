@@ -202,6 +202,8 @@ def test_switch_metrics_over_p4runtime(inv, tmp_path):
     assert window["errors"] == []
     start, end = window["start"], window["end"]
     assert end["counters"]["source"] == "p4runtime" and end["counters"]["retired"]["offload"]["bytes"] > 0
+    assert "live" not in end["counters"] and end["counters"]["deleted_while_read"] >= 0     # no per-entry data kept
+    assert end["controlplane"]["retired_seq"] >= 4 and "retired_entries" not in end["controlplane"]
     assert end["p4rt"]["tables"]["offload"]["capacity"] == before["tables"]["offload"]["capacity"]
 
     m = switchstats.cell_switch_metrics(cell, None)

@@ -44,3 +44,16 @@ def test_a_switch_without_default_entry_counters_still_gives_the_share() -> None
         for row in c["tables"].values():
             del row["miss_packets"], row["miss_bytes"]
     assert switchstats.offload_bytes("miresga", start, end) == (50_000 - 500, 100_000)
+
+
+def test_an_entry_deleted_during_the_read_counts_once() -> None:
+    # The live read saw entry k1 (40,000 bytes then) and k2; k1 was deleted before the control plane's
+    # second reply, which retired it with 41,000 bytes: its live 40,000 come out, the retired 41,000 stay.
+    c = counters(40_000 + 7_000, 100, 9_000)
+    c["live"] = {"offload": {"k1": (40, 40_000), "k2": (7, 7_000)}}
+    cp = {"retired_counters": {"offload": {"entries": 5, "packets": 90, "bytes": 141_000}},
+          "retired_entries": [[4, "offload", "k0", 50, 100_000], [5, "offload", "k1", 41, 41_000]]}
+    add_retired(c, cp)
+    assert c["tables"]["offload"]["hit_bytes"] == 7_000 + 141_000
+    assert c["tables"]["offload"]["hit_packets"] == 7 + 90 and c["deleted_while_read"] == 1
+    assert "live" not in c and "retired_entries" not in cp        # nothing per-entry is kept

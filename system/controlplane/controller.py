@@ -144,10 +144,17 @@ class Stats:
         # (a deleted entry's counter goes with it): alias -> {"entries", "packets", "bytes"}.
         self.retired: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
         self.retired_read_errors = 0
+        # The same, one record per deleted entry: (sequence number, alias, entry key hex, packets, bytes);
+        # a `stats` request with `retired_after` gets those after a sequence number (harness/p4rtstats.py).
+        self.retired_seq = 0
+        self.retired_log: collections.deque[tuple[int, str, str, int, int]] = collections.deque(maxlen=100_000)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, retired_after: int | None = None) -> dict[str, Any]:
         now = time.monotonic()
         with self.lock:
+            extra: dict[str, Any] = {}
+            if retired_after is not None:
+                extra["retired_entries"] = [list(r) for r in self.retired_log if r[0] > retired_after]
             while self.recent and self.recent[0][0] < now - 1.0:
                 self.recent.popleft()
             last = collections.Counter(kind for _, kind in self.recent)
@@ -165,7 +172,7 @@ class Stats:
                 "auth": {"sessions": dict(self.sessions), "handshakes_failed": self.handshakes_failed,
                          "refused": dict(self.refused), "refused_total": sum(self.refused.values())},
                 "retired_counters": {t: dict(c) for t, c in self.retired.items()},
-                "retired_read_errors": self.retired_read_errors,
+                "retired_read_errors": self.retired_read_errors, "retired_seq": self.retired_seq, **extra,
             }
 
 
@@ -266,8 +273,8 @@ class Controller:
         """Current/previous secret, rotation time and period; None when the pipeline has no cookie."""
         return self.secrets.snapshot() if self.secrets else None
 
-    def snapshot(self) -> dict[str, Any]:
-        snap = self.stats.snapshot()
+    def snapshot(self, retired_after: int | None = None) -> dict[str, Any]:
+        snap = self.stats.snapshot(retired_after)
         if self.secrets:
             snap["cookie"] = {"rotations": self.secrets.rotations, "installs": self.secrets.installs,
                               "rotated_at": self.secrets.rotated_at, "rotation_s": self.secrets.rotation_s}
@@ -368,7 +375,7 @@ class Controller:
         self._carry = carry + self._carry
         return batch
 
-    def _retiring_counts(self, ops: list[Op]) -> dict[int, tuple[int, int]]:
+    def _retiring_counts(self, ops: list[Op]) -> dict[int, tuple[int, int, bytes]]:
         """(packets, bytes) of the direct counter of each entry `ops` delete (index in `ops`), read
         in one Read RPC before the Write: the switch drops an entry's counter with the entry, and the
         harness's offloaded-bytes figure on a real switch is the live entries' counters plus these
@@ -393,7 +400,7 @@ class Controller:
         for d in got:
             i = wanted.get(self.codec.entry_key(d.table_entry))
             if i is not None:
-                out[i] = (d.data.packet_count, d.data.byte_count)
+                out[i] = (d.data.packet_count, d.data.byte_count, self.codec.entry_key(d.table_entry)[1])
         return out
 
     def _send(self, ops: list[Op]) -> None:
@@ -420,6 +427,9 @@ class Controller:
                             c["entries"] += 1
                             c["packets"] += retiring[i][0]
                             c["bytes"] += retiring[i][1]
+                            self.stats.retired_seq += 1
+                            self.stats.retired_log.append((self.stats.retired_seq, op.table, retiring[i][2].hex(),
+                                                           retiring[i][0], retiring[i][1]))
                 else:
                     self.state[op.ident] = op.update.with_type(p4runtime_pb2.Update.INSERT)
         self._ack_all([(op, r.code, r.message) for op, r in zip(ops, results, strict=True)])
