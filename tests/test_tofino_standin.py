@@ -139,7 +139,7 @@ def slow_fetch(inv, path: str, rate: str) -> subprocess.Popen:
     entry) lasts seconds however fast the machine."""
     cli = testbed.netns(inv.clients[0])
     address, port = deploy.get_system("miresga").targets(inv)[0]
-    return subprocess.Popen(["ip", "netns", "exec", cli, "curl", "-sf", "--max-time", "120", "--limit-rate", rate,
+    return subprocess.Popen(["ip", "netns", "exec", cli, "curl", "-sf", "--max-time", "180", "--limit-rate", rate,
                              "-o", "/dev/null", "-w", "%{size_download}", f"http://{address}:{port}{path}"],
                             stdout=subprocess.PIPE)
 
@@ -180,14 +180,20 @@ def test_switch_metrics_over_p4runtime(inv, tmp_path):
     collector.begin()
     try:
         collector.snapshot("start")
-        slow = slow_fetch(inv, "/obj/10m", "2M")             # >= 5 s: the sampler sees its offload entry
-        poll("the slow connection's offload entry in the control plane's samples",
-             lambda: any((s["stats"].get("occupancy") or {}).get("offload", 0) >= 1 for s in collector.samples))
+        slow = slow_fetch(inv, "/obj/10m", "1M")             # >= 10 s: the sampler sees its offload entry
+
+        def sampled() -> bool:
+            if slow.poll() is not None:
+                raise AssertionError(f"the slow fetch ended (exit {slow.returncode}, {slow.stdout.read()!r} bytes) "
+                                     f"before a sample showed its entry; samples: {len(collector.samples)}, "
+                                     f"errors: {collector.errors}")
+            return any((s["stats"].get("occupancy") or {}).get("offload", 0) >= 1 for s in collector.samples)
+        poll("the slow connection's offload entry in the control plane's samples", sampled)
         live = p4rtstats.read(p4rt, monitor)["tables"]["offload"]
         assert live["entries"] >= 1
         for _ in range(3):
             assert fetch(inv, "/obj/10m") == size
-        assert slow.wait(timeout=150) == 0 and slow.stdout.read() == str(len(size)).encode()
+        assert slow.wait(timeout=200) == 0 and slow.stdout.read() == str(len(size)).encode()
         # Every connection's entry deleted, each counter read just before its delete.
         poll("the offload entries deleted and their counters retired",
              lambda: collector._cp_stats().get("retired_counters", {}).get("offload", {}).get("entries", 0) >= 4
