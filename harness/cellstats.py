@@ -179,6 +179,9 @@ class CellCollector:
         self.bpf_stats = bpf_stats
         roles = {role for role, _ in sysd.measured}
         self.emulated_switch = inv.switch.target == "emulated"
+        # A real switch (tofino): its counters come over P4Runtime (harness/p4rtstats.py), not from maps.
+        self.p4rt_counters = inv.switch.target == "tofino"
+        self.controlplane = self.emulated_switch or self.p4rt_counters
         hosts = [h for h in inv.hosts if h.role in roles]
         if self.emulated_switch and inv.switch_host not in hosts:
             hosts.append(inv.switch_host)
@@ -210,7 +213,7 @@ class CellCollector:
     def begin(self) -> None:
         if self.bpf_stats:
             self._enable_bpf_stats()
-        if self.emulated_switch:
+        if self.controlplane:
             self._sampler = threading.Thread(target=self._sample_loop, name="cp-sampler", daemon=True)
             self._sampler.start()
 
@@ -275,7 +278,7 @@ class CellCollector:
 
     # -- the control plane ---------------------------------------------------------------------
 
-    def _cp_stats(self) -> dict[str, Any]:
+    def _cp_stats(self, retired_after: int | None = None) -> dict[str, Any]:
         from harness.credentials import monitor as monitor_credentials
         from system.controlplane.protocol import Client
         sw = self.inv.switch_host
@@ -284,7 +287,7 @@ class CellCollector:
                 self._cp = Client((str(sw.mgmt_address or sw.ssh_address), dep.CONTROLPLANE_PORT), timeout=3,
                                   name="harness-stats", credentials=monitor_credentials(self.inv))
             try:
-                rep = self._cp.stats()
+                rep = self._cp.stats(retired_after)
             except (OSError, ValueError):
                 self._cp.close()
                 self._cp = None
@@ -319,13 +322,24 @@ class CellCollector:
             except (OSError, ValueError) as e:
                 self._error(f"{label}: /proc/stat", e)
         with ThreadPoolExecutor(max_workers=len(self.hosts) + 1) as pool:
-            cp = pool.submit(self._timed_cp_stats) if self.emulated_switch else None
+            cp = pool.submit(self._counters_then_cp_stats) if self.controlplane else None
             outs = {h.name: pool.submit(self._host_read, h) for h in self.hosts}
         if cp is not None:
-            try:
-                snap["controlplane_time"], snap["controlplane"] = cp.result()
-            except (OSError, ValueError) as e:
-                self._error(f"{label}: the control plane's stats", e)
+            counters, cp_out = cp.result()
+            if isinstance(counters, BaseException):
+                self._error(f"{label}: the switch's counters over P4Runtime", counters)
+            elif counters is not None:
+                snap["p4rt"] = counters.pop("p4rt")
+                snap["counters"] = counters
+            if isinstance(cp_out, BaseException):
+                self._error(f"{label}: the control plane's stats", cp_out)
+                if isinstance(counters, dict):
+                    counters.pop("live", None)     # per-entry counters: only for add_retired
+            else:
+                snap["controlplane_time"], snap["controlplane"] = cp_out
+                if counters is not None and not isinstance(counters, BaseException):
+                    from harness.p4rtstats import add_retired
+                    add_retired(counters, cp_out[1])
         for h in self.hosts:
             try:
                 out = outs[h.name].result()
@@ -374,10 +388,42 @@ class CellCollector:
             self._snap_thread.join(timeout=60)
             self._snap_thread = None
 
-    def _timed_cp_stats(self) -> tuple[float, dict[str, Any]]:
+    def _timed_cp_stats(self, retired_after: int | None = None) -> tuple[float, dict[str, Any]]:
         t0 = time.time()
-        stats = self._cp_stats()
+        stats = self._cp_stats(retired_after)
         return (t0 + time.time()) / 2, stats
+
+    def _counters_then_cp_stats(self) -> tuple[Any, Any]:
+        """(P4Runtime counters or None or the error, (time, control-plane stats) or the error). With
+        P4Runtime counters: the control plane's stats before the read (its `retired_seq`) and after
+        it (the entries deleted meanwhile, harness/p4rtstats.py `add_retired`)."""
+        counters: Any = None
+        after: int | None = None
+        if self.p4rt_counters:
+            try:
+                after = int(self._cp_stats().get("retired_seq", 0))
+            except (OSError, ValueError) as e:
+                return None, e
+            try:
+                counters = self._p4rt_counters()
+            except Exception as e:  # grpc.RpcError and anything of a half-set switch: never stops a run
+                counters = e
+        try:
+            cp: Any = self._timed_cp_stats(after)
+        except (OSError, ValueError) as e:
+            cp = e
+        return counters, cp
+
+    def _p4rt_counters(self) -> dict[str, Any]:
+        """A real switch's table counters over P4Runtime (harness/p4rtstats.py): read before the
+        control plane's stats, whose retired counters are added once both are in."""
+        from harness import p4rtstats
+        from harness.credentials import monitor as monitor_credentials
+        sw = self.inv.switch_host
+        # bf_switchd's P4Runtime server has no TLS (the control plane uses --switch-insecure with it)
+        tls = self.inv.switch.tofino is None or self.inv.switch.tofino.server == "stratum_bf"
+        return p4rtstats.read(f"{sw.mgmt_address or sw.ssh_address}:{self.inv.switch.p4runtime_port}",
+                              monitor_credentials(self.inv) if tls else None)
 
     def _host_read(self, h: Host) -> str:
         """One SSH round trip per host: its BPF listing and the stats files this system writes there."""

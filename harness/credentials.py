@@ -96,10 +96,9 @@ def put_private(r: Remote, files: dict[str, bytes]) -> None:
             tar.addfile(info, io.BytesIO(data))
     buf.seek(0)
     q = shlex.quote(base)
-    # The workdir first, with the ordinary umask: under `umask 077` mkdir -p would make every missing
-    # parent 0700 too, and on a fresh host nginx's workers (not root) could then not reach their files.
-    r.run(f"mkdir -p {shlex.quote(r.workdir)}")
-    r.run(f"umask 077 && rm -rf {q} && mkdir -p {q} && chmod 700 {q}")
+    # The workdir (and its parents) with the default umask: on a fresh host `mkdir -p` under umask 077
+    # would make them 0700, and the back-ends' nginx workers could not reach their objects.
+    r.run(f"mkdir -p {shlex.quote(r.workdir)} && umask 077 && rm -rf {q} && mkdir -p {q} && chmod 700 {q}")
     r.conn.put(buf, remote=f"{base}/.incoming.tgz")
     r.run(f"umask 077 && tar --no-same-owner -xzf {q}/.incoming.tgz -C {q} && rm -f {q}/.incoming.tgz "
           f"&& chmod -R go-rwx {q}")

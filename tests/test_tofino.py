@@ -263,3 +263,27 @@ def test_provenance_labels_the_standin():
                                                    "p4runtime_server": "stratum_bf", "chip": "tofino",
                                                    "stand_in": False}
     assert provenance(inventory.load(ROOT / "tests" / "data" / "testbed.yaml")) is None
+
+
+def test_standin_bfshell_adds_the_platform_ports_and_refuses_others(tmp_path):
+    """The stand-in bfshell (run_bfshell.sh) on deploy's own script: every inventory port added, with
+    its speed, FEC and autoneg, and `show` rows that deploy's ports check accepts; a port the stand-in
+    platform lacks, or bf_switchd not started, is an error."""
+    from system.switch.sde_standin import bfshell
+    inv = inventory.load(Path(__file__).parent / "data" / "testbed-tofino-switchd.yaml")
+    t = inv.switch.tofino
+    conf = tmp_path / "tofino"
+    conf.mkdir()
+    (conf / "chassis_config.pb.txt").write_text(tofino.chassis_config(inv))
+    script = tofino.ucli_script(t)
+    status, out = bfshell.run(script, conf)
+    assert status == 1 and "bf_switchd has not started here" in out
+    (conf / "bf_switchd").mkdir()
+    status, out = bfshell.run(script, conf)
+    assert status == 0 and tofino.missing_ports(out, t.ports) == []
+    added = yaml.safe_load((conf / "bf_switchd" / "ports.json").read_text())
+    assert {p: (v["interface"], v["speed"], v["fec"], v["enabled"]) for p, v in added.items()} == {
+        p.port: (p.name, p.speed, p.fec.upper(), True) for p in t.ports}
+    status, out = bfshell.run("ucli\npm\nport-add 9/0 10G NONE\n", conf)
+    assert status == 1 and "no such port '9/0'" in out
+    assert tofino.missing_ports(bfshell.run("ucli\npm\nshow\n", conf)[1], t.ports) == [p.port for p in t.ports]

@@ -132,3 +132,92 @@ def test_undeploy_leaves_nothing(inv):
     stopped = deploy.undeploy(inv)
     assert "tfsw:switchd" in stopped and "tfsw:controlplane" in stopped
     assert leftovers(inv) == []
+
+
+def slow_fetch(inv, path: str, rate: str) -> subprocess.Popen:
+    """A rate-limited fetch through the VIP from the first client: its connection (and so its offload
+    entry) lasts seconds however fast the machine."""
+    cli = testbed.netns(inv.clients[0])
+    address, port = deploy.get_system("miresga").targets(inv)[0]
+    return subprocess.Popen(["ip", "netns", "exec", cli, "curl", "-sf", "--max-time", "180", "--limit-rate", rate,
+                             "-o", "/dev/null", "-w", "%{size_download}", f"http://{address}:{port}{path}"],
+                            stdout=subprocess.PIPE)
+
+
+def poll(what: str, fn, deadline_s: float = 60.0):
+    import time
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.2)
+    raise AssertionError(f"never saw {what} within {deadline_s} s")
+
+
+def test_switch_metrics_over_p4runtime(inv, tmp_path):
+    """The switch side of a cell on a `tofino` target: no pinned maps, no p4rt-stats.json; the harness
+    reads the table counters over P4Runtime with its monitor identity (harness/p4rtstats.py) and the
+    control plane's stats (occupancy, insertions, the counters of the entries it deleted), and the
+    report's figures come out of them: offloaded share, insertions/s, occupancy, capacity."""
+    from analysis import switchstats
+    from harness import credentials, p4rtstats
+    from harness.cellstats import CellCollector
+
+    sysd = deploy.deploy(inv, "miresga")
+    size = object_bytes("10m", 10 * 1024 * 1024)
+    p4rt = f"{inv.switch_host.mgmt_address}:{inv.switch.p4runtime_port}"
+    monitor = credentials.monitor(inv)
+    with pytest.raises(grpc.RpcError) as refused:                 # no identity: no counters
+        p4rtstats.read(p4rt, None)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    before = p4rtstats.read(p4rt, monitor)
+    assert before["source"] == "p4runtime" and before["tables"]["offload"]["entries"] == 0
+    assert before["tables"]["backends"]["entries"] == len(inv.backends)
+    assert before["tables"]["offload"]["capacity"] > 0
+
+    collector = CellCollector(inv, sysd, bpf_stats=False)
+    collector.begin()
+    try:
+        collector.snapshot("start")
+        slow = slow_fetch(inv, "/obj/10m", "300K")   # ~33 s; the back-end is done (and the entry
+        # deleted) once the rest fits in the client's receive buffer (a few MB): still >= 10 s
+
+        def sampled() -> bool:
+            if slow.poll() is not None:
+                raise AssertionError(f"the slow fetch ended (exit {slow.returncode}, {slow.stdout.read()!r} bytes) "
+                                     f"before a sample showed its entry; samples: {len(collector.samples)}, "
+                                     f"errors: {collector.errors}")
+            return any((s["stats"].get("occupancy") or {}).get("offload", 0) >= 1 for s in collector.samples)
+        poll("the slow connection's offload entry in the control plane's samples", sampled)
+        live = p4rtstats.read(p4rt, monitor)["tables"]["offload"]
+        assert live["entries"] >= 1
+        for _ in range(3):
+            assert fetch(inv, "/obj/10m") == size
+        assert slow.wait(timeout=200) == 0 and slow.stdout.read() == str(len(size)).encode()
+        # Every connection's entry deleted, each counter read just before its delete.
+        poll("the offload entries deleted and their counters retired",
+             lambda: collector._cp_stats().get("retired_counters", {}).get("offload", {}).get("entries", 0) >= 4
+             and p4rtstats.read(p4rt, monitor)["tables"]["offload"]["entries"] == 0)
+        collector.snapshot("end")
+    finally:
+        collector.finish()
+        collector.close()
+    cell = tmp_path / "cell"
+    collector.write(cell)
+    window = json.loads((cell / "switch" / "window.json").read_text())
+    assert window["errors"] == []
+    start, end = window["start"], window["end"]
+    assert end["counters"]["source"] == "p4runtime" and end["counters"]["retired"]["offload"]["bytes"] > 0
+    assert "live" not in end["counters"] and end["counters"]["deleted_while_read"] >= 0     # no per-entry data kept
+    assert end["controlplane"]["retired_seq"] >= 4 and "retired_entries" not in end["controlplane"]
+    assert end["p4rt"]["tables"]["offload"]["capacity"] == before["tables"]["offload"]["capacity"]
+
+    m = switchstats.cell_switch_metrics(cell, None)
+    offloaded, total = switchstats.offload_bytes("miresga", start["counters"], end["counters"])
+    # Four 10 MB responses went back-end -> client; the switch sent most of them straight to the client.
+    assert total >= 4 * len(size)
+    assert offloaded >= 0.5 * 4 * len(size) and 0.5 < m["offload_share"] <= 1.0
+    assert m["inserts_per_s"] > 0 and m["deletes_per_s"] > 0
+    assert m["occupancy_peak"] >= 1
+    assert m["table_capacity"] == before["tables"]["offload"]["capacity"]

@@ -140,10 +140,21 @@ class Stats:
         self.sessions: collections.Counter[str] = collections.Counter()      # authenticated, by role
         self.refused: collections.Counter[str] = collections.Counter()       # "role op table" -> n
         self.handshakes_failed = 0
+        # Direct counters of the entries the control plane deleted, read just before each delete
+        # (a deleted entry's counter goes with it): alias -> {"entries", "packets", "bytes"}.
+        self.retired: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        self.retired_read_errors = 0
+        # The same, one record per deleted entry: (sequence number, alias, entry key hex, packets, bytes);
+        # a `stats` request with `retired_after` gets those after a sequence number (harness/p4rtstats.py).
+        self.retired_seq = 0
+        self.retired_log: collections.deque[tuple[int, str, str, int, int]] = collections.deque(maxlen=100_000)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, retired_after: int | None = None) -> dict[str, Any]:
         now = time.monotonic()
         with self.lock:
+            extra: dict[str, Any] = {}
+            if retired_after is not None:
+                extra["retired_entries"] = [list(r) for r in self.retired_log if r[0] > retired_after]
             while self.recent and self.recent[0][0] < now - 1.0:
                 self.recent.popleft()
             last = collections.Counter(kind for _, kind in self.recent)
@@ -160,6 +171,8 @@ class Stats:
                 "write_latency_us": _percentiles(self.write_latency),
                 "auth": {"sessions": dict(self.sessions), "handshakes_failed": self.handshakes_failed,
                          "refused": dict(self.refused), "refused_total": sum(self.refused.values())},
+                "retired_counters": {t: dict(c) for t, c in self.retired.items()},
+                "retired_read_errors": self.retired_read_errors, "retired_seq": self.retired_seq, **extra,
             }
 
 
@@ -191,6 +204,7 @@ class Controller:
         self.queue: queue.Queue[Op | None] = queue.Queue()
         self.stats = Stats(cfg.latency_samples)
         self.state: dict[tuple[int, bytes], p4runtime_pb2.Update] = {}   # acknowledged offload entries
+        self._counted_tables = frozenset(c.direct_table_id for c in cfg.p4info.direct_counters)
         self.secrets: CookieSecrets | None = None
         if self.codec.has_table(cfg.cookie_table):
             if cfg.cookie_rotation_s <= 0:
@@ -259,8 +273,8 @@ class Controller:
         """Current/previous secret, rotation time and period; None when the pipeline has no cookie."""
         return self.secrets.snapshot() if self.secrets else None
 
-    def snapshot(self) -> dict[str, Any]:
-        snap = self.stats.snapshot()
+    def snapshot(self, retired_after: int | None = None) -> dict[str, Any]:
+        snap = self.stats.snapshot(retired_after)
         if self.secrets:
             snap["cookie"] = {"rotations": self.secrets.rotations, "installs": self.secrets.installs,
                               "rotated_at": self.secrets.rotated_at, "rotation_s": self.secrets.rotation_s}
@@ -361,7 +375,36 @@ class Controller:
         self._carry = carry + self._carry
         return batch
 
+    def _retiring_counts(self, ops: list[Op]) -> dict[int, tuple[int, int, bytes]]:
+        """(packets, bytes) of the direct counter of each entry `ops` delete (index in `ops`), read
+        in one Read RPC before the Write: the switch drops an entry's counter with the entry, and the
+        harness's offloaded-bytes figure on a real switch is the live entries' counters plus these
+        (harness/p4rtstats.py). A refused read is counted (`retired_read_errors`), never fatal."""
+        wanted: dict[tuple[int, bytes], int] = {}
+        entries = []
+        for i, op in enumerate(ops):
+            if op.op == "delete" and op.ident[0] in self._counted_tables:
+                e = p4runtime_pb2.TableEntry.FromString(op.update.entry)
+                wanted[self.codec.entry_key(e)] = i
+                entries.append(e)
+        if not entries:
+            return {}
+        try:
+            got = self.conn.read_direct_counters(entries)
+        except SwitchRefused as e:
+            log.warning("reading the counters of entries being deleted: %s", e)
+            with self.stats.lock:
+                self.stats.retired_read_errors += 1
+            return {}
+        out = {}
+        for d in got:
+            i = wanted.get(self.codec.entry_key(d.table_entry))
+            if i is not None:
+                out[i] = (d.data.packet_count, d.data.byte_count, self.codec.entry_key(d.table_entry)[1])
+        return out
+
     def _send(self, ops: list[Op]) -> None:
+        retiring = self._retiring_counts(ops)
         t0 = time.monotonic()
         results = self.conn.write([op.update for op in ops])
         t1 = time.monotonic()
@@ -374,10 +417,19 @@ class Controller:
             if len(ops) > 1:
                 st.multi_update_writes += 1
             st.largest_batch = max(st.largest_batch, len(ops))
-        for op, r in zip(ops, results, strict=True):
+        for i, (op, r) in enumerate(zip(ops, results, strict=True)):
             if r.code == "OK":
                 if op.op == "delete":
                     self.state.pop(op.ident, None)
+                    if i in retiring:
+                        with self.stats.lock:
+                            c = self.stats.retired[op.table]
+                            c["entries"] += 1
+                            c["packets"] += retiring[i][0]
+                            c["bytes"] += retiring[i][1]
+                            self.stats.retired_seq += 1
+                            self.stats.retired_log.append((self.stats.retired_seq, op.table, retiring[i][2].hex(),
+                                                           retiring[i][0], retiring[i][1]))
                 else:
                     self.state[op.ident] = op.update.with_type(p4runtime_pb2.Update.INSERT)
         self._ack_all([(op, r.code, r.message) for op, r in zip(ops, results, strict=True)])

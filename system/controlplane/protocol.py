@@ -202,8 +202,13 @@ class Client:
     def delete(self, table: str, key: dict[str, Any]) -> dict[str, Any]:
         return self.call({"type": "delete", "table": table, "key": key})
 
-    def stats(self) -> dict[str, Any]:
-        return self.call({"type": "stats"})
+    def stats(self, retired_after: int | None = None) -> dict[str, Any]:
+        """The `stats` reply; with `retired_after` its stats also list the entries deleted after that
+        `retired_seq` (`retired_entries`: [seq, table, key hex, packets, bytes])."""
+        msg: dict[str, Any] = {"type": "stats"}
+        if retired_after is not None:
+            msg["retired_after"] = retired_after
+        return self.call(msg)
 
     def cookie_secrets(self) -> dict[str, Any]:
         """The `cookie_secrets` reply (current, previous, rotated_at, rotation_s), or an `error`

@@ -118,7 +118,9 @@ class _Handler(socketserver.BaseRequestHandler):
                 else:
                     reply({"v": protocol.VERSION, "type": "cookie_secrets", "id": msg["id"], **sec})
             else:  # stats
-                reply({"v": protocol.VERSION, "type": "stats", "id": msg["id"], "stats": ctl.snapshot()})
+                after = msg.get("retired_after")
+                after = after if isinstance(after, int) and not isinstance(after, bool) else None
+                reply({"v": protocol.VERSION, "type": "stats", "id": msg["id"], "stats": ctl.snapshot(after)})
 
 
 class FrontendServer(socketserver.ThreadingTCPServer):

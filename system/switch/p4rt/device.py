@@ -380,9 +380,29 @@ class Device:
         return [wire.encode_read_entity(t, key, action, params, counts)
                 for t, action, key, params, counts in self._snapshot(req, req.HasField("counter_data"))]
 
+    def _default_counter(self, req: p4runtime_pb2.TableEntry) -> p4runtime_pb2.DirectCounterEntry:
+        entry = self.read_default_entry(req)          # checks table_id, the pipeline and the table
+        with self._lock:
+            loaded = self._require()
+            bind = loaded.binding(loaded.prepared.index.table(req.table_id))
+            if bind.spec_table.direct_counter is None:
+                raise P4RTError(grpc.StatusCode.INVALID_ARGUMENT, f"table {req.table_id:#x} has no direct counter")
+            try:
+                c = loaded.tables.counters(bind.table)
+            except compat.TableError as err:
+                raise compat.table_error(err) from None
+        d = p4runtime_pb2.DirectCounterEntry()
+        d.table_entry.table_id, d.table_entry.is_default_action = entry.table_id, True
+        d.data.packet_count, d.data.byte_count = c["miss_packets"], c["miss_bytes"]
+        return d
+
     def read_direct_counters(self, req: p4runtime_pb2.DirectCounterEntry
                              ) -> list[p4runtime_pb2.DirectCounterEntry]:
-        """Direct counters of the entries matching req.table_entry (table_id 0: every table that has one)."""
+        """Direct counters of the entries matching req.table_entry (table_id 0: every table that has one).
+        With `is_default_action` (and a table_id): the default entry's counter, i.e. the table's misses
+        (every default action of the project's P4 programs counts the table's direct counter)."""
+        if req.table_entry.is_default_action:
+            return [self._default_counter(req.table_entry)]
         entries = self.read_table_entries(req.table_entry, with_counters=True)
         out = []
         for e in entries:

@@ -232,25 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stratum_bf (stand-in): port {port}: no interface {dev!r} on this host", file=sys.stderr)
             return 1
         _ip("link", "set", dev, "up")
-    if _ip("link", "show", CPU_NETDEV, check=False).returncode != 0:
-        _ip("link", "del", CPU_PORT_IF, check=False)       # a pair with another peer (the emulated target's)
-        _ip("link", "add", CPU_PORT_IF, "type", "veth", "peer", "name", CPU_NETDEV)
-    for dev in (CPU_PORT_IF, CPU_NETDEV):
-        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], capture_output=True, check=False)
-        _ip("link", "set", dev, "up")
-    ports[STANDIN_CPU_PORT] = CPU_PORT_IF
-
-    from system.switch.p4rt.server import P4RuntimeServer
-    from system.switch.profiles import load_profile
-
     state = Path(flags["persistent_config_dir"])
-    state.mkdir(parents=True, exist_ok=True)
-    # Pinned under this host's namespace name where there is one (the local testbed's teardown removes
-    # <netns>-* after a crash), else under a name derived from the state directory.
-    ns = subprocess.run(["ip", "netns", "identify", str(os.getpid())], capture_output=True, text=True,
-                        check=False).stdout.strip()
-    pin_dir = Path("/sys/fs/bpf") / (f"{ns}-sde-standin" if ns else
-                                     f"sde-standin-{hashlib.sha1(str(state.resolve()).encode()).hexdigest()[:10]}")
     url = flags["external_stratum_urls"].split(",")[-1]
     # Stratum's gRPC TLS flags: the three files of one identity directory (system/credentials.py)
     tls = [flags.get(f) for f in ("ca_cert_file", "server_cert_file", "server_key_file")]
@@ -267,26 +249,52 @@ def main(argv: list[str] | None = None) -> int:
         except CredentialError as e:
             print(f"stratum_bf (stand-in): {e}", file=sys.stderr)
             return 2
+    return serve("stratum_bf", ports, url, state, creds)
+
+
+def serve(name: str, ports: dict[int, str], url: str, state: Path, creds: Any) -> int:
+    """The daemon's common part (stratum_bf and bf_switchd stand-ins): the CPU port, the emulated
+    switch's P4Runtime server on `url` (TLS with `creds`, else none) over `ports` (device port ->
+    interface), until SIGTERM/SIGINT; then the pipeline is unloaded and the CPU port removed."""
+    ports = dict(ports)
+    if _ip("link", "show", CPU_NETDEV, check=False).returncode != 0:
+        _ip("link", "del", CPU_PORT_IF, check=False)       # a pair with another peer (the emulated target's)
+        _ip("link", "add", CPU_PORT_IF, "type", "veth", "peer", "name", CPU_NETDEV)
+    for dev in (CPU_PORT_IF, CPU_NETDEV):
+        subprocess.run(["sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1"], capture_output=True, check=False)
+        _ip("link", "set", dev, "up")
+    ports[STANDIN_CPU_PORT] = CPU_PORT_IF
+
+    from system.switch.p4rt.server import P4RuntimeServer
+    from system.switch.profiles import load_profile
+
+    state.mkdir(parents=True, exist_ok=True)
+    # Pinned under this host's namespace name where there is one (the local testbed's teardown removes
+    # <netns>-* after a crash), else under a name derived from the state directory.
+    ns = subprocess.run(["ip", "netns", "identify", str(os.getpid())], capture_output=True, text=True,
+                        check=False).stdout.strip()
+    pin_dir = Path("/sys/fs/bpf") / (f"{ns}-sde-standin" if ns else
+                                     f"sde-standin-{hashlib.sha1(str(state.resolve()).encode()).hexdigest()[:10]}")
     device = make_device(ports, pin_dir, load_profile(None), device_id=1)
     try:
         server = P4RuntimeServer(device, url, stats_file=state / "standin-p4rt-stats.json", credentials=creds)
     except OSError as e:
-        print(f"stratum_bf (stand-in): {e}", file=sys.stderr)
+        print(f"{name} (stand-in): {e}", file=sys.stderr)
         _ip("link", "del", CPU_PORT_IF, check=False)
         return 1
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     server.start()
-    log.info("stand-in stratum_bf: P4Runtime on %s, ports %s (CPU port %d = %s)", server.address,
-             ", ".join(f"{p}={d}" for p, d in sorted(ports.items())), STANDIN_CPU_PORT, CPU_NETDEV)
+    log.info("stand-in %s: P4Runtime on %s (%s), ports %s (CPU port %d = %s)", name, server.address,
+             "TLS" if creds else "no TLS", ", ".join(f"{p}={d}" for p, d in sorted(ports.items())),
+             STANDIN_CPU_PORT, CPU_NETDEV)
     print(f"listening on {server.address}", flush=True)
     done.wait()
     server.stop()
     _ip("link", "del", CPU_PORT_IF, check=False)
-    log.info("stand-in stratum_bf: stopped; pipeline unloaded, CPU port removed")
+    log.info("stand-in %s: stopped; pipeline unloaded, CPU port removed", name)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

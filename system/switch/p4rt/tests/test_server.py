@@ -149,6 +149,32 @@ def test_data_plane_forwards_with_written_routes_and_counts(shell, switch_ns: Sw
     assert c.packet_count >= 1 and c.byte_count >= 98   # one echo request: 98-byte frame at least
 
 
+def read_default_counter(server, table_id: int) -> p4runtime_pb2.DirectCounterEntry:
+    from p4.v1 import p4runtime_pb2_grpc
+    ent = p4runtime_pb2.Entity()
+    ent.direct_counter_entry.table_entry.table_id = table_id
+    ent.direct_counter_entry.table_entry.is_default_action = True
+    with grpc.insecure_channel(server.address) as ch:
+        reps = list(p4runtime_pb2_grpc.P4RuntimeStub(ch).Read(p4runtime_pb2.ReadRequest(device_id=1, entities=[ent])))
+    [e] = [x.direct_counter_entry for r in reps for x in r.entities]
+    return e
+
+
+def test_default_entry_direct_counter_counts_the_misses(shell, server, switch_ns: SwitchNamespaces) -> None:
+    """The default entry's direct counter (P4Runtime 1.4, DirectCounterEntry with is_default_action):
+    every packet the route table misses (its const default drop() counts route_counter)."""
+    route_id = shell.TableEntry("route").msg().table_id
+    before = read_default_counter(server, route_id)
+    assert before.table_entry.is_default_action and before.table_entry.table_id == route_id
+    assert not switch_ns.ping(1, 2), "forwarded without routes"
+    after = read_default_counter(server, route_id)
+    assert after.data.packet_count >= before.data.packet_count + 1
+    assert after.data.byte_count >= before.data.byte_count + 98      # an echo request's frame at least
+    with map_tables(server) as t:
+        c = t.counters("route")
+    assert (c["miss_packets"], c["miss_bytes"]) == (after.data.packet_count, after.data.byte_count)
+
+
 # -- errors -------------------------------------------------------------------------------------
 
 
