@@ -244,7 +244,8 @@ def test_secret_rotates_and_the_syn_ack_offers_no_sack(switch_proc, switch_ns, s
         assert cookie.check(s, switch_ns.host_ip(1), 42001, VIP, 80, [(cur, 2), (prev, 1)]) == bits
         _, synack2 = _syn_exchange(switch_ns, 1, 42002, [("MSS", 536)])
         assert cookie.check(synack2[TCP].seq, switch_ns.host_ip(1), 42002, VIP, 80, [(cur, 2)]) is not None
-        assert cookie.check(synack2[TCP].seq, switch_ns.host_ip(1), 42002, VIP, 80, [prev]) is None
+        assert cookie.check(synack2[TCP].seq, switch_ns.host_ip(1), 42002, VIP, 80, [(prev, 1)]) is None
+        assert cookie.check(synack2[TCP].seq, switch_ns.host_ip(1), 42002, VIP, 80, [(prev, 2)]) is None
     finally:
         cli.close()
         c.close()
