@@ -72,7 +72,10 @@ struct ingress_metadata_t {
     bit<16> vip_port;
     bit<16> backend_index;
     bit<16> bucket;
-    bit<32> secret;
+    bit<32> cookie_k0;          /* the cookie key (syn_cookie): k0 = key[31:0], k1 = key[63:32] */
+    bit<32> cookie_k1;
+    bit<32> cookie_slot;        /* the time slot (syn_cookie) */
+    bit<32> cookie_keyed;       /* cookie_k0 | cookie_k1: 0 while no key is written */
     bit<32> cookie;
     bit<2> opt_mss_idx;         /* the client's MSS class (parser): 0 536, 1 1220, 2 1440, 3 1460 */
     bit<1> opt_sack;

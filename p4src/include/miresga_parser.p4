@@ -155,7 +155,10 @@ parser SwitchIngressParser(packet_in pkt,
         ig_md.vip_port = 0;
         ig_md.backend_index = 0;
         ig_md.bucket = 0;
-        ig_md.secret = 0;
+        ig_md.cookie_k0 = 0;
+        ig_md.cookie_k1 = 0;
+        ig_md.cookie_slot = 0;
+        ig_md.cookie_keyed = 0;
         ig_md.cookie = 0;
         ig_md.opt_mss_idx = 0;
         ig_md.opt_sack = 0;

@@ -149,10 +149,17 @@ control SwitchOnly(inout ingress_headers_t hdr,
         size = CONN_OUT_TABLE_SIZE;
     }
 
-    /* --- syn_cookie: keyless; the control plane rewrites the default action's secret -------- */
+    /* --- syn_cookie: keyless; the control plane writes the cookie key and slot (a key of 0, as
+     * before its first write, answers no SYN: the SYN is dropped) ----------------------------- */
     @id(0x01000029)
-    action set_cookie_secret(bit<32> secret) {
-        ig_md.secret = secret;
+    action set_cookie_secret(bit<64> key, bit<32> slot) {
+        ig_md.cookie_k0 = key[31:0];
+        ig_md.cookie_k1 = key[63:32];
+        ig_md.cookie_slot = slot;
+    }
+
+    @hidden action cookie_key_written() {
+        ig_md.cookie_keyed = ig_md.cookie_k0 | ig_md.cookie_k1;
     }
 
     @id(0x02000025)
@@ -160,7 +167,7 @@ control SwitchOnly(inout ingress_headers_t hdr,
         actions = {
             @defaultonly set_cookie_secret;
         }
-        default_action = set_cookie_secret(0);
+        default_action = set_cookie_secret(0, 0);
         size = SYN_COOKIE_TABLE_SIZE;
     }
 
@@ -204,7 +211,11 @@ control SwitchOnly(inout ingress_headers_t hdr,
 
         if (ig_md.path == PATH_SYNACK) {
             syn_cookie.apply();
+            cookie_key_written();
             synack.apply(hdr, ig_md, ig_intr_md, ig_tm_md);
+            if (ig_md.cookie_keyed == 0) {
+                ig_dprsr_md.drop_ctl = 0x1;     /* no key written yet: the SYN-ACK is not sent */
+            }
         } else if (ig_md.path == PATH_CLIENT_ACK) {
             if (conn_in.apply().hit) {
                 ig_md.path = PATH_DONE;         /* egress port, MACs and addresses set */

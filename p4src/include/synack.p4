@@ -1,7 +1,7 @@
 /* Control SynAck: the switch's cookie SYN-ACK (docs/miresga-datapath.md), shared by the controls
  * Miresga (miresga_control.p4) and SwitchOnly (switch_only_control.p4). The caller has set
- * ig_md.client_addr/client_port/vip_addr/vip_port and ig_md.secret (its syn_cookie table's
- * default action); the parser has captured the SYN's options (miresga_parser.p4). The SYN is
+ * ig_md.client_addr/client_port/vip_addr/vip_port and ig_md.cookie_k0/k1/slot (its syn_cookie
+ * table's default action, a key that is not 0); the parser has captured the SYN's options (miresga_parser.p4). The SYN is
  * rewritten in place into the SYN-ACK, sent back out of the ingress port; the deparser computes its
  * TCP checksum fresh (ig_md.synack).
  *
@@ -21,7 +21,11 @@ control SynAck(inout ingress_headers_t hdr,
                inout ingress_intrinsic_metadata_for_tm_t ig_tm_md)
               (bool offer_sack) {
 
-    /* zlib's CRC32 (docs/miresga-datapath.md): reflected 0x04C11DB7, init/xor 0xFFFFFFFF. */
+    /* NOT YET THE PRF (issue 10, see system/switch/README.md "The SYN cookie", "On a Tofino"): the
+     * cookie's layout, key, slot and authenticated low bits are the reference's, but the 24 MAC
+     * bits come from the Tofino CRC32 hash unit over the same input, not from HalfSipHash-2-4,
+     * which needs 14 SipRounds (4 dependent ALU steps each) and more MAU stages than one pass has:
+     * the multi-pass (recirculation) form SmartCookie uses is still to be written. */
     Hash<bit<32>>(HashAlgorithm_t.CRC32) cookie_hash;
 
     bit<4> wscale_code = 15;
@@ -72,13 +76,14 @@ control SynAck(inout ingress_headers_t hdr,
         if (!offer_sack) {
             ig_md.opt_sack = 0;         /* never offered: cookie bit 0, options NOP NOP */
         }
-        /* Cookie: hash of the client and VIP endpoints and the secret, options in 7 bits. */
-        ig_md.cookie = cookie_hash.get({ig_md.client_addr, ig_md.client_port,
-                                        ig_md.vip_addr, ig_md.vip_port, ig_md.secret});
         if (ig_md.opt_has_ws == 1) {
             wscale_code = ig_md.opt_ws;         /* the parser capped it at 14 */
         }
-        ig_md.cookie = (ig_md.cookie & 0xFFFFFF80) | (bit<32>)(ig_md.opt_mss_idx ++ ig_md.opt_sack ++ wscale_code);
+        /* Cookie: MAC(key; m0 client, m1 vip, m2 ports, m3 slot ++ low bits), slot parity, low bits. */
+        bit<32> mac = cookie_hash.get({ig_md.cookie_k0, ig_md.cookie_k1, ig_md.client_addr, ig_md.vip_addr,
+                                       ig_md.client_port, ig_md.vip_port, ig_md.cookie_slot[23:0],
+                                       1w0, ig_md.opt_mss_idx, ig_md.opt_sack, wscale_code});
+        ig_md.cookie = mac[31:8] ++ ig_md.cookie_slot[0:0] ++ ig_md.opt_mss_idx ++ ig_md.opt_sack ++ wscale_code;
         build_synack();
         drop_client_options();
         if (ig_md.opt_sack == 1) {

@@ -18,11 +18,13 @@ are acknowledged UNAVAILABLE instead.
 Static entries of a keyless table (switch_only's `slow_path`: the CPU port) are default actions,
 written as MODIFYs of the table's default entry at every (re)connect.
 
-SYN cookie secret (pipelines with a `syn_cookie` table: miresga and switch_only,
-docs/miresga-datapath.md): a random 32-bit secret is drawn at start and set as syn_cookie's default
-action (a P4Runtime MODIFY of the default entry) at every (re)connect; every `cookie_rotation_s`
-while connected a new one is drawn, the old one kept as `previous` (front-ends and the switch-only
-slow path accept both; protocol request `cookie_secrets`), and the new one set.
+SYN cookie key and slot (pipelines with a `syn_cookie` table: miresga and switch_only; format in
+system/switch/README.md, "The SYN cookie"): a 64-bit key is drawn from the `secrets` CSPRNG at start
+(never 0) and set with slot FIRST_SLOT as syn_cookie's default action set_cookie_secret(key, slot)
+(a P4Runtime MODIFY of the default entry) at every (re)connect; until that first write the switch
+answers no SYN. Every `cookie_rotation_s` while connected the slot advances by one and a new key is
+drawn, the old one kept as `previous` (front-ends and the switch-only slow path accept the current
+and the previous slot; protocol request `cookie_secrets`), and the new pair set.
 The new secret is published to front-ends before the switch uses it, so a front-end never sees a
 cookie made with a secret it cannot know about (it may fetch again when validation fails).
 """
@@ -83,30 +85,46 @@ class ControllerConfig:
     cookie_rotation_s: float = 60.0
     cookie_table: str = "syn_cookie"
     cookie_action: str = "set_cookie_secret"
-    cookie_param: str = "secret"
+    cookie_params: tuple[str, str] = ("key", "slot")   # the action's key and slot parameters
     credentials: Credentials | None = None        # P4Runtime over TLS with this client certificate
 
 
-class CookieSecrets:
-    """The SYN cookie secrets: current, previous (None before the first rotation), rotation time."""
+FIRST_SLOT = 1
+KEY_BITS = 64
 
-    def __init__(self, rotation_s: float, draw: Callable[[], int] = lambda: secrets.randbits(32)) -> None:
+
+class CookieSecrets:
+    """The SYN cookie keys (system/switch/README.md, "The SYN cookie"): the current slot's key, the
+    previous slot's (None before the first rotation), the slot number, the rotation time. Keys are
+    64-bit draws of the `secrets` CSPRNG, never 0 (a zero key is "none written": the switch answers
+    no SYN); every rotation advances the slot by one and draws a new key."""
+
+    def __init__(self, rotation_s: float, draw: Callable[[], int] = lambda: secrets.randbits(KEY_BITS)) -> None:
         self.rotation_s = rotation_s
         self._draw = draw
         self._lock = threading.Lock()
-        self.current = draw()
+        self.current = self._nonzero()
         self.previous: int | None = None
+        self.slot = FIRST_SLOT
         self.rotated_at = time.time()
         self.due = time.monotonic() + rotation_s
         self.rotations = 0
         self.installs = 0
 
+    def _nonzero(self) -> int:
+        key = self._draw()
+        while key == 0:
+            key = self._draw()
+        return key
+
     def rotate(self) -> int:
+        """Advance the slot and draw its key; the new key."""
         with self._lock:
-            new = self._draw()
+            new = self._nonzero()
             while new == self.current:
-                new = self._draw()
+                new = self._nonzero()
             self.current, self.previous = new, self.current
+            self.slot += 1
             self.rotated_at = time.time()
             self.due = time.monotonic() + self.rotation_s
             self.rotations += 1
@@ -116,7 +134,8 @@ class CookieSecrets:
         """The `cookie_secrets` reply's fields (docs/controlplane-protocol.md)."""
         with self._lock:
             rot = self.rotation_s
-            return {"current": self.current, "previous": self.previous, "rotated_at": self.rotated_at,
+            return {"current": self.current, "previous": self.previous, "slot": self.slot,
+                    "rotated_at": self.rotated_at,
                     "rotation_s": int(rot) if float(rot).is_integer() else rot}
 
 
@@ -210,7 +229,7 @@ class Controller:
             if cfg.cookie_rotation_s <= 0:
                 raise ValueError("cookie_rotation_s must be > 0")
             self.secrets = CookieSecrets(cfg.cookie_rotation_s)
-            self._cookie_update(self.secrets.current)   # names checked now, not at the first connect
+            self._cookie_update(self.secrets.current, self.secrets.slot)   # names checked now
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._carry: collections.deque[Op] = collections.deque()
@@ -296,7 +315,8 @@ class Controller:
                     continue
             if self.secrets is not None and time.monotonic() >= self.secrets.due:
                 try:
-                    self._install_secret(self.secrets.rotate())
+                    self.secrets.rotate()
+                    self._install_secret()
                     log.info("cookie secret rotated")
                 except SwitchUnavailable as e:   # installed again at the reconnect
                     log.warning("switch %s unavailable while rotating the cookie secret: %s", self.cfg.switch, e)
@@ -508,7 +528,7 @@ class Controller:
                     self.stats.pipeline_sets += 1
             self._install([*self.static_updates, *self.state.values()])
             if self.secrets is not None:
-                self._install_secret(self.secrets.current)
+                self._install_secret()
         except (SwitchUnavailable, SwitchRefused) as e:
             log.warning("connecting to switch %s: %s", self.cfg.switch, e)
             self.conn.close()
@@ -531,13 +551,18 @@ class Controller:
             return self.codec.default_update(table, action, params)
         return self.codec.update("add", table, key, action, params)
 
-    def _cookie_update(self, secret: int) -> p4runtime_pb2.Update:
+    def _cookie_update(self, key: int, slot: int) -> p4runtime_pb2.Update:
         c = self.cfg
-        return self.codec.default_update(c.cookie_table, c.cookie_action, {c.cookie_param: secret})
+        return self.codec.default_update(c.cookie_table, c.cookie_action,
+                                         {c.cookie_params[0]: key, c.cookie_params[1]: slot})
 
-    def _install_secret(self, secret: int) -> None:
-        """Sets syn_cookie's default action to `secret` (raises SwitchUnavailable/SwitchRefused)."""
-        (r,) = self.conn.write([self._cookie_update(secret)])
+    def _install_secret(self) -> None:
+        """Sets syn_cookie's default action to the current key and slot (raises
+        SwitchUnavailable/SwitchRefused)."""
+        assert self.secrets is not None
+        with self.secrets._lock:
+            key, slot = self.secrets.current, self.secrets.slot
+        (r,) = self.conn.write([self._cookie_update(key, slot)])
         if r.code != "OK":
             raise SwitchRefused(r.code, f"setting the cookie secret: {r.message}")
         assert self.secrets is not None

@@ -219,14 +219,19 @@ class Client:
         self.sock.close()
 
 
-def parse_cookie_secrets(msg: dict[str, Any]) -> tuple[int, int | None]:
-    """(current, previous) of a `cookie_secrets` reply; ProtocolError if it is not a valid one."""
+def parse_cookie_secrets(msg: dict[str, Any]) -> tuple[int, int | None, int]:
+    """(current, previous, slot) of a `cookie_secrets` reply: the 64-bit keys of the current slot and
+    of the previous one (None before the first rotation) and the current slot number (32 bits);
+    ProtocolError if it is not a valid one."""
     if msg.get("type") != "cookie_secrets":
         raise ProtocolError(f"expected a cookie_secrets reply, got {msg.get('type')!r}: {msg.get('message', '')}")
-    cur, prev = msg.get("current"), msg.get("previous")
+    cur, prev, slot = msg.get("current"), msg.get("previous"), msg.get("slot")
 
-    def ok(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 32
-    if not ok(cur) or not (prev is None or ok(prev)):
-        raise ProtocolError(f"cookie_secrets: current/previous must be 32-bit integers, got {cur!r}, {prev!r}")
-    return cur, prev
+    def ok(v: Any, bits: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << bits
+    if not ok(cur, 64) or cur == 0 or not (prev is None or ok(prev, 64)):
+        raise ProtocolError(f"cookie_secrets: current/previous must be 64-bit keys (current not 0), "
+                            f"got {cur!r}, {prev!r}")
+    if not ok(slot, 32):
+        raise ProtocolError(f"cookie_secrets: slot must be a 32-bit integer, got {slot!r}")
+    return cur, prev, slot

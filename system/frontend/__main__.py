@@ -24,7 +24,7 @@ from system.frontend.daemon import Daemon
 from system.frontend.engine import Config, FrontEnd
 from system.frontend.fastpath import FastPath
 from system.frontend.offload import OffloadClient
-from system.frontend.syncookie import Secrets
+from system.frontend.syncookie import FIRST_SLOT, Secrets
 
 
 def parse_backend(text: str) -> Backend:
@@ -33,9 +33,11 @@ def parse_backend(text: str) -> Backend:
     return Backend(name=name, ip=ip, port=int(port), index=int(index), mac=mac)
 
 
-def read_secrets(path: Path) -> tuple[int, int | None]:
+def read_secrets(path: Path) -> tuple[int, int | None, int]:
+    """(current key, previous key, slot) of a JSON {current, previous, slot} (slot default FIRST_SLOT)."""
     data = json.loads(path.read_text())
-    return int(data["current"]), (int(data["previous"]) if data.get("previous") is not None else None)
+    return (int(data["current"]), (int(data["previous"]) if data.get("previous") is not None else None),
+            int(data.get("slot", FIRST_SLOT)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,9 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--vip-port", type=int, default=80)
     ap.add_argument("--backend", action="append", type=parse_backend, required=True, metavar="NAME=IP:PORT:IDX:MAC")
     ap.add_argument("--rules", type=Path, default=Path("system/rules/default.yaml"))
-    ap.add_argument("--secret", type=lambda v: int(v, 0))
-    ap.add_argument("--previous-secret", type=lambda v: int(v, 0))
-    ap.add_argument("--secrets-file", type=Path, help="tests: JSON {current, previous}, re-read every second")
+    ap.add_argument("--secret", type=lambda v: int(v, 0), help="tests: the cookie key of the current slot")
+    ap.add_argument("--previous-secret", type=lambda v: int(v, 0), help="tests: the previous slot's key")
+    ap.add_argument("--slot", type=int, default=FIRST_SLOT, help="tests: the current slot (with --secret)")
+    ap.add_argument("--secrets-file", type=Path,
+                    help="tests: JSON {current, previous, slot}, re-read every second")
     ap.add_argument("--controlplane", help="HOST:PORT of the switch control plane (offload requests and, "
                     "unless --secret/--secrets-file is given, the cookie secrets)")
     ap.add_argument("--credentials", type=Path,
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.secrets_file:
         secrets = Secrets(*read_secrets(args.secrets_file))
     elif args.secret is not None:
-        secrets = Secrets(args.secret, args.previous_secret)
+        secrets = Secrets(args.secret, args.previous_secret, args.slot)
     elif cp_address is not None:
         fetcher = SecretsFetcher(cp_address, name=f"frontend-{args.dev}", interval=args.secrets_interval,
                                  credentials=creds)

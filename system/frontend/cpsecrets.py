@@ -52,7 +52,7 @@ class SecretsFetcher:
                     self._client = Client(self.address, timeout=self.timeout, name=f"{self.name}-secrets",
                                           credentials=self.credentials)
                     self.counters["connected"] += 1
-                cur, prev = parse_cookie_secrets(self._client.call({"type": "cookie_secrets"}))
+                cur, prev, slot = parse_cookie_secrets(self._client.call({"type": "cookie_secrets"}))
             except (OSError, ProtocolError) as e:
                 self.counters["fetch_errors"] += 1
                 self.last_error = str(e) or type(e).__name__
@@ -60,9 +60,9 @@ class SecretsFetcher:
                 raise
             self.counters["fetches"] += 1
             if self.secrets is None:
-                self.secrets = Secrets(cur, prev)
-            elif self.secrets.values() != ((cur,) if prev is None else (cur, prev)):
-                self.secrets.set(cur, prev)
+                self.secrets = Secrets(cur, prev, slot)
+            elif self.secrets.values() != Secrets(cur, prev, slot).values():
+                self.secrets.set(cur, prev, slot)
                 self.counters["changes"] += 1
             return cur, prev
 

@@ -1,10 +1,10 @@
-"""Validation of the switch's SYN cookie (docs/miresga-datapath.md, "The SYN cookie").
+"""Validation of the switch's SYN cookie (system/switch/README.md, "The SYN cookie").
 
-A client's first data segment acknowledges `cookie + 1`. The front-end recomputes the cookie's hash
-bits for the client endpoint with the current and the previous secret; on a match the low 7 bits
-(MSS class, SACK-permitted, window scale) are trusted and decoded. `system.switch.cookie` (the
-switch's encoder) is used when it is importable; the formula below is the contract's, and a test
-checks that both agree.
+A client's first data segment acknowledges `cookie + 1`. The cookie is a keyed MAC (HalfSipHash-2-4)
+of the client and VIP endpoints, a time slot and the cookie's low 7 bits (MSS class, SACK-permitted,
+window scale); bit 7 is the slot's parity. The front-end knows the key of the current slot and of
+the previous one (the control plane's `cookie_secrets`); the parity picks which one to recompute.
+On a match the low bits are trusted and decoded. `system.switch.cookie` is the one reference.
 """
 
 from __future__ import annotations
@@ -13,25 +13,22 @@ import threading
 from dataclasses import dataclass
 
 from system.switch import cookie as switch_cookie
-from system.switch.cookie import HASH_MASK, mss_index
+from system.switch.cookie import MAC_MASK, mss_index
 
-__all__ = ["HASH_MASK", "MSS_TABLE", "WSCALE_NONE", "CookieInfo", "Secrets", "cookie_hash", "encode", "mss_index"]
+__all__ = ["FIRST_SLOT", "MAC_MASK", "MSS_TABLE", "WSCALE_NONE", "CookieInfo", "Secrets", "encode",
+           "mss_index", "validate"]
 
 MSS_TABLE = tuple(switch_cookie.MSS_TABLE)
 WSCALE_NONE = switch_cookie.NO_WSCALE
+FIRST_SLOT = 1            # the control plane's first slot (system/controlplane/controller.py)
 
 
-def cookie_hash(client_ip: bytes, client_port: int, vip: bytes, vip_port: int, secret: int) -> int:
-    """The switch's cookie hash (system/switch/cookie.py) for addresses as packed bytes."""
-    return switch_cookie.cookie_hash(int.from_bytes(client_ip, "big"), client_port,
-                                     int.from_bytes(vip, "big"), vip_port, secret)
-
-
-def encode(client_ip: bytes, client_port: int, vip: bytes, vip_port: int, secret: int,
-           mss_idx: int, sack_ok: bool, wscale_code: int) -> int:
-    """The switch's ISN for this endpoint (used by tests to play the switch)."""
-    h = cookie_hash(client_ip, client_port, vip, vip_port, secret)
-    return (h & HASH_MASK) | (mss_idx << 5) | (int(sack_ok) << 4) | wscale_code
+def encode(client_ip: bytes, client_port: int, vip: bytes, vip_port: int, key: int,
+           mss_idx: int, sack_ok: bool, wscale_code: int, slot: int = FIRST_SLOT) -> int:
+    """The switch's ISN for this endpoint under `key` in `slot` (used by tests to play the switch)."""
+    low = (mss_idx << 5) | (int(sack_ok) << 4) | wscale_code
+    return switch_cookie.make(int.from_bytes(client_ip, "big"), client_port, int.from_bytes(vip, "big"),
+                              vip_port, key, slot, low)
 
 
 @dataclass(frozen=True)
@@ -51,30 +48,38 @@ class CookieInfo:
 
 
 class Secrets:
-    """The current and previous cookie secrets (thread-safe; rotated by the control plane)."""
+    """The cookie keys of the current slot and of the previous one (thread-safe; rotated by the
+    control plane: every rotation advances the slot by one and draws a new key)."""
 
-    def __init__(self, current: int, previous: int | None = None) -> None:
+    def __init__(self, current: int, previous: int | None = None, slot: int = FIRST_SLOT) -> None:
         self._lock = threading.Lock()
-        self._current, self._previous = current, previous
+        self._current, self._previous, self._slot = current, previous, slot
 
-    def set(self, current: int, previous: int | None) -> None:
+    def set(self, current: int, previous: int | None, slot: int = FIRST_SLOT) -> None:
         with self._lock:
-            self._current, self._previous = current, previous
+            self._current, self._previous, self._slot = current, previous, slot
 
     def rotate(self, new: int) -> None:
         with self._lock:
-            self._current, self._previous = new, self._current
+            self._current, self._previous, self._slot = new, self._current, self._slot + 1
 
-    def values(self) -> tuple[int, ...]:
+    @property
+    def slot(self) -> int:
         with self._lock:
-            return (self._current,) if self._previous is None else (self._current, self._previous)
+            return self._slot
+
+    def values(self) -> tuple[tuple[int, int], ...]:
+        """The accepted (key, slot) pairs: the current slot's, then the previous one's."""
+        with self._lock:
+            cur = (self._current, self._slot)
+            return (cur,) if self._previous is None else (cur, (self._previous, self._slot - 1))
 
 
 def validate(ack: int, client_ip: bytes, client_port: int, vip: bytes, vip_port: int,
              secrets: Secrets) -> CookieInfo | None:
-    """The decoded cookie if `ack - 1` is the cookie of this endpoint under a valid secret, else None."""
+    """The decoded cookie if `ack - 1` is the cookie of this endpoint in an accepted slot, else None."""
     cookie = (ack - 1) & 0xFFFFFFFF
-    for secret in secrets.values():
-        if (cookie_hash(client_ip, client_port, vip, vip_port, secret) & HASH_MASK) == (cookie & HASH_MASK):
-            return CookieInfo.decode(cookie)
-    return None
+    if switch_cookie.check(cookie, int.from_bytes(client_ip, "big"), client_port,
+                           int.from_bytes(vip, "big"), vip_port, secrets.values()) is None:
+        return None
+    return CookieInfo.decode(cookie)

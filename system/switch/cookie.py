@@ -1,18 +1,26 @@
 """The switch's SYN cookie and front-end bucket hash (docs/miresga-datapath.md), in Python.
 
-The switch pipeline `miresga` (system/switch/bpf/miresga.c, p4src/miresga.p4) computes the same
-values; system/switch/tests/test_miresga_cookie.py checks the eBPF program against this module.
+The one reference of the keyed SYN cookie (issue 10; format in system/switch/README.md, "The SYN
+cookie"). The switch pipelines (system/switch/bpf/miresga_synack.h, p4src/include/synack.p4) compute
+it, the front-end (system/frontend/syncookie.py) and the switch-only slow path check it;
+system/switch/tests/ check the eBPF program against this module bit for bit.
 
-    h      = CRC32(client_ip[4] | client_port[2] | vip[4] | vip_port[2] | secret[4])  big-endian
-    cookie = (h & 0xFFFFFF80) | (mss_idx << 5) | (sack_ok << 4) | wscale_code
+    cookie = (MAC & 0xFFFFFF00) | (slot & 1) << 7 | mss_idx << 5 | sack_ok << 4 | wscale_code
+    MAC    = HalfSipHash-2-4(key, LE32(m0) | LE32(m1) | LE32(m2) | LE32(m3))      (32-bit output)
+      m0 = client_ip, m1 = vip (IPv4 addresses as 32-bit numbers: 198.18.0.1 = 0xC6120001)
+      m2 = client_port << 16 | vip_port, m3 = (slot mod 2^24) << 8 | low7
+    key: 64 bits, k0 = key & 0xFFFFFFFF, k1 = key >> 32 (the reference's k[0..7] little-endian)
 
-CRC32 is zlib's (IEEE 802.3, reflected, init and final xor 0xFFFFFFFF).
+The MAC covers every bit of the cookie but the slot parity, and the parity only picks which of the
+two accepted slots the checker recomputes: changing any bit, or the endpoint, fails the check.
+The bucket hash stays zlib's CRC32 (IEEE 802.3): it is load spreading, not authentication.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 MSS_TABLE = (536, 1220, 1440, 1460)
@@ -21,7 +29,11 @@ SWITCH_WSCALE = 7          # the window-scale shift the switch announces (back-e
 SWITCH_WINDOW = 65535      # the SYN-ACK's window field (never scaled)
 NO_WSCALE = 15             # wscale_code when the client sent no window-scale option
 MAX_WSCALE = 14            # RFC 7323: larger shifts are treated as 14
-HASH_MASK = 0xFFFFFF80
+MAC_MASK = 0xFFFFFF00      # the cookie bits that are the MAC's top 24 bits
+SLOT_BIT = 0x80            # the slot's parity
+LOW_MASK = 0x7F            # mss_idx << 5 | sack_ok << 4 | wscale_code
+KEY_BITS = 64
+SLOT_BITS = 24             # the slot counter as the PRF reads it (m3); wraps after 2^24 slots
 FRONTEND_BUCKETS = 256     # N of frontend_bucket: CRC32(client_ip | client_port) mod N
 
 Address = int | str | ipaddress.IPv4Address
@@ -49,13 +61,61 @@ def frontend_bucket(client_ip: Address, client_port: int, buckets: int = FRONTEN
     return crc32_endpoint(client_ip, client_port) % buckets
 
 
-def cookie_hash(client_ip: Address, client_port: int, vip: Address, vip_port: int, secret: int) -> int:
-    data = (_check("client_ip", _ip(client_ip), 32).to_bytes(4, "big")
-            + _check("client_port", client_port, 16).to_bytes(2, "big")
-            + _check("vip", _ip(vip), 32).to_bytes(4, "big")
-            + _check("vip_port", vip_port, 16).to_bytes(2, "big")
-            + _check("secret", secret, 32).to_bytes(4, "big"))
-    return zlib.crc32(data)
+_M32 = 0xFFFFFFFF
+
+
+def _rotl(x: int, b: int) -> int:
+    return ((x << b) | (x >> (32 - b))) & _M32
+
+
+def _sipround(v0: int, v1: int, v2: int, v3: int) -> tuple[int, int, int, int]:
+    v0 = (v0 + v1) & _M32
+    v1 = _rotl(v1, 5) ^ v0
+    v0 = _rotl(v0, 16)
+    v2 = (v2 + v3) & _M32
+    v3 = _rotl(v3, 8) ^ v2
+    v0 = (v0 + v3) & _M32
+    v3 = _rotl(v3, 7) ^ v0
+    v2 = (v2 + v1) & _M32
+    v1 = _rotl(v1, 13) ^ v2
+    v2 = _rotl(v2, 16)
+    return v0, v1, v2, v3
+
+
+def halfsiphash24(key: bytes, data: bytes) -> int:
+    """HalfSipHash-2-4 with a 32-bit output (Aumasson's reference `halfsiphash`, outlen 4), as the
+    little-endian integer of its 4 output bytes. `key`: 8 bytes."""
+    if len(key) != 8:
+        raise ValueError(f"HalfSipHash needs an 8-byte key, got {len(key)} bytes")
+    k0, k1 = int.from_bytes(key[:4], "little"), int.from_bytes(key[4:], "little")
+    v0, v1, v2, v3 = k0, k1, 0x6C796765 ^ k0, 0x74656462 ^ k1
+    tail = len(data) % 4
+    blocks = [int.from_bytes(data[i:i + 4], "little") for i in range(0, len(data) - tail, 4)]
+    blocks.append(((len(data) & 0xFF) << 24) | int.from_bytes(data[len(data) - tail:], "little"))
+    for m in blocks:
+        v3 ^= m
+        v0, v1, v2, v3 = _sipround(*_sipround(v0, v1, v2, v3))
+        v0 ^= m
+    v2 ^= 0xFF
+    for _ in range(4):
+        v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
+    return v1 ^ v3
+
+
+def prf_words(client_ip: Address, client_port: int, vip: Address, vip_port: int, slot: int,
+              low7: int) -> tuple[int, int, int, int]:
+    """The PRF's four input words m0..m3 (each hashed as 4 little-endian bytes)."""
+    return (_check("client_ip", _ip(client_ip), 32), _check("vip", _ip(vip), 32),
+            _check("client_port", client_port, 16) << 16 | _check("vip_port", vip_port, 16),
+            (slot % (1 << SLOT_BITS)) << 8 | _check("low bits", low7, 7))
+
+
+def cookie_mac(client_ip: Address, client_port: int, vip: Address, vip_port: int, key: int, slot: int,
+               low7: int) -> int:
+    """HalfSipHash-2-4 under `key` of the cookie's input (module docstring)."""
+    words = prf_words(client_ip, client_port, vip, vip_port, slot, low7)
+    data = b"".join(w.to_bytes(4, "little") for w in words)
+    return halfsiphash24(_check("key", key, KEY_BITS).to_bytes(8, "little"), data)
 
 
 def mss_index(mss: int | None) -> int:
@@ -117,10 +177,17 @@ class SynOptions:
         return (mss_index(self.mss) << 5) | (int(self.sack_ok) << 4) | wscale_code(self.wscale)
 
 
-def encode(client_ip: Address, client_port: int, vip: Address, vip_port: int, secret: int,
+def make(client_ip: Address, client_port: int, vip: Address, vip_port: int, key: int, slot: int,
+         low7: int) -> int:
+    """The cookie for these low bits (module docstring)."""
+    mac = cookie_mac(client_ip, client_port, vip, vip_port, key, slot, low7)
+    return (mac & MAC_MASK) | (slot & 1) << 7 | low7
+
+
+def encode(client_ip: Address, client_port: int, vip: Address, vip_port: int, key: int, slot: int,
            opts: SynOptions) -> int:
-    """The cookie (the switch's ISN `s`) for a client SYN."""
-    return (cookie_hash(client_ip, client_port, vip, vip_port, secret) & HASH_MASK) | opts.low_bits()
+    """The cookie (the switch's ISN `s`) for a client SYN, under `key` in `slot`."""
+    return make(client_ip, client_port, vip, vip_port, key, slot, opts.low_bits())
 
 
 @dataclass(frozen=True)
@@ -139,11 +206,13 @@ def decode_bits(cookie: int) -> Decoded:
 
 
 def check(cookie: int, client_ip: Address, client_port: int, vip: Address, vip_port: int,
-          secrets: tuple[int, ...] | list[int]) -> Decoded | None:
-    """Validate a cookie against the current and previous secrets; its decoded bits, or None."""
-    for secret in secrets:
-        h = cookie_hash(client_ip, client_port, vip, vip_port, secret) & HASH_MASK
-        if cookie & HASH_MASK == h:
+          keys: Iterable[tuple[int, int]]) -> Decoded | None:
+    """Validate a cookie against the accepted (key, slot) pairs (the current and the previous slot);
+    its decoded bits, or None. Only a pair whose slot parity is the cookie's is recomputed."""
+    parity = (cookie >> 7) & 1
+    for key, slot in keys:
+        if slot & 1 == parity and \
+                make(client_ip, client_port, vip, vip_port, key, slot, cookie & LOW_MASK) == cookie:
             return decode_bits(cookie)
     return None
 

@@ -149,7 +149,7 @@ class Entry:
 # --- the shared maps (system/switch/bpf/maps.h) -------------------------------------------------
 
 DROP_REASONS = ("none", "not_ipv4", "arp", "malformed", "ttl_expired", "table_miss", "action_drop",
-                "no_egress", "unknown_ingress", "ip_options")
+                "no_egress", "unknown_ingress", "ip_options", "no_cookie_key")
 PORT_COUNTER_FIELDS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "drops")
 TABLE_COUNTER_FIELDS = ("hit_packets", "hit_bytes", "miss_packets", "miss_bytes")
 DROP_COUNTER_FIELDS = ("packets", "bytes")
@@ -269,9 +269,10 @@ BACKEND_BY_INDEX = _counted("backend_by_index", 5, 4, 24,
                             BACKEND_BY_INDEX_TABLE_SIZE, "backend_by_index_miss")
 SYN_COOKIE = TableSpec(
     name="syn_cookie", p4info_name=f"{_MI}.syn_cookie", map_name="syn_cookie", table_id=6,
-    key_size=4, value_size=8, match_fields=(),
+    key_size=4, value_size=16, match_fields=(),
     actions=(ActionSpec("set_cookie_secret", f"{_MI}.set_cookie_secret", 1, (
-        ParamSpec("secret", 32, Layout(4, 4, "host")),), default_only=True),),
+        ParamSpec("key", 64, Layout(8, 8, "host")),     # k0 = key[0], k1 = key[1] (synack_tables.h)
+        ParamSpec("slot", 32, Layout(4, 4, "host")),), default_only=True),),
     size=SYN_COOKIE_TABLE_SIZE, default_action="set_cookie_secret", const_default=False)
 
 MIRESGA_TABLES = (ROUTE, VIP, BACKENDS, FRONTEND_BUCKET, OFFLOAD, BACKEND_BY_INDEX, SYN_COOKIE)
@@ -342,9 +343,10 @@ CONN_OUT = _so_counted("conn_out", 4, 12, 16,
                        CONN_OUT_TABLE_SIZE, "miss_conn_out")
 SO_SYN_COOKIE = TableSpec(
     name="syn_cookie", p4info_name=f"{_SO}.syn_cookie", map_name="syn_cookie", table_id=5,
-    key_size=4, value_size=8, match_fields=(),
+    key_size=4, value_size=16, match_fields=(),
     actions=(ActionSpec("set_cookie_secret", f"{_SO}.set_cookie_secret", 1, (
-        ParamSpec("secret", 32, Layout(4, 4, "host")),), default_only=True),),
+        ParamSpec("key", 64, Layout(8, 8, "host")),     # k0 = key[0], k1 = key[1] (synack_tables.h)
+        ParamSpec("slot", 32, Layout(4, 4, "host")),), default_only=True),),
     size=SYN_COOKIE_TABLE_SIZE, default_action="set_cookie_secret", const_default=False)
 SLOW_PATH = TableSpec(
     name="slow_path", p4info_name=f"{_SO}.slow_path", map_name="slow_path", table_id=6,
@@ -359,7 +361,7 @@ SWITCH_ONLY = PipelineSpec(
     tables=SWITCH_ONLY_TABLES,
     maps=(*COMMON_MAPS, table_counters_map(SWITCH_ONLY_TABLES),
           *direct_counter_maps(SWITCH_ONLY_TABLES)),
-    internal_maps=("switch_o_rodata",),   # the CRC32 table (miresga_crc32.h): libbpf's name, pinned
+    # no .rodata since issue 10: the SYN cookie is HalfSipHash (no table); the bucket hash is miresga's
 )
 
 PIPELINES: dict[str, PipelineSpec] = {"forwarding": FORWARDING, "miresga": MIRESGA,

@@ -1,9 +1,10 @@
 """Packet cases of pipeline `miresga` (docs/miresga-datapath.md): the SYN-ACK with its cookie, the
 offload rewrites in both directions, the front-end buckets, and route for everything else.
 
-Ports: 1 client, 2 front-end, 3 back-end, 4 another host. The switch's cookie secret is SECRET:
-whoever loads the pipeline for these cases sets it (`set_secret`). MACs belong to no host, so the
-receiving host's kernel ignores every frame out (runners capture them on raw sockets).
+Ports: 1 client, 2 front-end, 3 back-end, 4 another host. The switch's cookie key is KEY, its slot
+SLOT (odd: the parity bit is 1): whoever loads the pipeline for these cases sets them (`set_secret`).
+MACs belong to no host, so the receiving host's kernel ignores every frame out (runners capture
+them on raw sockets).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from system.switch.tables import PipelineTables
 from system.testing.cases import Dropped, Forwarded, PacketCase, TableEntry, ip_checksum_ok
 from system.testing.runners import Outcome, VethRunner, _delta, _EntriesInstalled, _related, _snapshot
 
-SECRET = 0x5EC2E7A1
+KEY = 0x5EC2E7A1_0BADC0DE
+SLOT = 0x12345
 CLIENT, CLIENT_MAC, CPORT = "198.18.210.10", "02:aa:00:00:00:01", 40123
 CLIENT2, CPORT2 = "198.18.210.11", 51000
 VIP, VIP_PORT = "198.18.210.100", 80
@@ -39,8 +41,9 @@ def _mac(mac: str) -> int:
     return int(mac.replace(":", ""), 16)
 
 
-def set_secret(tables: PipelineTables, secret: int = SECRET) -> None:
-    tables.set_default("syn_cookie", "set_cookie_secret", {"secret": secret})
+def set_secret(tables: PipelineTables, key: int = KEY, slot: int = SLOT) -> None:
+    """The control plane's write of the cookie key and slot (syn_cookie's default action)."""
+    tables.set_default("syn_cookie", "set_cookie_secret", {"key": key, "slot": slot})
 
 
 # --- entries ------------------------------------------------------------------------------------
@@ -133,7 +136,7 @@ def synack(expect: cookie.SynOptions) -> Callable[[Packet, Packet], bool]:
     def check(out: Packet, sent: Packet) -> bool:
         o, s = out[IP], sent[IP]
         ot, st = out[TCP], sent[TCP]
-        want = cookie.encode(s.src, st.sport, s.dst, st.dport, SECRET, expect)
+        want = cookie.encode(s.src, st.sport, s.dst, st.dport, KEY, SLOT, expect)
         fields = (
             len(bytes(out)) == 66,
             out[Ether].src == sent[Ether].dst, out[Ether].dst == sent[Ether].src,

@@ -21,7 +21,7 @@ from system.testing import miresga_cases as mc
 from system.testing.cases import Dropped, Forwarded, PacketCase, TableEntry, ip_checksum_ok
 from system.testing.runners import Outcome, VethRunner, _delta, _EntriesInstalled, _related, _snapshot
 
-SECRET = mc.SECRET            # miresga_cases.synack checks cookies with this secret
+KEY, SLOT = mc.KEY, mc.SLOT    # miresga_cases.synack checks cookies with these
 CPU_PORT = 64
 CLIENT, CLIENT_MAC, CPORT = "198.18.218.10", "02:aa:00:00:00:01", 40123
 CPORT2 = 51000                # a client endpoint without entries
@@ -45,9 +45,9 @@ def _mac(mac: str) -> int:
     return int(mac.replace(":", ""), 16)
 
 
-def configure(tables: PipelineTables, secret: int = SECRET, cpu_port: int = CPU_PORT) -> None:
+def configure(tables: PipelineTables, key: int = KEY, cpu_port: int = CPU_PORT, slot: int = SLOT) -> None:
     """The control plane's part: the cookie secret and the CPU port (both keyless defaults)."""
-    tables.set_default("syn_cookie", "set_cookie_secret", {"secret": secret})
+    tables.set_default("syn_cookie", "set_cookie_secret", {"key": key, "slot": slot})
     tables.set_default("slow_path", "set_slow_path", {"port": cpu_port})
 
 

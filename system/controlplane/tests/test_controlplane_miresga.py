@@ -20,7 +20,7 @@ from harness.inventory import load as load_inventory
 from harness.inventory import parse as parse_inventory
 from harness.inventory import resolve_path
 from system.controlplane import protocol
-from system.controlplane.controller import Controller, ControllerConfig
+from system.controlplane.controller import Controller, ControllerConfig, CookieSecrets
 from system.controlplane.server import FrontendServer
 from system.controlplane.static import parse_port_map, static_entries
 from system.controlplane.switch import EntryCodec
@@ -121,24 +121,30 @@ def test_cookie_secrets_round_trip(cp_miresga) -> None:
     try:
         t0 = time.time()
         rep = cli.cookie_secrets()
-        assert set(rep) == {"v", "type", "id", "current", "previous", "rotated_at", "rotation_s"}
+        assert set(rep) == {"v", "type", "id", "current", "previous", "slot", "rotated_at", "rotation_s"}
         assert rep["type"] == "cookie_secrets" and rep["v"] == 1
         assert rep["current"] == ctl.secrets.current and rep["previous"] is None
         assert rep["rotation_s"] == 60 and isinstance(rep["rotation_s"], int)
-        assert rep["rotated_at"] <= t0 and protocol.parse_cookie_secrets(rep) == (ctl.secrets.current, None)
+        assert rep["slot"] == 1
+        assert rep["rotated_at"] <= t0 and protocol.parse_cookie_secrets(rep) == (ctl.secrets.current, None, 1)
         first = rep["current"]
         new = ctl.secrets.rotate()
         rep = cli.cookie_secrets()
-        assert (rep["current"], rep["previous"]) == (new, first) and new != first
+        assert (rep["current"], rep["previous"], rep["slot"]) == (new, first, 2) and new != first
         assert rep["rotated_at"] >= t0
         assert cli.stats()["stats"]["cookie"]["rotations"] == 1
     finally:
         cli.close()
 
 
-def test_secrets_are_random_32_bit_values() -> None:
+def test_keys_are_random_64_bit_values_never_zero() -> None:
     drawn = {_controller("miresga").secrets.current for _ in range(20)}
-    assert len(drawn) == 20 and all(0 <= s < 1 << 32 for s in drawn)
+    assert len(drawn) == 20 and all(0 < s < 1 << 64 for s in drawn)
+    assert any(s >= 1 << 32 for s in drawn)            # 64 bits drawn, not 32
+    draws = iter([0, 0, 5, 5, 0, 9])                    # a zero key is drawn again, never used
+    sec = CookieSecrets(60, draw=lambda: next(draws))
+    assert (sec.current, sec.slot) == (5, 1)
+    assert sec.rotate() == 9 and (sec.current, sec.previous, sec.slot) == (9, 5, 2)
 
 
 def test_cookie_secrets_without_a_cookie_table_is_an_error_that_keeps_the_connection(creds) -> None:
@@ -159,11 +165,13 @@ def test_cookie_secrets_without_a_cookie_table_is_an_error_that_keeps_the_connec
         srv.server_close()
 
 
-@pytest.mark.parametrize("bad", [{"current": -1}, {"current": 1 << 32}, {"current": "7"}, {"current": True},
-                                 {"current": 1, "previous": 2.5}, {}])
+@pytest.mark.parametrize("bad", [{"current": -1}, {"current": 1 << 64}, {"current": "7"}, {"current": True},
+                                 {"current": 0}, {"current": 1, "previous": 2.5}, {},
+                                 {"current": 1, "slot": -1}, {"current": 1, "slot": 1 << 32},
+                                 {"current": 1, "slot": None}])
 def test_parse_cookie_secrets_refuses_malformed_replies(bad: dict) -> None:
-    with pytest.raises(protocol.ProtocolError, match="32-bit"):
-        protocol.parse_cookie_secrets({"type": "cookie_secrets", **bad})
+    with pytest.raises(protocol.ProtocolError, match=r"64-bit|32-bit"):
+        protocol.parse_cookie_secrets({"type": "cookie_secrets", "slot": 1, **bad})
 
 
 def test_rotation_period_must_be_positive() -> None:
@@ -232,7 +240,8 @@ def test_static_tables_secret_and_offload_in_the_switch(switch_proc, miresga_pip
             e = t.get("frontend_bucket", {"bucket": 255})
             assert e.params == {"port": 2, "dmac": mac("02:00:00:00:00:21")}
             d = t.get_default("syn_cookie")
-            assert d.action == "set_cookie_secret" and d.params == {"secret": c.controller.secrets.current}
+            assert d.action == "set_cookie_secret" and \
+                d.params == {"key": c.controller.secrets.current, "slot": c.controller.secrets.slot}
         # an offload add in the front-end's format (system/frontend/offload.py), then its delete
         cli = protocol.Client(c.server.address, credentials=switch_proc.creds("frontend"))
         try:
@@ -263,7 +272,7 @@ def test_secret_rotates_and_is_reinstalled_after_a_switch_restart(switch_proc, m
         cur, prev = sec.current, sec.previous
         assert prev == first and cur != first
         with c.tables() as t:
-            got = t.get_default("syn_cookie").params["secret"]
+            got = t.get_default("syn_cookie").params["key"]
         assert got in (cur, sec.current)   # a further rotation may have happened meanwhile
         switch_proc.stop()                 # the switch loses its tables and its secret
         assert wait_for(lambda: not c.controller.connected.is_set(), timeout=60)
@@ -271,7 +280,8 @@ def test_secret_rotates_and_is_reinstalled_after_a_switch_restart(switch_proc, m
         assert c.controller.connected.wait(30)
         assert wait_for(lambda: c.controller.connected.is_set() and sec.installs >= 3, timeout=60)
         with c.tables() as t:
-            assert wait_for(lambda: t.get_default("syn_cookie").params["secret"] == sec.current, timeout=60)
+            assert wait_for(lambda: t.get_default("syn_cookie").params == {"key": sec.current, "slot": sec.slot},
+                            timeout=60)
             assert t.count("frontend_bucket") == 256
     finally:
         c.close()
@@ -332,7 +342,7 @@ def test_switch_cookie_validates_with_the_secrets_a_frontend_fetched(switch_proc
         info = syncookie.validate((s + 1) & 0xFFFFFFFF, client, 41001, vip, 80, secrets)
         assert info is not None and (info.mss, info.sack_ok, info.wscale) == (1460, True, 9)
         assert s == cookie.encode(switch_ns.host_ip(1), 41001, "198.18.0.100", 80, c.controller.secrets.current,
-                                  cookie.SynOptions(mss=1460, sack_ok=True, wscale=9))
+                                  c.controller.secrets.slot, cookie.SynOptions(mss=1460, sack_ok=True, wscale=9))
         # after a rotation, the fetched secrets still accept the old cookie (previous) and the new ones
         c.controller.secrets.due = 0.0
         assert wait_for(lambda: c.controller.secrets.rotations == 1 and c.controller.secrets.installs == 2)
@@ -342,7 +352,8 @@ def test_switch_cookie_validates_with_the_secrets_a_frontend_fetched(switch_proc
         s2 = synack2[TCP].seq
         info2 = syncookie.validate((s2 + 1) & 0xFFFFFFFF, client, 41002, vip, 80, secrets)
         assert info2 is not None and (info2.mss, info2.sack_ok, info2.wscale) == (536, False, None)
-        only_old = syncookie.Secrets(secrets.values()[1])
+        old_key, old_slot = secrets.values()[1]
+        only_old = syncookie.Secrets(old_key, slot=old_slot)
         assert syncookie.validate((s2 + 1) & 0xFFFFFFFF, client, 41002, vip, 80, only_old) is None
     finally:
         fetcher.close()
@@ -385,7 +396,7 @@ def test_daemon_cli_serves_and_rotates_the_secret(switch_proc, tmp_path) -> None
             with PipelineTables(MIRESGA, switch_proc.pin_dir) as t:
                 def in_switch() -> bool:
                     rep = cli.cookie_secrets()
-                    return t.get_default("syn_cookie").params["secret"] == rep["current"]
+                    return t.get_default("syn_cookie").params == {"key": rep["current"], "slot": rep["slot"]}
                 assert wait_for(in_switch, timeout=60)
                 assert t.count("frontend_bucket") == 256 and t.count("backend_by_index") == 2
             assert wait_for(lambda: json.loads(stats.read_text())["cookie"]["rotations"] >= 1, timeout=60)

@@ -91,8 +91,8 @@ def _controller(pipeline: str, switch: str = "127.0.0.1:1", static: list | None 
 
 def test_switch_only_controller_owns_a_cookie_secret() -> None:
     ctl = _controller("switch_only", cookie_rotation_s=60)
-    assert ctl.secrets is not None and 0 <= ctl.secrets.current < 1 << 32
-    u = ctl._cookie_update(ctl.secrets.current)
+    assert ctl.secrets is not None and 0 < ctl.secrets.current < 1 << 64 and ctl.secrets.slot == 1
+    u = ctl._cookie_update(ctl.secrets.current, ctl.secrets.slot)
     assert u.entity.table_entry.is_default_action
     assert ctl.codec.index.table(u.entity.table_entry.table_id).name == "SwitchIngress.switch_only.syn_cookie"
 
@@ -172,7 +172,7 @@ def test_static_tables_and_conn_entries_up_to_resource_exhausted(tiny_switch, so
             counts = {name: t.count(name) for name in ("route", "vip", "backends", "conn_in", "conn_out")}
             assert counts == {"route": 4, "vip": 1, "backends": 2, "conn_in": 0, "conn_out": 0}
             assert t.get_default("slow_path").params == {"port": 64}
-            assert t.get_default("syn_cookie").params == {"secret": c.controller.secrets.current}
+            assert t.get_default("syn_cookie").params == {"key": c.controller.secrets.current, "slot": 1}
             assert t.get("backends", {"src_addr": ip("198.18.0.32"), "src_port": 80}).action == "mark_backend"
         # the slow path's two adds (names and value formats of the contract)
         assert cli.add("conn_in", CONN_IN_KEY, "to_backend", CONN_IN_PARAMS)["code"] == "OK"
@@ -225,26 +225,27 @@ def test_secret_rotates_and_the_syn_ack_offers_no_sack(switch_proc, switch_ns, s
     c = SwitchOnlyCP(switch_proc, so_pipeline)
     cli = protocol.Client(c.server.address, name="slowpath", credentials=c.switch_proc.creds("slowpath"))
     try:
-        first, prev = protocol.parse_cookie_secrets(cli.cookie_secrets())
-        assert (first, prev) == (c.controller.secrets.current, None)
+        first, prev, slot = protocol.parse_cookie_secrets(cli.cookie_secrets())
+        assert (first, prev, slot) == (c.controller.secrets.current, None, 1)
         syn, synack = _syn_exchange(switch_ns, 1, 42001, [("MSS", 1460), ("NOP", None), ("NOP", None),  # Linux
                                                            ("SAckOK", b""), ("NOP", None), ("WScale", 9)])
         s = synack[TCP].seq
         assert synack[TCP].ack == (syn[TCP].seq + 1) & 0xFFFFFFFF
         assert bytes(synack[TCP])[20:32] == cookie.synack_options(cookie.SynOptions(mss=1460, wscale=9))
-        bits = cookie.check(s, switch_ns.host_ip(1), 42001, VIP, 80, [first])
+        bits = cookie.check(s, switch_ns.host_ip(1), 42001, VIP, 80, [(first, 1)])
         assert bits is not None and (bits.mss, bits.sack_ok, bits.wscale) == (1460, False, 9)
         c.controller.secrets.due = 0.0
         assert wait_for(lambda: c.controller.secrets.rotations == 1 and c.controller.secrets.installs == 2)
-        cur, prev = protocol.parse_cookie_secrets(cli.cookie_secrets())
-        assert prev == first and cur != first
+        cur, prev, slot = protocol.parse_cookie_secrets(cli.cookie_secrets())
+        assert prev == first and cur != first and slot == 2
         with c.tables() as t:
-            assert t.get_default("syn_cookie").params == {"secret": cur}
+            assert t.get_default("syn_cookie").params == {"key": cur, "slot": 2}
             assert t.get_default("slow_path").params == {"port": 64}
-        assert cookie.check(s, switch_ns.host_ip(1), 42001, VIP, 80, [cur, prev]) == bits
+        assert cookie.check(s, switch_ns.host_ip(1), 42001, VIP, 80, [(cur, 2), (prev, 1)]) == bits
         _, synack2 = _syn_exchange(switch_ns, 1, 42002, [("MSS", 536)])
-        assert cookie.check(synack2[TCP].seq, switch_ns.host_ip(1), 42002, VIP, 80, [cur]) is not None
-        assert cookie.check(synack2[TCP].seq, switch_ns.host_ip(1), 42002, VIP, 80, [prev]) is None
+        assert cookie.check(synack2[TCP].seq, switch_ns.host_ip(1), 42002, VIP, 80, [(cur, 2)]) is not None
+        assert cookie.check(synack2[TCP].seq, switch_ns.host_ip(1), 42002, VIP, 80, [(prev, 1)]) is None
+        assert cookie.check(synack2[TCP].seq, switch_ns.host_ip(1), 42002, VIP, 80, [(prev, 2)]) is None
     finally:
         cli.close()
         c.close()

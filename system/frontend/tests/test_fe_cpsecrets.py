@@ -48,8 +48,8 @@ def controlplane(creds) -> Iterator[tuple[Controller, tuple[str, int]]]:
         srv.server_close()
 
 
-def switch_cookie(secret: int, port: int, opts: cookie.SynOptions) -> int:
-    return cookie.encode(CLIENT, port, VIP, VIP_PORT, secret, opts)
+def switch_cookie(key: int, slot: int, port: int, opts: cookie.SynOptions) -> int:
+    return cookie.encode(CLIENT, port, VIP, VIP_PORT, key, slot, opts)
 
 
 def accepts(secrets: syncookie.Secrets, s: int, port: int) -> syncookie.CookieInfo | None:
@@ -70,12 +70,13 @@ def test_fetched_secret_validates_the_switch_cookie(controlplane) -> None:
     f = SecretsFetcher(addr)
     try:
         secrets = f.wait_first(5)
-        assert secrets.values() == (ctl.secrets.current,)
+        assert secrets.values() == ((ctl.secrets.current, 1),)
         opts = cookie.SynOptions(mss=1440, sack_ok=True, wscale=7)
-        info = accepts(secrets, switch_cookie(ctl.secrets.current, 40001, opts), 40001)
+        info = accepts(secrets, switch_cookie(ctl.secrets.current, 1, 40001, opts), 40001)
         assert info is not None and (info.mss, info.sack_ok, info.wscale) == (1440, True, 7)
         other = ctl.secrets.current ^ 0x80000000
-        assert accepts(secrets, switch_cookie(other, 40001, opts), 40001) is None
+        assert accepts(secrets, switch_cookie(other, 1, 40001, opts), 40001) is None
+        assert accepts(secrets, switch_cookie(ctl.secrets.current, 3, 40001, opts), 40001) is None
         assert f.counters["fetches"] == 1 and f.counters["connected"] == 1
     finally:
         f.close()
@@ -90,12 +91,12 @@ def test_periodic_refresh_follows_rotations(controlplane) -> None:
         f.start()
         opts = cookie.SynOptions()
         s1 = ctl.secrets.rotate()
-        assert wait_for(lambda: secrets.values() == (s1, s0))
-        assert accepts(secrets, switch_cookie(s0, 40002, opts), 40002) is not None     # previous
-        assert accepts(secrets, switch_cookie(s1, 40002, opts), 40002) is not None     # current
+        assert wait_for(lambda: secrets.values() == ((s1, 2), (s0, 1)))
+        assert accepts(secrets, switch_cookie(s0, 1, 40002, opts), 40002) is not None     # previous
+        assert accepts(secrets, switch_cookie(s1, 2, 40002, opts), 40002) is not None     # current
         s2 = ctl.secrets.rotate()
-        assert wait_for(lambda: secrets.values() == (s2, s1))
-        assert accepts(secrets, switch_cookie(s0, 40002, opts), 40002) is None         # two periods old
+        assert wait_for(lambda: secrets.values() == ((s2, 3), (s1, 2)))
+        assert accepts(secrets, switch_cookie(s0, 1, 40002, opts), 40002) is None         # two periods old
         assert f.counters["changes"] == 2 and f.counters["connected"] == 1   # one connection throughout
     finally:
         f.close()
@@ -110,9 +111,9 @@ def test_validation_failures_trigger_a_refetch_before_the_interval(controlplane)
         f.start()
         new = ctl.secrets.rotate()
         time.sleep(0.3)
-        assert secrets.values()[0] != new                 # the interval (60 s) has not passed
+        assert secrets.values()[0][0] != new              # the interval (60 s) has not passed
         failures["bad_cookie"] += 1                       # a cookie matched neither secret
-        assert wait_for(lambda: secrets.values()[0] == new, timeout=60)
+        assert wait_for(lambda: secrets.values()[0] == (new, 2), timeout=60)
         assert f.counters["failure_refetches"] == 1 and f.counters["fetches"] == 2
     finally:
         f.close()

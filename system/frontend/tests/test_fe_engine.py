@@ -78,6 +78,31 @@ def test_bad_cookie_opens_nothing_and_is_counted():
     assert fe.counters["bad_cookie"] == 1 and fe.flows == {}
 
 
+def test_forged_and_tampered_cookies_open_nothing():
+    """Issue 10: the CRC-era forgery (one observed cookie, shifted by the CRC difference of two
+    endpoints) and a cookie whose option bits were changed (a bigger MSS class, SACK, another
+    window scale) are refused; the observed cookie itself validates only for its own endpoint."""
+    import zlib
+
+    fe = make_engine()
+    observed = cookie(port=CLIENT_PORT)
+
+    def crc_in(port: int) -> bytes:
+        return bytes(map(int, CLIENT.split("."))) + port.to_bytes(2, "big") + bytes(map(int, VIP.split("."))) \
+            + VIP_PORT.to_bytes(2, "big") + bytes(4)
+    bad = 0
+    for port in range(41000, 41040):
+        forged = observed ^ (zlib.crc32(crc_in(CLIENT_PORT)) ^ zlib.crc32(crc_in(port))) & 0xFFFFFF80
+        assert run(fe, client_seg(REQ, port=port, s=forged)) == []
+        assert run(fe, client_seg(REQ, port=port, s=observed)) == []
+        bad += 2
+    for flip in (0x40, 0x20, 0x10, 0x08, 0x01, 0x80):           # mss_idx, sack, wscale, slot parity
+        assert run(fe, client_seg(REQ, s=observed ^ flip)) == []
+        bad += 1
+    assert fe.counters["bad_cookie"] == bad and fe.flows == {}
+    assert run(fe, client_seg(REQ, s=observed))                 # the genuine one still opens
+
+
 def test_stray_ack_and_syn_are_dropped_without_state():
     fe = make_engine()
     assert run(fe, client_seg(b"", flags="A")) == []

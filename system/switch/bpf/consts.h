@@ -31,6 +31,7 @@
 #define DROP_NO_EGRESS 7      /* the egress port has no interface in the port map */
 #define DROP_UNKNOWN_INGRESS 8 /* arrived on an interface that is not a configured port */
 #define DROP_IP_OPTIONS 9     /* IPv4 with options (IHL > 5): the P4 program drops them too */
-#define NUM_DROP_REASONS 10
+#define DROP_NO_COOKIE_KEY 10  /* a SYN to a VIP before the control plane wrote the cookie key */
+#define NUM_DROP_REASONS 11
 
 #endif

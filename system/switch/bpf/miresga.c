@@ -19,6 +19,7 @@
 #define NUM_TABLES MIRESGA_NUM_TABLES
 #include "forwarding.h"
 #include "miresga_synack.h"
+#include "miresga_crc32.h"
 
 #include "l4_pipeline.h"
 

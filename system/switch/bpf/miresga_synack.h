@@ -2,8 +2,12 @@
  *
  * The client's options are read as the P4 parser reads them: the 32-bit word layouts of the
  * common stacks (syn_parse_options below; a SYN with other layouts gets MSS 536 and no window
- * scaling or SACK beyond what was recognised before). The cookie is
- *   (CRC32(client_ip|client_port|vip|vip_port|secret) & 0xFFFFFF80) | mss_idx<<5 | sack<<4 | ws
+ * scaling or SACK beyond what was recognised before). The cookie (system/switch/README.md, "The SYN
+ * cookie"; Python reference system/switch/cookie.py) is
+ *   (HalfSipHash-2-4(key, m0..m3) & 0xFFFFFF00) | (slot & 1) << 7 | mss_idx<<5 | sack<<4 | ws
+ *   m0 = client_ip, m1 = vip, m2 = client_port << 16 | vip_port, m3 = slot << 8 | low 7 bits
+ * with the key and slot of the syn_cookie table. Until the control plane has written a key (the
+ * table's action is still 0, or the key is 0) a SYN to a VIP is dropped (DROP_NO_COOKIE_KEY).
  * The frame is rebuilt in place at exactly 66 bytes (Ethernet + IPv4 + TCP with 12 option bytes;
  * a SYN is longer or shorter, payload included: bpf_skb_change_tail), both checksums fresh, and
  * sent back out of the ingress port. Ethernet source := the SYN's destination (the switch port's
@@ -25,7 +29,6 @@
 #include "csum.h"
 #include "pipeline.h"
 #include "synack_tables.h"
-#include "miresga_crc32.h"
 
 #ifndef TABLE_SYN_COOKIE
 #error "include the pipeline's tables header (it defines TABLE_SYN_COOKIE) before miresga_synack.h"
@@ -109,20 +112,51 @@ static __always_inline __u32 mss_index(__u16 mss)
 	return 0;       /* 536, also without an MSS option and below 536 */
 }
 
-static __always_inline __u32 syn_cookie_value(__be32 caddr, __be16 cport, __be32 vaddr, __be16 vport,
-					      __u32 secret, const struct syn_opts *o)
+static __always_inline __u32 rotl32(__u32 x, int b)
 {
-	__u8 in[16];
-	__be32 sec = host_to_be32(secret);
-	__u32 h;
+	return (x << b) | (x >> (32 - b));
+}
 
-	__builtin_memcpy(in, &caddr, 4);
-	__builtin_memcpy(in + 4, &cport, 2);
-	__builtin_memcpy(in + 6, &vaddr, 4);
-	__builtin_memcpy(in + 10, &vport, 2);
-	__builtin_memcpy(in + 12, &sec, 4);
-	h = ~crc32_update(0xFFFFFFFFu, in, sizeof(in));
-	return (h & COOKIE_HASH_MASK) | (mss_index(o->mss) << 5) | ((__u32)o->sack_ok << 4) | o->wscale;
+/* One SipRound of HalfSipHash (32-bit words). */
+#define HSIP_ROUND(v0, v1, v2, v3) do {                                   \
+		v0 += v1; v1 = rotl32(v1, 5); v1 ^= v0; v0 = rotl32(v0, 16); \
+		v2 += v3; v3 = rotl32(v3, 8); v3 ^= v2;                      \
+		v0 += v3; v3 = rotl32(v3, 7); v3 ^= v0;                      \
+		v2 += v1; v1 = rotl32(v1, 13); v1 ^= v2; v2 = rotl32(v2, 16);\
+	} while (0)
+
+/* HalfSipHash-2-4, 32-bit output, of the 16 bytes LE32(m[0..3]) under the key (k0, k1): four
+ * message blocks, the length block 16 << 24, four finalisation rounds. */
+static __always_inline __u32 halfsiphash24_16(__u32 k0, __u32 k1, const __u32 m[4])
+{
+	__u32 v0 = k0, v1 = k1, v2 = 0x6c796765 ^ k0, v3 = 0x74656462 ^ k1, b;
+
+#pragma unroll
+	for (int i = 0; i < 5; i++) {
+		b = i < 4 ? m[i] : (16u << 24);
+		v3 ^= b;
+		HSIP_ROUND(v0, v1, v2, v3);
+		HSIP_ROUND(v0, v1, v2, v3);
+		v0 ^= b;
+	}
+	v2 ^= 0xff;
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		HSIP_ROUND(v0, v1, v2, v3);
+	return v1 ^ v3;
+}
+
+static __always_inline __u32 syn_cookie_value(__be32 caddr, __be16 cport, __be32 vaddr, __be16 vport,
+					      const struct syn_cookie_value *sc, const struct syn_opts *o)
+{
+	__u32 low = (mss_index(o->mss) << 5) | ((__u32)o->sack_ok << 4) | o->wscale;
+	__u32 m[4];
+
+	m[0] = be32_to_host(caddr);
+	m[1] = be32_to_host(vaddr);
+	m[2] = ((__u32)be16_to_host(cport) << 16) | be16_to_host(vport);
+	m[3] = (sc->slot << 8) | low;
+	return (halfsiphash24_16(sc->key[0], sc->key[1], m) & COOKIE_MAC_MASK) | ((sc->slot & 1) << 7) | low;
 }
 
 static __always_inline __u16 sum16(const void *p, int words)
@@ -145,7 +179,12 @@ static __always_inline __u32 synack_apply(struct __sk_buff *skb, struct pipe_md 
 	struct synack_frame f = {};
 	struct syn_cookie_value *sc;
 	struct syn_opts o;
-	__u32 zero = 0, secret = 0, optlen, sum;
+	__u32 zero = 0, optlen, sum;
+
+	sc = bpf_map_lookup_elem(&syn_cookie, &zero);
+	count_table(TABLE_SYN_COOKIE, 0, md->pkts, md->bytes);   /* keyless: the default action ran */
+	if (!sc || sc->action != SYN_COOKIE_ACTION_SET_SECRET || (sc->key[0] | sc->key[1]) == 0)
+		return DROP_NO_COOKIE_KEY;      /* no key written yet: answer no SYN */
 
 	optlen = tcp->doff * 4 - sizeof(*tcp);
 	__builtin_memcpy(f.eth.h_dest, eth->h_source, ETH_ALEN);
@@ -172,12 +211,8 @@ static __always_inline __u32 synack_apply(struct __sk_buff *skb, struct pipe_md 
 	o.sack_ok = 0;          /* never offered: cookie bit 0, options NOP NOP */
 #endif
 
-	sc = bpf_map_lookup_elem(&syn_cookie, &zero);
-	count_table(TABLE_SYN_COOKIE, 0, md->pkts, md->bytes);   /* keyless: the default action ran */
-	if (sc)
-		secret = sc->secret;
 	f.tcp.seq = host_to_be32(syn_cookie_value(f.ip.daddr, f.tcp.dest, f.ip.saddr, f.tcp.source,
-						  secret, &o));
+						  sc, &o));
 
 	f.opts[0] = 2;
 	f.opts[1] = 4;

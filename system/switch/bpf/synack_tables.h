@@ -21,12 +21,14 @@
 #define SYNACK_TTL 64
 #define NO_WSCALE 15
 #define MAX_WSCALE 14
-#define COOKIE_HASH_MASK 0xFFFFFF80u
+#define COOKIE_MAC_MASK 0xFFFFFF00u   /* the MAC bits of the cookie; bit 7 slot parity, 6..0 options */
 
-/* syn_cookie: keyless; its default action set_cookie_secret(secret). 8 bytes, key u32 0. */
+/* syn_cookie: keyless; its default action set_cookie_secret(key, slot). 16 bytes, key u32 0.
+ * Before the control plane's first write the action is 0: the switch answers no SYN. */
 struct syn_cookie_value {
-	__u32 action;      /* host: SYN_COOKIE_ACTION_SET_SECRET (0 before the first write: secret 0) */
-	__u32 secret;      /* host: the cookie secret (hashed big-endian) */
+	__u32 action;      /* host: SYN_COOKIE_ACTION_SET_SECRET (0 before the first write) */
+	__u32 slot;        /* host: the time slot (the PRF reads its low 24 bits, the cookie its parity) */
+	__u32 key[2];      /* host u64 as two words: key[0] = k0 = key & 0xffffffff, key[1] = k1 = key >> 32 */
 };
 
 /* An array of one element: the emulated keyless table's default action. */

@@ -32,7 +32,7 @@ def test_c_constants_match_the_spec():
     assert d["FRONTEND_BUCKETS"] == cookie.FRONTEND_BUCKETS == MIRESGA.table("frontend_bucket").size
     assert (d["SWITCH_MSS"], d["SWITCH_WSCALE"], d["SWITCH_WINDOW"], d["NO_WSCALE"], d["MAX_WSCALE"]) == \
         (cookie.SWITCH_MSS, cookie.SWITCH_WSCALE, cookie.SWITCH_WINDOW, cookie.NO_WSCALE, cookie.MAX_WSCALE)
-    assert d["COOKIE_HASH_MASK"] == cookie.HASH_MASK
+    assert d["COOKIE_MAC_MASK"] == cookie.MAC_MASK
 
 
 def test_p4_constants_match_the_spec():

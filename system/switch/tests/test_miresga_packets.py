@@ -22,7 +22,7 @@ from system.switch.target import EmulatedSwitch
 from system.switch.tests.conftest import require_root
 from system.testing import miresga_cases as mc
 from system.testing.netns import PacketIO, StarTopology
-from system.testing.runners import TC_ACT_REDIRECT, TestRunRunner, verify
+from system.testing.runners import TC_ACT_REDIRECT, TC_ACT_SHOT, TestRunRunner, verify
 
 pytestmark = pytest.mark.root
 PIN_ROOT = BPFFS / "mrsf-test"
@@ -134,20 +134,20 @@ def _random_options(rng: random.Random) -> bytes:
     return raw[:40] if len(raw) <= 40 else mc.opts_bytes(*parts[:3])
 
 
-def test_ebpf_cookie_equals_python_for_random_endpoints_secrets_and_options(loaded):
+def test_ebpf_cookie_equals_python_for_random_endpoints_keys_slots_and_options(loaded):
     tables, prog = loaded
     rng = random.Random(20250428)
     for entry in mc.STATIC[:1]:
         tables.insert(entry.table, entry.key, entry.action, entry.params)
     try:
         for i in range(300):
-            secret = rng.getrandbits(32)
+            key, slot = rng.getrandbits(64) or 1, rng.getrandbits(32)
             if i % 25 == 0:   # a few VIP endpoints: the vip table holds one
                 tables.clear("vip")
                 vip, vport = f"198.18.{rng.randrange(256)}.{rng.randrange(1, 255)}", rng.randrange(1, 65536)
                 tables.insert("vip", {"dst_addr": int.from_bytes(bytes(map(int, vip.split("."))), "big"),
                                       "dst_port": vport}, "mark_vip", {})
-            mc.set_secret(tables, secret)
+            mc.set_secret(tables, key, slot)
             client = f"198.19.{rng.randrange(256)}.{rng.randrange(256)}"
             cport, isn = rng.randrange(1, 65536), rng.getrandbits(32)
             opts = _random_options(rng)
@@ -158,26 +158,90 @@ def test_ebpf_cookie_equals_python_for_random_endpoints_secrets_and_options(load
             assert retval == TC_ACT_REDIRECT
             out = Ether(data)
             parsed = cookie.SynOptions.parse(opts)
-            want = cookie.encode(client, cport, vip, vport, secret, parsed)
+            want = cookie.encode(client, cport, vip, vport, key, slot, parsed)
             assert out[TCP].seq == want, (opts.hex(), hex(out[TCP].seq), hex(want))
+            assert (out[TCP].seq >> 7) & 1 == slot & 1
             assert bytes(out[TCP])[20:32] == cookie.synack_options(parsed)
-            assert cookie.check(want, client, cport, vip, vport, [rng.getrandbits(32), secret]) == \
-                cookie.decode_bits(want)
+            assert cookie.check(want, client, cport, vip, vport, [(rng.getrandbits(64), slot + 1), (key, slot)]) \
+                == cookie.decode_bits(want)
     finally:
         tables.clear("vip")
 
 
+def _syn(client: str, cport: int, opts: bytes = b"") -> bytes:
+    return bytes(Ether(src=mc.CLIENT_MAC, dst=mc.SW_MAC[1]) / IP(src=client, dst=mc.VIP)
+                 / TCP(sport=cport, dport=mc.VIP_PORT, flags="S", seq=1000, dataofs=5 + len(opts) // 4) / opts)
+
+
+def test_no_syn_is_answered_before_the_control_plane_wrote_a_key(miresga_object):
+    """A fresh load (action 0) and a written key of 0 both drop SYNs to the VIP (no_cookie_key)."""
+    require_root()
+    pin = PIN_ROOT / "nokey"
+    unpin(pin)
+    obj = load_object(miresga_object, pin)
+    tables = PipelineTables(MIRESGA, pin)
+    prog = Prog.pinned(obj.prog_path(MIRESGA.program))
+    try:
+        TestRunRunner.map_fake_ports(tables, 4)
+        tables.insert("vip", mc.VIP_ENTRY.key, "mark_vip", {})
+        for expect_drops, write in ((1, None), (2, (0, 5)), (2, (mc.KEY, mc.SLOT))):
+            if write is not None:
+                mc.set_secret(tables, *write)
+            retval, data, _ = prog.test_run(_syn("198.19.1.2", 40000), ctx=TestRunRunner.ctx_for(1))
+            assert tables.drop_counters()["no_cookie_key"]["packets"] == expect_drops
+            if write is None or write[0] == 0:
+                assert retval == TC_ACT_SHOT
+            else:           # a key: the SYN-ACK carries its cookie
+                assert retval == TC_ACT_REDIRECT
+                assert Ether(data)[TCP].seq == cookie.encode("198.19.1.2", 40000, mc.VIP, mc.VIP_PORT,
+                                                             mc.KEY, mc.SLOT, cookie.SynOptions())
+    finally:
+        prog.close()
+        tables.close()
+        unpin(pin)
+
+
+def test_a_syn_answered_in_slot_n_completes_in_slot_n_plus_1_not_later(loaded):
+    """The switch answers in slot n; the control plane rotates (key', n+1): the checker's accepted
+    pairs (current, previous) still take the cookie; after the next rotation they refuse it."""
+    tables, prog = loaded
+    tables.insert("vip", mc.VIP_ENTRY.key, "mark_vip", {})
+    try:
+        rng = random.Random(10)
+        keys = [rng.getrandbits(64) | 1 for _ in range(4)]
+        slot = 7
+        mc.set_secret(tables, keys[0], slot)
+        opts = mc.opts_bytes(mc.MSS(1460), mc.NOP, mc.WS(7), mc.NOP, mc.NOP, mc.SACKOK)
+        retval, data, _ = prog.test_run(_syn("198.19.3.4", 41000, opts), ctx=TestRunRunner.ctx_for(1))
+        assert retval == TC_ACT_REDIRECT
+        s = Ether(data)[TCP].seq
+        args = ("198.19.3.4", 41000, mc.VIP, mc.VIP_PORT)
+        want = cookie.decode_bits(s)
+        assert cookie.check(s, *args, [(keys[0], slot)]) == want                          # slot n
+        mc.set_secret(tables, keys[1], slot + 1)                                            # rotation
+        retval, data, _ = prog.test_run(_syn("198.19.3.4", 41000, opts), ctx=TestRunRunner.ctx_for(1))
+        assert Ether(data)[TCP].seq != s and (Ether(data)[TCP].seq >> 7) & 1 == (slot + 1) & 1
+        assert cookie.check(s, *args, [(keys[1], slot + 1), (keys[0], slot)]) == want      # n+1
+        assert cookie.check(s, *args, [(keys[2], slot + 2), (keys[1], slot + 1)]) is None   # n+2
+    finally:
+        tables.delete("vip", mc.VIP_ENTRY.key)
+
+
 def test_python_cookie_known_answers():
-    """Pin the Python side to zlib's CRC32 and the contract's bit layout."""
+    """Pin the Python side to the README's format: HalfSipHash-2-4 over the four LE words."""
     import zlib
-    h = zlib.crc32(bytes([198, 18, 0, 1, 0x9C, 0x40, 198, 18, 0, 100, 0, 80, 0xDE, 0xAD, 0xBE, 0xEF]))
-    c = cookie.encode("198.18.0.1", 40000, "198.18.0.100", 80, 0xDEADBEEF,
+    key, slot = 0x0706050403020100, 0x12345
+    words = (0xC6120001, 0xC6120064, 40000 << 16 | 80, 0x12345 << 8 | 0x77)
+    mac = cookie.halfsiphash24(bytes(range(8)), b"".join(w.to_bytes(4, "little") for w in words))
+    c = cookie.encode("198.18.0.1", 40000, "198.18.0.100", 80, key, slot,
                       cookie.SynOptions(mss=1460, sack_ok=True, wscale=7))
-    assert c == (h & 0xFFFFFF80) | (3 << 5) | (1 << 4) | 7
+    assert c == (mac & 0xFFFFFF00) | 0x80 | (3 << 5) | (1 << 4) | 7
     assert cookie.decode_bits(c) == cookie.Decoded(mss=1460, mss_idx=3, sack_ok=True, wscale=7)
-    assert cookie.decode_bits((h & 0xFFFFFF80) | 15).wscale is None
-    assert cookie.check(c ^ 0x80, "198.18.0.1", 40000, "198.18.0.100", 80, [0xDEADBEEF]) is None
-    assert cookie.check(c, "198.18.0.1", 40001, "198.18.0.100", 80, [0xDEADBEEF]) is None
+    assert cookie.decode_bits((mac & 0xFFFFFF00) | 15).wscale is None
+    keys = [(key, slot)]
+    assert cookie.check(c, "198.18.0.1", 40000, "198.18.0.100", 80, keys) == cookie.decode_bits(c)
+    assert cookie.check(c ^ 0x80, "198.18.0.1", 40000, "198.18.0.100", 80, keys) is None
+    assert cookie.check(c, "198.18.0.1", 40001, "198.18.0.100", 80, keys) is None
     assert [cookie.mss_index(m) for m in (None, 100, 536, 1219, 1220, 1439, 1440, 1459, 1460, 9000)] == \
         [0, 0, 0, 0, 1, 1, 2, 2, 3, 3]
     assert cookie.frontend_bucket("198.18.0.1", 40000) == zlib.crc32(bytes([198, 18, 0, 1, 0x9C, 0x40])) % 256
@@ -227,12 +291,12 @@ def test_table_and_direct_counters(loaded):
 
 def test_syn_cookie_is_a_keyless_default_and_miss_actions_are_default_only(loaded):
     tables, _prog = loaded
-    assert tables.get_default("syn_cookie").params == {"secret": mc.SECRET}
-    tables.set_default("syn_cookie", "set_cookie_secret", {"secret": 0xFFFFFFFF})
-    assert tables.get_default("syn_cookie").params == {"secret": 0xFFFFFFFF}
+    assert tables.get_default("syn_cookie").params == {"key": mc.KEY, "slot": mc.SLOT}
+    tables.set_default("syn_cookie", "set_cookie_secret", {"key": (1 << 64) - 1, "slot": 0xFFFFFFFF})
+    assert tables.get_default("syn_cookie").params == {"key": (1 << 64) - 1, "slot": 0xFFFFFFFF}
     assert tables.read("syn_cookie") == [] and tables.count("syn_cookie") == 0
-    for bad in (lambda: tables.insert("syn_cookie", {}, "set_cookie_secret", {"secret": 1}),
-                lambda: tables.set_default("syn_cookie", "set_cookie_secret", {"secret": 1 << 32}),
+    for bad in (lambda: tables.insert("syn_cookie", {}, "set_cookie_secret", {"key": 1, "slot": 1}),
+                lambda: tables.set_default("syn_cookie", "set_cookie_secret", {"key": 1 << 64, "slot": 1}),
                 lambda: tables.set_default("vip", "vip_miss", {}),
                 lambda: tables.insert("vip", mc.VIP_ENTRY.key, "vip_miss", {}),
                 lambda: tables.insert("offload", mc.OFFLOAD_ENTRY.key, "to_backend", {"index": 1 << 16})):
@@ -255,8 +319,8 @@ def test_fresh_load_has_secret_zero(miresga_object):
     load_object(miresga_object, pin)
     try:
         with PipelineTables(MIRESGA, pin) as tables:
-            assert tables.get_default("syn_cookie").params == {"secret": 0}
+            assert tables.get_default("syn_cookie").params == {"key": 0, "slot": 0}
             raw = struct.pack("<I", 0)
-            assert tables._map("syn_cookie").lookup(raw) == bytes(8)
+            assert tables._map("syn_cookie").lookup(raw) == bytes(16)
     finally:
         unpin(pin)

@@ -75,7 +75,7 @@ def test_names_of_the_contract():
                      "miss_conn_in": []}, "miss_conn_in"),
         "conn_out": (["backend_addr", "backend_port", "client_addr", "client_port"],
                      {"to_client": ["vip_addr", "vip_port", "seq_delta"], "miss_conn_out": []}, "miss_conn_out"),
-        "syn_cookie": ([], {"set_cookie_secret": ["secret"]}, "set_cookie_secret"),
+        "syn_cookie": ([], {"set_cookie_secret": ["key", "slot"]}, "set_cookie_secret"),
         "slow_path": ([], {"set_slow_path": ["port"]}, "set_slow_path"),
     }
     got = {t.name: ([f.name for f in t.match_fields], {a.name: [p.name for p in a.params] for a in t.actions},

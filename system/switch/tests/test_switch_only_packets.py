@@ -123,12 +123,12 @@ def test_ebpf_cookie_equals_python_without_sack_for_random_endpoints_secrets_and
     rng = random.Random(20251126)
     try:
         for i in range(200):
-            secret = rng.getrandbits(32)
+            key, slot = rng.getrandbits(64) or 1, rng.getrandbits(32)
             if i % 25 == 0:
                 tables.clear("vip")
                 vip, vport = f"198.18.{rng.randrange(256)}.{rng.randrange(1, 255)}", rng.randrange(1, 65536)
                 tables.insert("vip", {"dst_addr": ip_int(vip), "dst_port": vport}, "mark_vip", {})
-            so.configure(tables, secret)
+            so.configure(tables, key, slot=slot)
             client = f"198.19.{rng.randrange(256)}.{rng.randrange(256)}"
             cport, isn = rng.randrange(1, 65536), rng.getrandbits(32)
             opts = mc.opts_bytes(mc.MSS(rng.choice([536, 1300, 1440, 1460])),    # Linux layouts
@@ -142,10 +142,10 @@ def test_ebpf_cookie_equals_python_without_sack_for_random_endpoints_secrets_and
             parsed = cookie.SynOptions.parse(opts)
             assert parsed.sack_ok == (i % 2 == 0)
             no_sack = cookie.SynOptions(mss=parsed.mss, sack_ok=False, wscale=parsed.wscale)
-            want = cookie.encode(client, cport, vip, vport, secret, no_sack)
+            want = cookie.encode(client, cport, vip, vport, key, slot, no_sack)
             assert out[TCP].seq == want, (opts.hex(), hex(out[TCP].seq), hex(want))
             assert bytes(out[TCP])[20:32] == cookie.synack_options(no_sack)
-            assert cookie.check(want, client, cport, vip, vport, [secret]).sack_ok is False
+            assert cookie.check(want, client, cport, vip, vport, [(key, slot)]).sack_ok is False
     finally:
         tables.clear("vip")
 
@@ -233,7 +233,7 @@ def test_fresh_load_has_secret_zero_and_no_cpu_port(so_object):
     load_object(so_object, pin)
     try:
         with PipelineTables(SWITCH_ONLY, pin) as tables:
-            assert tables.get_default("syn_cookie").params == {"secret": 0}
+            assert tables.get_default("syn_cookie").params == {"key": 0, "slot": 0}
             assert tables.get_default("slow_path").params == {"port": 0}
             assert tables._map("slow_path").lookup(struct.pack("<I", 0)) == bytes(8)
     finally:
@@ -366,7 +366,7 @@ def test_real_tcp_spliced_through_conn_in_and_conn_out(star, offload):
         assert bytes(data[TCP].payload) == request and data[IP].dst == vip and data[TCP].sport == cport
         s = (ack[TCP].ack - 1) & 0xFFFFFFFF
         c = (ack[TCP].seq - 1) & 0xFFFFFFFF
-        bits = cookie.check(s, h1.addr, cport, vip, vport, [so.SECRET])
+        bits = cookie.check(s, h1.addr, cport, vip, vport, [(so.KEY, so.SLOT)])
         assert bits is not None and bits.sack_ok is False          # the client's SYN offered SACK
         opts = [("MSS", bits.mss)] + ([("WScale", bits.wscale)] if bits.wscale is not None else [])
         cpu = next(h for h in topo.hosts if h.port == so.CPU_PORT)

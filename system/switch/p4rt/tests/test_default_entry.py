@@ -43,8 +43,8 @@ def conn(switch_ns, pipeline) -> Iterator[tuple[SwitchConnection, EntryCodec, ob
         assert not srv.device.pin_dir.exists(), "pins left behind"
 
 
-def secret_update(codec: EntryCodec, secret: int) -> Update:
-    return codec.default_update("syn_cookie", "set_cookie_secret", {"secret": secret})
+def secret_update(codec: EntryCodec, key: int, slot: int = 1) -> Update:
+    return codec.default_update("syn_cookie", "set_cookie_secret", {"key": key, "slot": slot})
 
 
 def read_default(c: SwitchConnection, codec: EntryCodec, table: str) -> p4runtime_pb2.TableEntry:
@@ -55,14 +55,15 @@ def read_default(c: SwitchConnection, codec: EntryCodec, table: str) -> p4runtim
 def test_modify_and_read_the_cookie_secret(conn) -> None:
     c, codec, srv = conn
     with PipelineTables(MIRESGA, srv.device.pin_dir) as t:
-        assert t.get_default("syn_cookie").params == {"secret": 0}     # never written
-        for secret in (0xDEADBEEF, 1, 0xFFFFFFFF):
+        assert t.get_default("syn_cookie").params == {"key": 0, "slot": 0}     # never written
+        for secret in (0xDEADBEEF_01234567, 1, (1 << 64) - 1):
             assert [r.code for r in c.write([secret_update(codec, secret)])] == ["OK"]
-            assert t.get_default("syn_cookie").params == {"secret": secret}
+            assert t.get_default("syn_cookie").params == {"key": secret, "slot": 1}
             e = read_default(c, codec, "syn_cookie")
             assert e.is_default_action and not e.match
             assert e.action.action.action_id == codec.index.action_by_name("set_cookie_secret").id
-            assert [(p.param_id, p.value) for p in e.action.action.params] == [(1, to_bytes(secret))]
+            assert [(p.param_id, p.value) for p in e.action.action.params] == \
+                [(1, to_bytes(secret)), (2, to_bytes(1))]
         assert t.count("syn_cookie") == 0               # a default is no entry
     # a wildcard read returns entries only, never the default entry
     assert c.read_entries(codec.index.table_by_name("syn_cookie").id) == []
@@ -77,7 +78,7 @@ def test_reset_restores_the_declared_default_with_zero_params(conn) -> None:
     u.entity.table_entry.is_default_action = True                    # no action: reset
     assert c.write([u])[0].code == "OK"
     with PipelineTables(MIRESGA, srv.device.pin_dir) as t:
-        assert t.get_default("syn_cookie").params == {"secret": 0}
+        assert t.get_default("syn_cookie").params == {"key": 0, "slot": 0}
 
 
 def test_read_of_a_const_default_returns_the_declared_action(conn) -> None:
@@ -111,17 +112,17 @@ def test_refusals(conn) -> None:
     m.exact.value = b"\x01"
     assert c.write([with_match])[0].code == "INVALID_ARGUMENT"
 
-    wide = _as(good, Update.MODIFY)                     # 33-bit secret
-    wide.entity.table_entry.action.action.params[0].value = (1 << 32).to_bytes(5, "big")
+    wide = _as(good, Update.MODIFY)                     # 65-bit key
+    wide.entity.table_entry.action.action.params[0].value = (1 << 64).to_bytes(9, "big")
     [r] = c.write([wide])
-    assert r.code == "INVALID_ARGUMENT" and "32 bits" in r.message
+    assert r.code == "INVALID_ARGUMENT" and "64 bits" in r.message
 
     no_param = _as(good, Update.MODIFY)
     del no_param.entity.table_entry.action.action.params[:]
     [r] = c.write([no_param])
     assert r.code == "INVALID_ARGUMENT" and "missing param" in r.message
     with PipelineTables(MIRESGA, srv.device.pin_dir) as t:
-        assert t.get_default("syn_cookie").params == {"secret": 0}      # nothing was applied
+        assert t.get_default("syn_cookie").params == {"key": 0, "slot": 0}      # nothing was applied
 
     with pytest.raises(SwitchRefused) as e:            # reading a default entry needs a table id
         c.read_entries(0, default=True)
@@ -132,7 +133,7 @@ def test_codec_decode_default_entry_without_a_server() -> None:
     idx = P4InfoIndex(load_p4info("miresga"))
     codec = EntryCodec(load_p4info("miresga"))
     d = decode_default_entry(idx, secret_update(codec, 9).entity.table_entry, with_action=True)
-    assert d.table.alias == "syn_cookie" and d.action.alias == "set_cookie_secret" and d.params == {"secret": 9}
+    assert d.table.alias == "syn_cookie" and d.action.alias == "set_cookie_secret" and d.params == {"key": 9, "slot": 1}
     with pytest.raises(ValueError, match="cannot be the default action"):
         codec.default_update("syn_cookie", "mark_vip", {})
     e = secret_update(codec, 9).entity.table_entry
