@@ -30,6 +30,7 @@ when all N do.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -37,6 +38,7 @@ import platform
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -188,9 +190,10 @@ def _measured(prog: Prog, fn, args: tuple) -> dict:
     return out
 
 
-def traffic(seconds: float) -> dict[str, dict]:
-    """TCP (GSO on and off) and UDP through the forwarding pipeline and through a veth pair."""
-    results: dict[str, dict] = {}
+@contextlib.contextmanager
+def _deployment() -> Iterator[tuple[StarTopology, DirectPair, EmulatedSwitch, list[tuple[str, str]]]]:
+    """A fresh deployment: the switch star with the forwarding pipeline loaded anew and its routes,
+    and the direct veth pair; yields them and every host interface (namespace, device); tears all down."""
     topo = StarTopology(prefix="mrsc-bn", ifprefix="mcb", nports=2, subnet=212)
     pair = DirectPair()
     switch = None
@@ -202,8 +205,20 @@ def traffic(seconds: float) -> dict[str, dict]:
             tables.insert("route", {"dst_addr": (ip_int(h.addr), 32)}, "forward",
                           {"port": h.port, "smac": mac_int(h.sw_mac), "dmac": mac_int(h.mac)})
         pair.up()
-        h1, h2 = topo.host(1), topo.host(2)
         devs = [(h.ns, h.dev) for h in topo.hosts] + [(pair.a, "mcbda"), (pair.b, "mcbdb")]
+        yield topo, pair, switch, devs
+    finally:
+        if switch is not None:
+            switch.unload()
+        topo.down()
+        pair.down()
+
+
+def traffic(seconds: float) -> dict[str, dict]:
+    """TCP (GSO on and off) and UDP through the forwarding pipeline and through a veth pair."""
+    results: dict[str, dict] = {}
+    with _deployment() as (topo, pair, switch, devs):
+        h1, h2 = topo.host(1), topo.host(2)
         plan = (("tcp_gso", tcp_goodput, True), ("tcp_mtu", tcp_goodput, False), ("udp_64B", udp_rate, True))
         with Prog.pinned(switch.pin_dir / "progs" / "pipe_ingress") as prog:
             for name, fn, gso in plan:
@@ -213,11 +228,6 @@ def traffic(seconds: float) -> dict[str, dict]:
                 sw = _measured(prog, fn, (h1.ns, h2.ns, h2.addr, seconds))
                 print(f"  {name}: direct veth ...", flush=True)
                 results[name] = {"switch": sw, "direct": fn(pair.a, pair.b, pair.addr_b, seconds)}
-    finally:
-        if switch is not None:
-            switch.unload()
-        topo.down()
-        pair.down()
     return results
 
 
@@ -233,22 +243,12 @@ def deployments(count: int, rounds: int, seconds: float) -> list[dict]:
     switch program's ns per run and share of a core."""
     out = []
     for d in range(1, count + 1):
-        topo = StarTopology(prefix="mrsc-bn", ifprefix="mcb", nports=2, subnet=212)
-        pair = DirectPair()
-        switch = None
-        try:
-            topo.up()
-            switch = EmulatedSwitch(topo.switch_ns, topo.port_map, BPFFS / "mrsc-bench")
-            tables = switch.load(build_package("forwarding"))
-            for h in topo.hosts:
-                tables.insert("route", {"dst_addr": (ip_int(h.addr), 32)}, "forward",
-                              {"port": h.port, "smac": mac_int(h.sw_mac), "dmac": mac_int(h.mac)})
-            pair.up()
+        sw_runs: list[dict] = []
+        veth_runs: list[dict] = []
+        with _deployment() as (topo, pair, switch, devs):
             h1, h2 = topo.host(1), topo.host(2)
-            for ns, dev in [(h.ns, h.dev) for h in topo.hosts] + [(pair.a, "mcbda"), (pair.b, "mcbdb")]:
+            for ns, dev in devs:
                 _offload(ns, dev, True)
-            sw_runs: list[dict] = []
-            veth_runs: list[dict] = []
             with Prog.pinned(switch.pin_dir / "progs" / "pipe_ingress") as prog:
                 for r in range(rounds):
                     # alternate which goes first, so that a drift of the machine hits both alike
@@ -258,11 +258,6 @@ def deployments(count: int, rounds: int, seconds: float) -> list[dict]:
                             sw_runs.append(_measured(prog, tcp_goodput, (h1.ns, h2.ns, h2.addr, seconds)))
                         else:
                             veth_runs.append(tcp_goodput(pair.a, pair.b, pair.addr_b, seconds))
-        finally:
-            if switch is not None:
-                switch.unload()
-            topo.down()
-            pair.down()
         sw = _median([x["gbit_s"] for x in sw_runs])
         veth = _median([x["gbit_s"] for x in veth_runs])
         # each round's two measurements ran back to back: their ratio cancels the machine's drift
