@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -119,20 +119,28 @@ def curl_parallel(inv: Inventory, objs: Sequence[CatalogObject], out_dir: Path, 
 # Stats and tables of the components
 
 
-def fresh_json(inv: Inventory, host: str, rel: str, since: float | None = None, timeout: float = 60) -> dict:
-    """The JSON file `rel` (under the host's workdir) as a daemon wrote it after `since` (default: now).
-    The daemons rewrite their stats files periodically by rename, so the file's modification time is
-    the time of its content: poll for a newer one instead of sleeping a period and hoping."""
+# How long a poll for a periodically rewritten stats file may go on before the test gives up: a guard
+# against a stuck daemon hanging the run, not a bound on speed (the daemons rewrite every second).
+HANG_GUARD_S = 300.0
+
+
+def fresh_json(inv: Inventory, host: str, rel: str, since: float | None = None,
+               until: Callable[[dict], bool] = lambda _: True) -> dict:
+    """The JSON file `rel` (under the host's workdir) as a daemon wrote it after `since` (default: now),
+    the first such that `until` holds. The daemons rewrite their stats files periodically by rename, so
+    the file's modification time is the time of its content: poll for a newer one instead of sleeping
+    a period and hoping."""
     since = time.time() if since is None else since
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + HANG_GUARD_S
     with Remote(inv, inv.host(host)) as r:
         while True:
             out = r.run(f"stat -c %.9Y {r.workdir}/{rel} && cat {r.workdir}/{rel}")
             mtime, _, body = out.partition("\n")
-            if float(mtime) > since:
-                return json.loads(body)
+            if float(mtime) > since and until(doc := json.loads(body)):
+                return doc
             if time.monotonic() > deadline:
-                raise AssertionError(f"{host}: {rel} was not rewritten within {timeout} s (daemon stuck?)")
+                raise AssertionError(f"{host}: {rel} not rewritten as expected (hang guard, {HANG_GUARD_S:g} s; "
+                                     f"daemon stuck?): {body[-500:]}")
             time.sleep(0.1)
 
 

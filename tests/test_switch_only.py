@@ -17,6 +17,7 @@ import yaml
 from harness import deploy, inventory, locust_runner, runner, testbed
 from harness.remote import Remote
 from system.switchonly.counters import CounterReader
+from tests.miresga_testbed import fresh_json
 from workloads.catalog import object_bytes
 
 pytestmark = [pytest.mark.root, pytest.mark.testbed]
@@ -51,18 +52,9 @@ def curl(inv, *paths: str) -> bytes:
                            *(url + p for p in paths)], capture_output=True, timeout=60).stdout
 
 
-def slowpath_stats(inv, timeout: float = 60) -> dict:
-    """The slow path's stats as it wrote them after this call (it renames a new file into place every
-    second: poll the file's modification time instead of sleeping a period)."""
-    since, deadline = time.time(), time.monotonic() + timeout
-    with Remote(inv, inv.switch_host) as r:
-        while True:
-            f = f"{r.workdir}/run/slowpath-stats.json"
-            mtime, _, body = r.run(f"stat -c %.9Y {f} && cat {f}").partition("\n")
-            if float(mtime) > since:
-                return json.loads(body)
-            assert time.monotonic() < deadline, f"the slow path did not rewrite {f} within {timeout} s"
-            time.sleep(0.1)
+def slowpath_stats(inv) -> dict:
+    """The slow path's stats as it wrote them after this call."""
+    return fresh_json(inv, inv.switch_host.name, "run/slowpath-stats.json")
 
 
 def switch_entries(inv) -> dict:

@@ -18,6 +18,7 @@ import yaml
 
 from harness import deploy, inventory, runner, testbed
 from harness.remote import Remote
+from tests.miresga_testbed import fresh_json
 from workloads.catalog import object_bytes
 
 pytestmark = [pytest.mark.root, pytest.mark.testbed]
@@ -217,17 +218,8 @@ def _frontend_stats(inv) -> dict:
 
 
 def _frontend_stats_after(inv, until=lambda st: True) -> dict:
-    """The counters as the front-end wrote them after this call (its file is renamed into place every
-    second: poll its modification time rather than sleep a period), the first such that `until` holds."""
-    since = time.time()
-    deadline = time.monotonic() + 60
-    with Remote(inv, inv.host("tfe1")) as r:
-        while True:
-            mtime, _, body = r.run(f"f={r.workdir}/run/frontend-stats.json; stat -c %.9Y $f && cat $f").partition("\n")
-            if float(mtime) > since and until(st := json.loads(body)["engine"]):
-                return st
-            assert time.monotonic() < deadline, f"no front-end stats file as expected within 60 s: {body}"
-            time.sleep(0.1)
+    """The counters as the front-end wrote them after this call, the first such that `until` holds."""
+    return fresh_json(inv, "tfe1", "run/frontend-stats.json", until=lambda d: until(d["engine"]))["engine"]
 
 
 def _agent_flows(inv, host: str) -> dict:
