@@ -11,6 +11,7 @@ namespace. The loader only loads, attaches, pins, unloads and reports.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -136,3 +137,20 @@ def ifindex(netns: str | None, dev: str) -> int:
     # Not /sys/class/net: under nsenter, /sys still shows the root namespace's devices.
     out = _run(in_netns(netns, ["ip", "-o", "link", "show", "dev", dev]), "ip link show")
     return int(out.split(":", 1)[0])
+
+
+def veth_peer_mac(netns: str | None, dev: str) -> bytes | None:
+    """The MAC address of `dev`'s veth peer when that peer is in another (named) namespace: the case
+    where bpf_redirect_peer can deliver into it. None for anything else (not a veth, a peer in the
+    same namespace, a namespace without a name in /run/netns)."""
+    out = _run(in_netns(netns, ["ip", "-d", "-j", "link", "show", "dev", dev]), "ip -d link show")
+    (link,) = json.loads(out)
+    if link.get("linkinfo", {}).get("info_kind") != "veth" or "link_netnsid" not in link:
+        return None
+    ids = json.loads(_run(in_netns(netns, ["ip", "-j", "netns", "list-id"]), "ip netns list-id") or "[]")
+    names = [i["name"] for i in ids if i.get("nsid") == link["link_netnsid"] and i.get("name")]
+    if not names:
+        return None
+    peers = json.loads(_run(in_netns(names[0], ["ip", "-j", "link", "show"]), "ip link show"))
+    macs = [p["address"] for p in peers if p.get("ifindex") == link.get("link_index")]
+    return bytes.fromhex(macs[0].replace(":", "")) if macs else None

@@ -2,7 +2,7 @@
 through it vs a direct veth pair.
 
     python -m system.switch.bench [--seconds 3] [--calls 2000] [--out results/switch-bench.json]
-    python -m system.switch.bench --deployments 5 [--rounds 5] [--seconds 2]
+    python -m system.switch.bench --deployments 5 [--rounds 9] [--seconds 3]
 
 
 Needs root. Two parts (system/switch/README.md, "Counters" and "Benchmark"):
@@ -21,7 +21,8 @@ Prints tables, saves JSON with provenance, and tears everything down.
 topology and a fresh load of the forwarding pipeline (where the kernel places map nodes changes per
 load: the old split-lock cost was bimodal across loads), and in each `--rounds` alternating
 measurements of a bulk TCP stream (GSO on, as nginx sends 10 MB objects) through the switch and
-through the direct veth pair. A deployment passes when the switch's goodput is within 10% of the
+through the direct veth pair, the sender and the receiver pinned to the first and the last CPU for
+both paths. A deployment passes when the switch's goodput is within 10% of the
 veth pair's: the median over the rounds of each round's ratio of its two back-to-back measurements
 (alternating which goes first keeps a shared machine's drift out of the ratio); the check passes
 when all N do.
@@ -56,7 +57,17 @@ TARGET_NS = 1000        # per packet, every path (issue 17)
 WITHIN = 0.10           # the deployments check: switch goodput >= (1 - WITHIN) x the veth pair's
 
 
-def _tcp_receiver(conn: socket.socket, q: mp.Queue) -> None:
+def _pinned_cpus() -> tuple[int, int] | None:
+    """(sender CPU, receiver CPU) for the bulk streams: the first and the last CPU this process may
+    use, so that both paths run with the same placement (the scheduler's choice otherwise moves a
+    measurement by +-10% from one run to the next); None on a one-CPU machine."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[-1]) if len(cpus) > 1 else None
+
+
+def _tcp_receiver(conn: socket.socket, q: mp.Queue, cpu: int | None = None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
     total = 0
     while data := conn.recv(CHUNK):
         total += len(data)
@@ -77,7 +88,9 @@ def _udp_receiver(sock: socket.socket, seconds: float, q: mp.Queue) -> None:
     q.put(count)
 
 
-def tcp_goodput(src_ns: str, dst_ns: str, dst_addr: str, seconds: float) -> dict:
+def tcp_goodput(src_ns: str, dst_ns: str, dst_addr: str, seconds: float,
+                pin: tuple[int, int] | None = None) -> dict:
+    """Bulk TCP from `src_ns` to `dst_ns` for `seconds`; `pin`: (sender CPU, receiver CPU)."""
     with in_netns(dst_ns):
         ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -88,18 +101,24 @@ def tcp_goodput(src_ns: str, dst_ns: str, dst_addr: str, seconds: float) -> dict
     cs.connect((dst_addr, PORT))
     conn, _ = ls.accept()
     q: mp.Queue = mp.get_context("fork").Queue()
-    rx = mp.get_context("fork").Process(target=_tcp_receiver, args=(conn, q))
+    rx = mp.get_context("fork").Process(target=_tcp_receiver, args=(conn, q, pin[1] if pin else None))
     rx.start()
     conn.close()
     buf = b"\x5a" * CHUNK
     sent = 0
-    start = time.monotonic()
-    while time.monotonic() - start < seconds:
-        cs.sendall(buf)
-        sent += len(buf)
-    cs.shutdown(socket.SHUT_WR)
-    received = q.get(timeout=30)
-    elapsed = time.monotonic() - start
+    own = os.sched_getaffinity(0)
+    if pin:
+        os.sched_setaffinity(0, {pin[0]})
+    try:
+        start = time.monotonic()
+        while time.monotonic() - start < seconds:
+            cs.sendall(buf)
+            sent += len(buf)
+        cs.shutdown(socket.SHUT_WR)
+        received = q.get(timeout=30)
+        elapsed = time.monotonic() - start
+    finally:
+        os.sched_setaffinity(0, own)
     rx.join(timeout=5)
     cs.close()
     ls.close()
@@ -242,6 +261,7 @@ def deployments(count: int, rounds: int, seconds: float) -> list[dict]:
     measurements of a GSO bulk stream; per deployment the median goodputs, their ratio and the
     switch program's ns per run and share of a core."""
     out = []
+    pin = _pinned_cpus()
     for d in range(1, count + 1):
         sw_runs: list[dict] = []
         veth_runs: list[dict] = []
@@ -255,14 +275,15 @@ def deployments(count: int, rounds: int, seconds: float) -> list[dict]:
                     first_switch = r % 2 == 0
                     for through_switch in (first_switch, not first_switch):
                         if through_switch:
-                            sw_runs.append(_measured(prog, tcp_goodput, (h1.ns, h2.ns, h2.addr, seconds)))
+                            sw_runs.append(_measured(prog, tcp_goodput, (h1.ns, h2.ns, h2.addr, seconds, pin)))
                         else:
-                            veth_runs.append(tcp_goodput(pair.a, pair.b, pair.addr_b, seconds))
+                            veth_runs.append(tcp_goodput(pair.a, pair.b, pair.addr_b, seconds, pin))
         sw = _median([x["gbit_s"] for x in sw_runs])
         veth = _median([x["gbit_s"] for x in veth_runs])
         # each round's two measurements ran back to back: their ratio cancels the machine's drift
         pairs = [a["gbit_s"] / b["gbit_s"] for a, b in zip(sw_runs, veth_runs, strict=True) if b["gbit_s"]]
         row = {"deployment": d, "rounds": rounds, "switch_gbit_s": sw, "veth_gbit_s": veth,
+               "cpus": {"sender": pin[0], "receiver": pin[1]} if pin else None,
                "ratio": _median(pairs) if pairs else None, "round_ratios": pairs,
                "switch_runs_gbit_s": [x["gbit_s"] for x in sw_runs],
                "veth_runs_gbit_s": [x["gbit_s"] for x in veth_runs],
@@ -313,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-traffic", action="store_true", help="only the per-path test runs")
     ap.add_argument("--deployments", type=int, default=0,
                     help="instead of the above: issue 17's check over this many fresh deployments (1..20)")
-    ap.add_argument("--rounds", type=int, default=5, help="alternating measurements per deployment (1..20)")
+    ap.add_argument("--rounds", type=int, default=9, help="alternating measurements per deployment (1..20)")
     ap.add_argument("--out", type=Path, default=Path("results/switch-bench.json"))
     args = ap.parse_args(argv)
     seconds = min(max(args.seconds, 0.5), 30.0)

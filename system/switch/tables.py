@@ -148,6 +148,8 @@ class Entry:
 
 # --- the shared maps (system/switch/bpf/maps.h) -------------------------------------------------
 
+PORT_F_PEER = 1  # structs.h: deliver into the veth's peer (bpf_redirect_peer)
+
 DROP_REASONS = ("none", "not_ipv4", "arp", "malformed", "ttl_expired", "table_miss", "action_drop",
                 "no_egress", "unknown_ingress", "ip_options", "no_cookie_key")
 PORT_COUNTER_FIELDS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "drops")
@@ -156,7 +158,7 @@ DROP_COUNTER_FIELDS = ("packets", "bytes")
 DIRECT_COUNTER_FIELDS = ("packets", "bytes")   # struct direct_counter (structs.h)
 
 COMMON_MAPS = (
-    MapSpec("ports", 4, 4, MAX_PORTS + 1),
+    MapSpec("ports", 4, 16, MAX_PORTS + 1),
     MapSpec("ifindex_port", 4, 4, MAX_PORTS + 1),
     MapSpec("port_counters", 4, 8 * len(PORT_COUNTER_FIELDS), MAX_PORTS + 1, PORT_COUNTER_FIELDS),
     MapSpec("drop_counters", 4, 8 * len(DROP_COUNTER_FIELDS), len(DROP_REASONS), DROP_COUNTER_FIELDS),
@@ -703,8 +705,20 @@ class PipelineTables:
         out = {}
         for port in range(1, MAX_PORTS + 1):
             raw = m.lookup(struct.pack("<I", port))
-            if raw and struct.unpack("<I", raw)[0]:
-                out[port] = struct.unpack("<I", raw)[0]
+            if raw and struct.unpack_from("<I", raw)[0]:
+                out[port] = struct.unpack_from("<I", raw)[0]
+        return out
+
+    def peer_ports(self) -> set[int]:
+        """The configured ports delivered into with bpf_redirect_peer (PORT_F_PEER)."""
+        m = self._map("ports")
+        out = set()
+        for port in range(1, MAX_PORTS + 1):
+            raw = m.lookup(struct.pack("<I", port))
+            if raw:
+                ifindex, flags = struct.unpack_from("<II", raw)
+                if ifindex and flags & PORT_F_PEER:
+                    out.add(port)
         return out
 
     def port_counters(self) -> dict[int, dict[str, int]]:
@@ -721,8 +735,13 @@ class PipelineTables:
 
     # ports (the loader's job; kept here so that nothing else writes map bytes)
 
-    def set_port(self, port: int, ifindex: int) -> None:
+    def set_port(self, port: int, ifindex: int, peer_mac: bytes | None = None) -> None:
+        """Port `port` is interface `ifindex`; `peer_mac`: the port is a veth whose peer (with this
+        MAC) is in another namespace, delivered into with bpf_redirect_peer (structs.h PORT_F_PEER)."""
         if not 1 <= port <= MAX_PORTS:
             raise TableError("INVALID_ARGUMENT", f"port {port} not in 1..{MAX_PORTS}")
-        self._map("ports").update(struct.pack("<I", port), struct.pack("<I", ifindex))
+        if peer_mac is not None and len(peer_mac) != 6:
+            raise TableError("INVALID_ARGUMENT", f"port {port}: peer MAC must be 6 bytes")
+        value = struct.pack("<II6s2x", ifindex, PORT_F_PEER if peer_mac else 0, peer_mac or bytes(6))
+        self._map("ports").update(struct.pack("<I", port), value)
         self._map("ifindex_port").update(struct.pack("<I", ifindex), struct.pack("<I", port))

@@ -45,6 +45,7 @@ class EmulatedSwitch:
         """Load a pipeline (replacing a loaded one) and return its tables."""
         pkg = parse_package(package)
         ifindexes = {port: loader.ifindex(self.netns, dev) for port, dev in self.ports.items()}
+        peers = {port: loader.veth_peer_mac(self.netns, dev) for port, dev in self.ports.items()}
         if self.loaded:
             self.unload()
         loader.unpin(self.pin_dir)  # leftovers of a crashed run
@@ -55,7 +56,7 @@ class EmulatedSwitch:
         try:
             tables = PipelineTables(pkg.spec, self.pin_dir)
             for port, ifx in ifindexes.items():
-                tables.set_port(port, ifx)
+                tables.set_port(port, ifx, peer_mac=peers[port])
             for dev in self.ports.values():
                 loader.attach_tc(self.netns, dev, loaded.prog_path(pkg.spec.program), "ingress")
         except Exception:

@@ -16,7 +16,7 @@ int pipe_ingress(struct __sk_buff *skb)
 	reason = forwarding_apply(skb, &md);
 	if (reason != DROP_NONE)
 		return pipe_drop(&md, reason);
-	return pipe_emit(&md);
+	return pipe_emit(skb, &md);
 }
 
 char LICENSE[] SEC("license") = "GPL";

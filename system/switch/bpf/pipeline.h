@@ -45,8 +45,25 @@ static __always_inline int pipe_drop(struct pipe_md *md, __u32 reason)
 	return TC_ACT_SHOT;
 }
 
-/* Send out of md->egress_port: look up its interface, count, redirect to its egress. */
-static __always_inline int pipe_emit(struct pipe_md *md)
+/* True when the frame is addressed to the port's peer (unicast to peer_mac). Only such frames are
+ * delivered into the peer: bpf_redirect_peer skips the peer's eth_type_trans (its scrub even marks
+ * the frame PACKET_HOST), so a frame for another MAC, a broadcast or a multicast would be taken by
+ * the host's stack as its own; those take the veth transmit, which classifies them as a NIC would. */
+static __always_inline int for_peer(struct __sk_buff *skb, const struct port_info *pi)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	const __u8 *dst = data;
+
+	if (data + 6 > data_end)
+		return 0;
+	return ((dst[0] ^ pi->peer_mac[0]) | (dst[1] ^ pi->peer_mac[1]) | (dst[2] ^ pi->peer_mac[2]) |
+		(dst[3] ^ pi->peer_mac[3]) | (dst[4] ^ pi->peer_mac[4]) | (dst[5] ^ pi->peer_mac[5])) == 0;
+}
+
+/* Send out of md->egress_port: look up its interface, count, redirect to its egress (or, for a
+ * frame addressed to the host behind a veth port, straight into the host's interface: PORT_F_PEER). */
+static __always_inline int pipe_emit(struct __sk_buff *skb, struct pipe_md *md)
 {
 	__u32 port = md->egress_port;
 	struct port_info *pi;
@@ -57,6 +74,8 @@ static __always_inline int pipe_emit(struct pipe_md *md)
 	if (!pi || pi->ifindex == 0)
 		return pipe_drop(md, DROP_NO_EGRESS);
 	count_tx(port, md->pkts, md->bytes);
+	if ((pi->flags & PORT_F_PEER) && for_peer(skb, pi))
+		return bpf_redirect_peer(pi->ifindex, 0);
 	return bpf_redirect(pi->ifindex, 0);
 }
 

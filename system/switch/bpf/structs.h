@@ -42,10 +42,19 @@ struct direct_counter {
 		__type(value, struct direct_counter);                                              \
 	} name SEC(".maps")
 
-/* ports: P4 port number -> interface. 4 bytes. */
+/* ports: P4 port number -> interface. 16 bytes. */
 struct port_info {
 	__u32 ifindex;     /* host order: ifindex in the switch namespace; 0 = port not configured */
+	__u32 flags;       /* host order: PORT_F_* */
+	__u8 peer_mac[6];  /* with PORT_F_PEER: the MAC address of the veth's peer (the host's interface) */
+	__u8 pad[2];
 };
+
+/* The port is a veth whose peer lives in another namespace (a host's link): deliver straight into
+ * the peer with bpf_redirect_peer, one veth crossing per hop like a cable into a host, instead of
+ * transmitting on the port and crossing the backlog a second time. Not set for a peer in the switch
+ * namespace itself (the CPU port), where redirect_peer drops. See README "Delivery to a port". */
+#define PORT_F_PEER 1
 
 /* port_counters: per P4 port (per CPU). 40 bytes. Packets count segments of GSO packets. */
 struct port_counters {

@@ -104,6 +104,14 @@ def _empty(tables: PipelineTables) -> None:
         assert tables.count(t.name) == 0, f"the runner must undo its writes ({t.name})"
 
 
+def test_cpu_port_is_not_delivered_into_its_peer(star):
+    """redirect_peer drops for a peer in the switch's own namespace: the CPU port (swcpu <-> cpu0)
+    must be sent out of, the host ports delivered into."""
+    _, switch, _ = star
+    assert switch.tables.peer_ports() == {1, 2, 3}
+    assert so.CPU_PORT in switch.tables.configured_ports()
+
+
 @pytest.mark.parametrize("case", so.CASES, ids=IDS)
 def test_case_bpf_test_run(case, loaded):
     tables, prog = loaded

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,9 @@ import sys
 import time
 
 import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw
 
 from system.bpf import loader
 from system.switch.package import build_package, parse_package
@@ -35,6 +39,8 @@ def test_load_attaches_every_port_and_fills_the_port_map(star):
     assert switch.loaded and switch.package.pipeline == "forwarding"
     ports = switch.tables.configured_ports()
     assert sorted(ports) == [1, 2, 3]
+    # every port's veth peer is a host's interface in its own namespace: delivered into directly
+    assert switch.tables.peer_ports() == {1, 2, 3}
     for h in topo.hosts:
         assert ports[h.port] == loader.ifindex(topo.switch_ns, h.sw_dev)
         filters = loader.tc_filters(topo.switch_ns, h.sw_dev, "ingress")
@@ -73,6 +79,44 @@ def test_tcp_end_to_end_byte_exact(star, tmp_path):
     # Every byte crossed the switch: port 2 received at least the body, port 1 sent it out.
     assert after[2]["rx_bytes"] - before[2]["rx_bytes"] > len(body)
     assert after[1]["tx_bytes"] - before[1]["tx_bytes"] > len(body)
+
+
+def _tx_packets(ns: str, dev: str) -> int:
+    (link,) = json.loads(ns_exec(ns, "ip", "-s", "-j", "link", "show", "dev", dev))
+    return link["stats64"]["tx"]["packets"]
+
+
+def test_frames_for_the_host_are_delivered_into_its_interface(star):
+    """A frame routed to the host's own MAC goes straight into the host's interface
+    (bpf_redirect_peer: the switch-side veth transmits nothing); a frame for another MAC takes the
+    veth transmit, so the host classifies it as another host's, as a NIC would, and does not take it."""
+    topo, switch, pio = star
+    src, dst = topo.host(1), topo.host(2)
+    key = {"dst_addr": (ip_int(dst.addr), 32)}
+    udp = (Ether(src=src.mac, dst=src.sw_mac) / IP(src=src.addr, dst=dst.addr, ttl=64)
+           / UDP(sport=40000, dport=9) / Raw(b"peer-delivery"))
+    for dmac, via_veth_tx in ((dst.mac, 0), ("02:cc:00:00:00:99", 1)):
+        switch.tables.insert("route", key, "forward",
+                             {"port": dst.port, "smac": mac_int(dst.sw_mac), "dmac": mac_int(dmac)})
+        try:
+            pio.drain()
+            tx_before = _tx_packets(topo.switch_ns, dst.sw_dev)
+            taken_before = _udp_no_ports(dst.ns)
+            pio.send(src.port, bytes(udp))
+            got = [f for f in pio.collect()[dst.port] if Raw in Ether(f) and Ether(f)[Raw].load == b"peer-delivery"]
+            assert len(got) == 1 and Ether(got[0]).dst == dmac
+            assert _tx_packets(topo.switch_ns, dst.sw_dev) - tx_before == via_veth_tx
+            # the host's UDP took the datagram (no socket on port 9: NoPorts) only when addressed to it
+            assert _udp_no_ports(dst.ns) - taken_before == 1 - via_veth_tx
+        finally:
+            switch.tables.delete("route", key)
+
+
+def _udp_no_ports(ns: str) -> int:
+    """The namespace's Udp NoPorts counter (/proc/net/snmp): datagrams its stack took for a port
+    nobody listens on."""
+    lines = [ln.split() for ln in ns_exec(ns, "cat", "/proc/net/snmp").splitlines() if ln.startswith("Udp:")]
+    return int(lines[1][lines[0].index("NoPorts")])
 
 
 def test_without_routes_nothing_passes(star):
