@@ -27,6 +27,7 @@
 #include "include/miresga_headers.p4"
 #include "include/miresga_parser.p4"
 #include "include/forwarding.p4"
+#include "include/halfsiphash.p4"
 #include "include/synack.p4"
 #include "include/miresga_control.p4"
 
@@ -38,29 +39,25 @@ control SwitchIngress(inout ingress_headers_t hdr,
                       inout ingress_intrinsic_metadata_for_tm_t ig_tm_md) {
     Miresga() miresga;
     Forwarding() forwarding;
+    SipRecirc() sip_recirc;
 
     apply {
-        miresga.apply(hdr, ig_md, ig_intr_md, ig_dprsr_md, ig_tm_md);
-        if (ig_md.path == PATH_ROUTE) {
-            forwarding.apply(hdr, ig_md, ig_dprsr_md, ig_tm_md);
+        if (hdr.sip.isValid()) {
+            sip_recirc.apply(hdr, ig_md, ig_intr_md, ig_dprsr_md, ig_tm_md);   /* a cookie's pass */
+        } else {
+            miresga.apply(hdr, ig_md, ig_intr_md, ig_dprsr_md, ig_tm_md);
+            if (ig_md.path == PATH_ROUTE) {
+                forwarding.apply(hdr, ig_md, ig_dprsr_md, ig_tm_md);
+            }
         }
     }
-}
-
-control SwitchEgress(inout egress_headers_t hdr,
-                     inout egress_metadata_t eg_md,
-                     in egress_intrinsic_metadata_t eg_intr_md,
-                     in egress_intrinsic_metadata_from_parser_t eg_prsr_md,
-                     inout egress_intrinsic_metadata_for_deparser_t eg_dprsr_md,
-                     inout egress_intrinsic_metadata_for_output_port_t eg_oport_md) {
-    apply {}
 }
 
 Pipeline(SwitchIngressParser(),
          SwitchIngress(),
          SwitchIngressDeparser(),
-         SwitchEgressParser(),
-         SwitchEgress(),
-         SwitchEgressDeparser()) pipe;
+         CookieEgressParser(),
+         CookieEgress(),
+         CookieEgressDeparser()) pipe;
 
 Switch(pipe) main;

@@ -41,8 +41,31 @@ header synack_opts_h {
     bit<16> nops;      /* 01 01 */
 }
 
+/* The HalfSipHash state of a cookie SYN-ACK between recirculation passes (halfsiphash.p4), after
+ * Ethernet with ether type SIP_ETHERTYPE; ether_type is the frame's own (IPv4). 42 bytes. */
+const bit<16> SIP_ETHERTYPE = 0x88b5;      /* IEEE 802 local experimental ether type 1 */
+
+header cookie_sip_h {
+    bit<16> ether_type;
+    bit<8> pass;        /* egress passes done */
+    bit<8> low8;        /* the cookie's low byte: slot parity, mss_idx, sack_ok, wscale_code */
+    bit<7> pad;
+    PortId_t port;      /* the SYN's ingress port: the SYN-ACK leaves there (bits 8..0 of its
+                         * word, as in ig_intr_md: an ALU copies it without rotating) */
+    bit<32> v0;
+    bit<32> v1;
+    bit<32> v2;
+    bit<32> v3;
+    bit<32> w0;         /* the message words still to absorb: m0, m1, m2, m3, 16 << 24, then 0 */
+    bit<32> w1;
+    bit<32> w2;
+    bit<32> w3;
+    bit<32> w4;
+}
+
 struct ingress_headers_t {
     ethernet_h ethernet;
+    cookie_sip_h sip;
     ipv4_h ipv4;
     tcp_h tcp;
     synack_opts_h synack_opts;

@@ -171,8 +171,34 @@ parser SwitchIngressParser(packet_in pkt,
         pkt.extract(hdr.ethernet);
         transition select(hdr.ethernet.ether_type) {
             ETHERTYPE_IPV4: parse_ipv4;
+            SIP_ETHERTYPE: parse_sip;
             default: accept;
         }
+    }
+
+    /* A recirculated cookie SYN-ACK (halfsiphash.p4): the hash state, then the SYN-ACK as control
+     * SynAck built it (IPv4 without options, TCP, its 12 option bytes); its TCP checksum is
+     * computed fresh on the last pass. SipRecirc drops it unless it came from SIP_RECIRC_PORT. */
+    state parse_sip {
+        pkt.extract(hdr.sip);
+        transition select(hdr.sip.ether_type) {
+            ETHERTYPE_IPV4: parse_sip_ipv4;
+            default: accept;
+        }
+    }
+
+    state parse_sip_ipv4 {
+        pkt.extract(hdr.ipv4);
+        transition select(hdr.ipv4.ihl, hdr.ipv4.protocol) {
+            (5, IP_PROTO_TCP): parse_sip_tcp;
+            default: accept;
+        }
+    }
+
+    state parse_sip_tcp {
+        pkt.extract(hdr.tcp);
+        pkt.extract(hdr.synack_opts);
+        transition accept;
     }
 
     state parse_ipv4 {

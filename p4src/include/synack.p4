@@ -2,8 +2,10 @@
  * Miresga (miresga_control.p4) and SwitchOnly (switch_only_control.p4). The caller has set
  * ig_md.client_addr/client_port/vip_addr/vip_port and ig_md.cookie_k0/k1/slot (its syn_cookie
  * table's default action, a key that is not 0); the parser has captured the SYN's options (miresga_parser.p4). The SYN is
- * rewritten in place into the SYN-ACK, sent back out of the ingress port; the deparser computes its
- * TCP checksum fresh (ig_md.synack).
+ * rewritten in place into the SYN-ACK and sent to the recirculation port with the HalfSipHash state
+ * (halfsiphash.p4: SIP_PASSES egress passes compute the MAC, control SipRecirc then writes the
+ * cookie into seq and sends the SYN-ACK back out of the SYN's ingress port, its TCP checksum
+ * computed fresh by the deparser, ig_md.synack).
  *
  * Constructor parameter offer_sack: false for the switch-only baseline, which never offers SACK
  * (docs/switch-only-datapath.md): the cookie's sack bit is 0 and option bytes 4-5 are NOP NOP.
@@ -21,12 +23,11 @@ control SynAck(inout ingress_headers_t hdr,
                inout ingress_intrinsic_metadata_for_tm_t ig_tm_md)
               (bool offer_sack) {
 
-    /* NOT YET THE PRF (issue 10, see system/switch/README.md "The SYN cookie", "On a Tofino"): the
-     * cookie's layout, key, slot and authenticated low bits are the reference's, but the 24 MAC
-     * bits come from the Tofino CRC32 hash unit over the same input, not from HalfSipHash-2-4,
-     * which needs 14 SipRounds (4 dependent ALU steps each) and more MAU stages than one pass has:
-     * the multi-pass (recirculation) form SmartCookie uses is still to be written. */
-    Hash<bit<32>>(HashAlgorithm_t.CRC32) cookie_hash;
+    /* Concatenations of fields from several PHV containers through the hash unit's identity
+     * function (an ALU operation takes at most two PHV sources): the first field is the most
+     * significant, as in the cookie contract's m3 and low byte. */
+    Hash<bit<32>>(HashAlgorithm_t.IDENTITY) m3_concat;
+    Hash<bit<8>>(HashAlgorithm_t.IDENTITY) low8_concat;
 
     bit<4> wscale_code = 15;
 
@@ -45,7 +46,7 @@ control SynAck(inout ingress_headers_t hdr,
         hdr.tcp.dst_port = hdr.tcp.src_port;
         hdr.tcp.src_port = ig_md.vip_port;
         hdr.tcp.ack_no = hdr.tcp.seq_no + 1;
-        hdr.tcp.seq_no = ig_md.cookie;
+        hdr.tcp.seq_no = 0;             /* the cookie, on the last pass (SipRecirc) */
         hdr.tcp.data_offset = 8;
         hdr.tcp.res = 0;
         hdr.tcp.flags = TCP_FLAG_SYN | TCP_FLAG_ACK;
@@ -55,8 +56,17 @@ control SynAck(inout ingress_headers_t hdr,
         hdr.synack_opts.mss = SYNACK_OPT_MSS;
         hdr.synack_opts.nop = 0x01;
         hdr.synack_opts.nops = 0x0101;
-        ig_tm_md.ucast_egress_port = ig_intr_md.ingress_port;
-        ig_md.synack = true;
+        ig_tm_md.ucast_egress_port = SIP_RECIRC_PORT;     /* the cookie's passes first */
+    }
+
+    @hidden action sip_m3() {
+        hdr.sip.w3 = m3_concat.get({ig_md.cookie_slot[23:0], 1w0, ig_md.opt_mss_idx, ig_md.opt_sack,
+                                    wscale_code});
+    }
+
+    @hidden action sip_low8() {
+        hdr.sip.low8 = low8_concat.get({ig_md.cookie_slot[0:0], ig_md.opt_mss_idx, ig_md.opt_sack,
+                                        wscale_code});
     }
 
     @hidden action drop_client_options() {
@@ -79,11 +89,25 @@ control SynAck(inout ingress_headers_t hdr,
         if (ig_md.opt_has_ws == 1) {
             wscale_code = ig_md.opt_ws;         /* the parser capped it at 14 */
         }
-        /* Cookie: MAC(key; m0 client, m1 vip, m2 ports, m3 slot ++ low bits), slot parity, low bits. */
-        bit<32> mac = cookie_hash.get({ig_md.cookie_k0, ig_md.cookie_k1, ig_md.client_addr, ig_md.vip_addr,
-                                       ig_md.client_port, ig_md.vip_port, ig_md.cookie_slot[23:0],
-                                       1w0, ig_md.opt_mss_idx, ig_md.opt_sack, wscale_code});
-        ig_md.cookie = mac[31:8] ++ ig_md.cookie_slot[0:0] ++ ig_md.opt_mss_idx ++ ig_md.opt_sack ++ wscale_code;
+        /* Cookie: HalfSipHash-2-4(key; m0 client, m1 vip, m2 ports, m3 slot ++ low bits) over
+         * SIP_PASSES recirculation passes (halfsiphash.p4); the last writes seq. Here the state
+         * header: key schedule, message words, the cookie's low byte, the port to answer on. */
+        hdr.sip.setValid();
+        hdr.sip.ether_type = ETHERTYPE_IPV4;
+        hdr.ethernet.ether_type = SIP_ETHERTYPE;
+        hdr.sip.pass = 0;
+        hdr.sip.pad = 0;
+        hdr.sip.port = ig_intr_md.ingress_port;
+        hdr.sip.v0 = ig_md.cookie_k0;
+        hdr.sip.v1 = ig_md.cookie_k1;
+        hdr.sip.v2 = ig_md.cookie_k0;       /* ^ SIP_C0 on egress pass 0 (one PHV source here) */
+        hdr.sip.v3 = ig_md.cookie_k1;       /* ^ SIP_C1 on egress pass 0 */
+        hdr.sip.w0 = ig_md.client_addr;
+        hdr.sip.w1 = ig_md.vip_addr;
+        hdr.sip.w2 = ig_md.client_port ++ ig_md.vip_port;
+        sip_m3();
+        sip_low8();
+        hdr.sip.w4 = SIP_LENGTH_BLOCK;
         build_synack();
         drop_client_options();
         if (ig_md.opt_sack == 1) {
