@@ -7,14 +7,18 @@
  * after Ethernet, ether type SIP_ETHERTYPE) and recirculates, the way SmartCookie (USENIX Security
  * 2024) and Yoo & Chen (SPIN 2021) fit HalfSipHash on a Tofino:
  *
- *   ingress, the SYN (control SynAck):   v0..v3 = key schedule, w0..w4 = m0, m1, m2, m3, 16 << 24,
- *                                        pass = 0; out of SIP_RECIRC_PORT
- *   egress pass p = 0 .. SIP_PASSES-1    (control SipPass, on the recirculation port's egress):
- *       stage 0       v3 ^= w0;  p == SIP_FINAL_PASS: v2 ^= 0xff
- *       stages 1-4    SipRound
- *       stages 5-8    SipRound;  v0 ^= w0; w0..w4 = w1..w4, 0; pass += 1
+ *   ingress, the SYN (control SynAck):   v0..v3 = k0, k1, k0, k1; w0..w4 = m0, m1, m2, m3, 16 << 24;
+ *                                        low8; port; pass = 0; out of SIP_RECIRC_PORT
+ *   egress pass p = 0 .. SIP_PASSES-1    (control SipPass, on the recirculation port's egress,
+ *                                        10 stages as the compiler places them):
+ *       p == 0: v2 ^= SIP_C0, v3 ^= SIP_C1 (the key schedule's constants: ingress cannot xor a
+ *               constant into a word it copies from a table's action data)
+ *       v3 ^= w0;  p == SIP_FINAL_PASS: v2 ^= 0xff
+ *       SipRound (4 stages)
+ *       SipRound (4 stages);  v0 ^= w0; w0..w4 = w1..w4, 0; pass += 1
  *   ingress, recirculated (control SipRecirc): pass < SIP_PASSES: out of SIP_RECIRC_PORT again;
- *       pass == SIP_PASSES: seq = (v1 ^ v3)[31:8] ++ low8, header removed, out of the SYN's port
+ *       pass == SIP_PASSES: seq = ((v1 ^ v3) & 0xffffff00) | low8, header removed, out of the SYN's
+ *       port, TCP checksum computed fresh
  *
  * Passes 0-4 absorb the 5 blocks (w0 = the block, its 2 compression rounds), pass 5 (SIP_FINAL_PASS)
  * starts the finalisation (v2 ^= 0xff, w0 = 0 by then) and passes 5-6 do its 4 rounds: 7 egress
@@ -25,9 +29,9 @@
  * against system/switch/cookie.py, and reads the schedule back from this file (a model: no Tofino
  * and no Tofino model runs here).
  *
- * SIP_RECIRC_PORT: the recirculation port of pipe 0 on Tofino 1 (68; a 2-pipe chip's pipe 1 has
- * 196, a 4-pipe chip's 324 and 452). Override with -DSIP_RECIRC_PORT=<port>; the port must be in
- * loopback (recirculation) mode, as 68 is on a Tofino 1 by default. A packet that carries the state
+ * SIP_RECIRC_PORT: a documented constant, 68, pipe 0's recirculation port on Tofino 1 (pipes 1-3
+ * have 196, 324, 452). Override with -DSIP_RECIRC_PORT=<port> (another recirculation port, or a
+ * front-panel port the control plane puts in loopback mode). A packet that carries the state
  * header but did not come in on that port is dropped: no outside host can feed the hash.
  */
 #ifndef _MIRESGA_HALFSIPHASH_P4_
