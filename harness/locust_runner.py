@@ -28,6 +28,11 @@ WEB_PORT = 8089
 CSV_KINDS = ("stats", "stats_history", "failures", "exceptions")
 
 
+# What a headless master logs when it starts the load and its --run-time clock (locust/main.py):
+# the harness anchors a cell's warm-up and measurement window there (runner._wait_for_load_start).
+LOAD_STARTED = "Run time limit set to"
+
+
 def _common(python: str, locustfile: str | Path, logfile: str | Path | None, loglevel: str) -> list[str]:
     cmd = [python, "-m", "locust", "-f", str(locustfile), "--loglevel", loglevel]
     if logfile is not None:

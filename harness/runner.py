@@ -49,6 +49,7 @@ MASTER_PORT = 5557
 STOP_TIMEOUT_S = 10   # Locust lets requests in flight finish this long after the run time
 STOP_GRACE_S = 30
 TAIL_S = 2
+LOAD_START_GUARD_S = 180   # a hang guard for Locust's start (workers connecting, imports), not a bound
 
 
 class RunError(RuntimeError):
@@ -442,8 +443,11 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, bpf_s
             csv_prefix=f"{remote_cell}/locust/stats", expect_workers=n_workers, bind_host=mgmt,
             bind_port=MASTER_PORT, stop_timeout_s=STOP_TIMEOUT_S, logfile=f"{remote_cell}/locust/master.log")
         collector.begin()
-        t0 = time.time()
         master.start("locust-master", shlex.join(cmd), env=env)
+        # The warm-up runs from the moment the load starts, not from the master's launch: starting
+        # Locust (imports, workers connecting) took 3 s on a busy 2-CPU machine, and a window anchored
+        # at the launch measured that start-up instead of the load.
+        t0 = _wait_for_load_start(master, f"{remote_cell}/locust/master.log")
         measure_start = t0 + cell.load.warmup_s
         measure_end = measure_start + cell.load.duration_s
         # 3. measure
@@ -545,6 +549,24 @@ def _rename_locust_csvs(d: Path) -> None:
     """Locust writes <prefix>_stats.csv etc.; the run directory names them stats.csv etc."""
     for p in d.glob("stats_*.csv"):
         p.rename(d / p.name.removeprefix("stats_"))
+
+
+def _wait_for_load_start(master: Remote, logfile: str) -> float:
+    """Poll the master's log until Locust starts its run-time clock (the load begins); returns the
+    local time it was seen (at most one poll late). Fails if the master exits first or never starts."""
+    deadline = time.time() + LOAD_START_GUARD_S
+    while True:
+        seen = master.run(f"grep -cF {shlex.quote(locust_runner.LOAD_STARTED)} {shlex.quote(logfile)} || true",
+                          check=False).strip()
+        if seen not in ("", "0"):
+            return time.time()
+        if master.service_pid("locust-master") is None:
+            raise RunError(f"Locust's master exited before starting the load: see {logfile} on {master.name}\n"
+                           + master.tail("locust-master", 20))
+        if time.time() > deadline:
+            raise RunError(f"Locust's master did not start the load within {LOAD_START_GUARD_S} s "
+                           f"(no {locust_runner.LOAD_STARTED!r} in {logfile} on {master.name})")
+        time.sleep(0.2)
 
 
 def _sleep_until(t: float) -> None:

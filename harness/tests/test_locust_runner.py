@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.locust_runner import (
+    LOAD_STARTED,
     collect_csvs,
     csv_files,
     locust_env,
@@ -194,8 +195,10 @@ def test_locust_run_all_ok(server, tmp_path, client, verify, connection, per_con
     w = Workload("mix4", _objects(), connection=connection, requests_per_connection=per_conn,
                  client=client, verify=verify)
     users = 3
-    rows, _ = _run(tmp_path, server.port, w, users=users)
+    rows, run = _run(tmp_path, server.port, w, users=users)
     _assert_all_ok(rows, min_rows=30)
+    # the line the suite runner anchors a cell's window on (runner._wait_for_load_start)
+    assert LOAD_STARTED in (run.locust_dir / "master.log").read_text()
     new = sum(r["new_connection"] for r in rows)
     if connection == "close":
         assert new == len(rows)
