@@ -17,6 +17,13 @@ control characters in values, Content-Length that is not 1-15 ASCII digits, more
 Content-Length (duplicated or conflicting: request smuggling), Content-Length together with
 Transfer-Encoding, a Transfer-Encoding whose last coding is not chunked, more than one Host.
 Numbers are ASCII digits only (`str.isdigit` accepts '²', which `int()` then refuses).
+
+The path the rules see (`Request.path`) is normalised as the back-end (nginx) resolves it, so that a
+prefix rule cannot be passed by spelling: percent-escapes decoded (`/%61pi` is `/api`; `%3F` and
+`%23` stay escaped: they are not query or fragment delimiters), repeated slashes merged (nginx's
+`merge_slashes`), dot segments removed (RFC 3986 5.2.4; `..` above the root stays at the root); the
+query is kept as sent. A malformed escape (`%zz`, `%4`) or an escaped NUL is refused with 400, as
+nginx refuses them. The target is forwarded to the back-end unchanged.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ _DIGITS = re.compile(r"[0-9]{1,15}")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _ABSOLUTE = re.compile(rb"(?i)https?://([^/?#@]*)([^#]*)")
 _LEADING_EMPTY = re.compile(rb"(?:\r?\n)*")
+_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})?")
+_SLASHES = re.compile(r"/{2,}")
 
 
 class HttpError(ValueError):
@@ -45,7 +54,8 @@ class HttpError(ValueError):
 class Request:
     method: str
     target: str            # as sent (forwarded unchanged)
-    path: str              # the origin-form path (and query) the rules match: target's for absolute-form
+    path: str              # the origin-form path (and query) the rules match, normalised (normalise_path):
+                           # the target's path for absolute-form
     version: str
     host: str | None       # the absolute-form target's authority, else the Host header
     content_length: int    # 0 when chunked
@@ -58,6 +68,36 @@ class Request:
     def total_len(self) -> int:
         """Head and body (a chunked body's length is not known from the head: 0 for it)."""
         return self.head_len + self.content_length
+
+
+def normalise_path(path: str) -> str:
+    """The path (and query) of an origin-form target as the rules match it: see the module's
+    docstring. `*` and other paths not starting with / are returned as they are."""
+    if not path.startswith("/"):
+        return path
+    p, sep, query = path.partition("?")
+
+    def unescape(m: re.Match[str]) -> str:
+        if m.group(1) is None:
+            raise HttpError(400, "malformed percent-encoding in the path")
+        c = chr(int(m.group(1), 16))
+        if c == "\0":
+            raise HttpError(400, "NUL in the path")
+        return m.group(0).upper() if c in "?#" else c
+
+    p = _SLASHES.sub("/", _ESCAPE.sub(unescape, p))
+    segs = p.split("/")[1:]
+    out: list[str] = []
+    for i, seg in enumerate(segs):
+        last = i == len(segs) - 1
+        if seg in (".", ".."):
+            if seg == ".." and out:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(seg)
+    return "/" + "/".join(out) + sep + query
 
 
 def _is_digits(v: str) -> bool:
@@ -164,6 +204,7 @@ def parse_request_head(data: bytes, limit: int = MAX_HEAD) -> Request | None:
             raise HttpError(400, "malformed absolute-form target")
         if path.startswith("?"):
             path = "/" + path
+    path = normalise_path(path)
     chunked = _chunked(headers)
     conn = ",".join(headers.get("connection", [])).lower()
     tokens = {t.strip() for t in conn.split(",")}

@@ -779,3 +779,26 @@ def test_lost_first_segment_of_pipelined_requests():
     assert syn[TCP].flags == "S" and syn[TCP].seq == C
     replay, fwd = run(fe, backend_seg(BE1, "SA", seq=S, ack=C + 1))
     assert bytes(replay[TCP].payload) == REQ and bytes(fwd[TCP].payload) == r2
+
+
+def test_rules_see_the_normalised_path_and_the_backend_the_target_as_sent():
+    """Issue 10: `/%74wo/x` is `/two/x` to nginx, so it takes the `/two/` rule (pool one: be2) and
+    `/two/%2e%2e/obj/1k` is `/obj/1k` (pool web: be1), not 404 nor the `/two/` pool; the replay
+    carries the request byte for byte as the client sent it."""
+    fe = make_engine()
+    req = b"GET /%74wo/x HTTP/1.1\r\nHost: t\r\n\r\n"
+    (syn,) = run(fe, client_seg(req))
+    assert syn[IP].dst == BE2.ip and fe.flows[KEY].rule.name == "pinned"
+    (replay,) = run(fe, backend_seg(BE2, "SA", seq=S, ack=C + 1))
+    assert bytes(replay[TCP].payload) == req
+    fe2 = make_engine()
+    req2 = b"GET /two/%2e%2e/obj/1k HTTP/1.1\r\nHost: t\r\n\r\n"
+    (syn,) = run(fe2, client_seg(req2))
+    assert syn[IP].dst == BE1.ip and fe2.flows[KEY].rule.name == "objects"
+    assert fe2.counters["http_404"] == 0
+
+
+def test_malformed_escape_in_the_path_is_answered_400():
+    fe = make_engine()
+    _, body = _local_response(run(fe, client_seg(b"GET /obj/%zz HTTP/1.1\r\nHost: t\r\n\r\n")))
+    assert body.startswith(b"HTTP/1.1 400 ") and fe.counters["http_400"] == 1

@@ -222,3 +222,32 @@ def test_mutated_requests_raise_nothing_but_http_errors():
                 ChunkScanner().feed(data[r.head_len:])
         except HttpError as e:
             assert e.status in (400, 431, 505)
+
+
+@pytest.mark.parametrize("target,path", [
+    ("/%61pi/x", "/api/x"),                 # an unreserved letter escaped
+    ("/%2e%2E/api", "/api"),                # escaped dot segments above the root
+    ("/x/../api/./y", "/api/y"),
+    ("/x/..", "/"),
+    ("/a/./", "/a/"),
+    ("//api///v1", "/api/v1"),              # nginx's merge_slashes
+    ("/%2Fapi", "/api"),                    # an escaped slash is a slash to nginx
+    ("/a%3fb?q=%61/../x", "/a%3Fb?q=%61/../x"),  # an escaped '?' stays one; the query is as sent
+    ("/%7Euser%20x", "/~user x"),
+    ("/caf%C3%A9", "/caf\u00c3\u00a9"),       # bytes beyond ASCII: one character each (Latin-1)
+])
+def test_path_is_normalised_for_the_rules_and_the_target_is_kept(target, path):
+    r = parse_request_head(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    assert (r.path, r.target) == (path, target)
+
+
+def test_absolute_form_path_is_normalised_too():
+    r = parse_request_head(b"GET http://h/x/%2e%2e/%61pi HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert (r.host, r.path) == ("h", "/api")
+
+
+@pytest.mark.parametrize("target", [b"/a%zzb", b"/a%4", b"/a%", b"/a%00b", b"/a%2"])
+def test_malformed_escape_or_nul_in_the_path_is_refused(target):
+    with pytest.raises(HttpError) as e:
+        parse_request_head(b"GET " + target + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert e.value.status == 400
