@@ -83,6 +83,12 @@ class Config:
     offload_delete_wait: float = 0.5  # a SYN held for an offload delete's ack goes anyway after this
     unsure_grace: float = 1.0      # a first segment that does not start a request: wait this long for
                                    # an earlier one (the real first was lost) before answering 400
+    unknown_rst_after: float = 0.5  # data of an unknown flow is reset when it comes again this long
+                                    # after its first sighting (a cookie of a secret not fetched yet
+                                    # passes on that retransmission instead: cpsecrets.py)
+    max_unknown: int = 4096         # endpoints remembered for that (oldest forgotten when full)
+    stateless_rst_rate: int = 1000  # RSTs per second at most for data of unknown flows (token bucket,
+                                    # burst as large): a spoofed flood is not answered without bound
 
 
 LOCAL_WINDOW_SCALED = 512      # 64 KiB with the switch's shift (7)
@@ -108,6 +114,8 @@ class FrontEnd:
         self._offload_wake: Callable[[], None] | None = None
         self._deletes_in_flight: collections.Counter[tuple[bytes, int]] = collections.Counter()
         self._acked_deletes: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._rst_tokens, self._rst_refilled = float(cfg.stateless_rst_rate), clock()
+        self._unknown: dict[tuple[bytes, int], float] = {}   # endpoint -> first unknown data (bounded)
 
     # ----------------------------------------------------------------- entry points
 
@@ -240,6 +248,7 @@ class FrontEnd:
         info = syncookie.validate(seg.ack, seg.src, seg.sport, self.vip, self.cfg.vip_port, self.secrets)
         if info is None:
             self.counters["bad_cookie"] += 1
+            self._stateless_rst(seg, out)
             return None
         now = self.clock()
         c = seq_add(seg.seq, -1)
@@ -247,8 +256,43 @@ class FrontEnd:
                     state=State.REQUEST, created=now, last=now, client_window=seg.window,
                     req_start=seg.seq, parser=RequestParser(self.cfg.max_request), server_next=seg.ack)
         self.flows[flow.key] = flow
+        self._unknown.pop(flow.key, None)
         self.counters["flows_opened"] += 1
         return flow
+
+    def _stateless_rst(self, seg: Segment, out: list[Segment]) -> None:
+        """Data (or a FIN) of a connection the front-end does not know (it restarted, the flow timed
+        out, or the cookie is forged): answer a RST as a closed port does (RFC 793 "Reset
+        Generation": seq = the segment's ack, no ACK flag), so a client of a restarted front-end
+        fails within a retransmission instead of retransmitting for minutes. Not the first sighting:
+        the cookie may be one of a secret rotated in since the last fetch (the failure triggers a
+        refetch and the retransmission passes), so the RST answers the endpoint's data when it comes
+        again `unknown_rst_after` later. Bounded: Config.max_unknown endpoints, stateless_rst_rate."""
+        now = self.clock()
+        key = (seg.src, seg.sport)
+        first = self._unknown.get(key)
+        if first is None or now - first > 60 * self.cfg.unknown_rst_after:
+            self._unknown.pop(key, None)
+            while len(self._unknown) >= self.cfg.max_unknown:
+                del self._unknown[next(iter(self._unknown))]      # the oldest sighting
+                self.counters["unknown_forgotten_full"] += 1
+            self._unknown[key] = now
+            self.counters["unknown_first_seen"] += 1
+            return
+        if now - first < self.cfg.unknown_rst_after:
+            return
+        rate = self.cfg.stateless_rst_rate
+        self._rst_tokens = min(float(rate), self._rst_tokens + (now - self._rst_refilled) * rate)
+        self._rst_refilled = now
+        if self._rst_tokens < 1:
+            self.counters["rst_unknown_flow_suppressed"] += 1
+            return
+        self._rst_tokens -= 1
+        del self._unknown[key]
+        self.counters["rst_unknown_flow"] += 1
+        seq, ack, flags = (seg.ack, 0, P.RST) if seg.has_ack else (0, seg.end_seq, P.RST | P.ACK)
+        out.append(Segment(eth_src=self.own_mac, eth_dst=self.client_mac, src=self.vip, dst=seg.src,
+                           sport=self.cfg.vip_port, dport=seg.sport, seq=seq, ack=ack, flags=flags, window=0))
 
     def _client_request(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
         if seg.rst:

@@ -12,6 +12,7 @@ from conftest import (
     CLIENT,
     CLIENT_PORT,
     FE_MAC,
+    SECRET,
     SWITCH_MAC,
     VIP,
     VIP_PORT,
@@ -20,6 +21,7 @@ from conftest import (
     cookie,
     make_engine,
 )
+from system.frontend import syncookie
 from system.frontend.flows import State
 
 REQ = b"GET /obj/1k HTTP/1.1\r\nHost: t\r\n\r\n"
@@ -72,35 +74,83 @@ def establish(fe, req: bytes = REQ, be=BE1) -> list[Ether]:
     return run(fe, backend_seg(be, "SA", seq=S, ack=C + 1))
 
 
-def test_bad_cookie_opens_nothing_and_is_counted():
-    fe = make_engine()
-    assert run(fe, client_seg(REQ, s=(S ^ 0x100))) == []
-    assert fe.counters["bad_cookie"] == 1 and fe.flows == {}
+def assert_stateless_rst(out: list[Ether], seq: int, port: int = CLIENT_PORT) -> None:
+    """One RST as a closed port answers a segment with ACK (RFC 793): seq = its ack, no ACK flag."""
+    (rst,) = out
+    assert (rst[Ether].src, rst[Ether].dst) == (FE_MAC, SWITCH_MAC)
+    assert (rst[IP].src, rst[TCP].sport, rst[IP].dst, rst[TCP].dport) == (VIP, VIP_PORT, CLIENT, port)
+    assert rst[TCP].flags == "R" and rst[TCP].seq == seq & 0xFFFFFFFF and rst[TCP].ack == 0
+    assert bytes(rst[TCP].payload) == b""
 
 
-def test_forged_and_tampered_cookies_open_nothing():
-    """Issue 10: the CRC-era forgery (one observed cookie, shifted by the CRC difference of two
-    endpoints) and a cookie whose option bits were changed (a bigger MSS class, SACK, another
-    window scale) are refused; the observed cookie itself validates only for its own endpoint."""
-    import zlib
+def test_bad_cookie_opens_nothing_is_counted_and_reset_when_it_comes_again():
+    """Issue 10: the first sighting gets no answer (its cookie may be of a secret rotated in since
+    the last fetch: the failure triggers a refetch, the retransmission passes); the same endpoint's
+    data again unknown_rst_after later gets a RST; earlier, nothing."""
+    clock = Clock()
+    fe = make_engine(clock=clock)
+    bad = S ^ 0x100
+    assert run(fe, client_seg(REQ, s=bad)) == []
+    clock.t += 0.4
+    assert run(fe, client_seg(REQ, s=bad)) == []                 # too early
+    clock.t += 0.1
+    assert_stateless_rst(run(fe, client_seg(REQ, s=bad)), seq=bad + 1)
+    assert fe.counters["bad_cookie"] == 3 and fe.counters["rst_unknown_flow"] == 1 and fe.flows == {}
+    assert run(fe, client_seg(REQ, s=bad)) == []                 # forgotten once answered: a first again
+    assert fe.counters["unknown_first_seen"] == 2
 
-    fe = make_engine()
-    observed = cookie(port=CLIENT_PORT)
 
-    def crc_in(port: int) -> bytes:
-        return bytes(map(int, CLIENT.split("."))) + port.to_bytes(2, "big") + bytes(map(int, VIP.split("."))) \
-            + VIP_PORT.to_bytes(2, "big") + bytes(4)
-    bad = 0
-    for port in range(41000, 41040):
-        forged = observed ^ (zlib.crc32(crc_in(CLIENT_PORT)) ^ zlib.crc32(crc_in(port))) & 0xFFFFFF80
-        assert run(fe, client_seg(REQ, port=port, s=forged)) == []
-        assert run(fe, client_seg(REQ, port=port, s=observed)) == []
-        bad += 2
-    for flip in (0x40, 0x20, 0x10, 0x08, 0x01, 0x80):           # mss_idx, sack, wscale, slot parity
-        assert run(fe, client_seg(REQ, s=observed ^ flip)) == []
-        bad += 1
-    assert fe.counters["bad_cookie"] == bad and fe.flows == {}
-    assert run(fe, client_seg(REQ, s=observed))                 # the genuine one still opens
+def test_retransmission_passes_once_the_rotated_secret_is_fetched():
+    """A cookie of a secret the front-end has not fetched yet: no RST on the first sighting; after
+    the fetch the retransmission opens the flow and the endpoint is forgotten as unknown."""
+    clock = Clock()
+    fe = make_engine(clock=clock)
+    newer = 0x7777777
+    s_new = cookie(secret=newer)
+    assert run(fe, client_seg(REQ, s=s_new)) == []
+    fe.secrets = syncookie.Secrets(newer, SECRET)                # what cpsecrets.py's refetch does
+    clock.t += 1.0
+    (syn,) = run(fe, client_seg(REQ, s=s_new))
+    assert syn[TCP].flags == "S" and syn[TCP].ack == s_new and fe.counters["rst_unknown_flow"] == 0
+    assert fe._unknown == {}
+
+
+def test_data_of_a_restarted_front_end_is_reset_on_its_retransmission():
+    """Issue 10: a front-end that restarted knows none of its old flows; the client's next data
+    (mid-stream: its ack is past the cookie) is reset when the client retransmits it (seq = its
+    ack: the RST is in the client's window), not ignored for minutes. A FIN too; a pure ACK (a
+    handshake's last ACK looks the same) gets nothing; nothing opens."""
+    old = make_engine()
+    establish(old)
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    run(old, backend_seg(BE1, "PA", seq=S + 1, ack=C + 1 + len(REQ), payload=resp))
+    clock = Clock()
+    fe = make_engine(clock=clock)                        # the restarted front-end
+    a = S + 1 + len(resp)
+    data = client_seg(REQ, seq_off=len(REQ), ack=a)
+    fin = client_seg(b"", flags="FA", seq_off=len(REQ), ack=a, port=CLIENT_PORT + 1)
+    assert run(fe, data) == [] and run(fe, fin) == []
+    clock.t += 0.6                                       # the client's retransmission timeout
+    assert_stateless_rst(run(fe, data), seq=a)
+    assert_stateless_rst(run(fe, fin), seq=a, port=CLIENT_PORT + 1)
+    assert run(fe, client_seg(b"", flags="A", seq_off=2 * len(REQ), ack=a)) == []
+    assert fe.flows == {} and fe.counters["rst_unknown_flow"] == 2 and fe.counters["ack_without_flow"] == 1
+
+
+def test_unknown_flow_state_and_rsts_are_bounded():
+    clock = Clock()
+    fe = make_engine(clock=clock, stateless_rst_rate=2, max_unknown=3)
+    bad = S ^ 0x100
+    for i in range(4):                                   # a fourth endpoint forgets the first
+        assert run(fe, client_seg(REQ, port=41000 + i, s=bad)) == []
+    assert len(fe._unknown) == 3 and fe.counters["unknown_forgotten_full"] == 1
+    clock.t += 1.0
+    outs = [run(fe, client_seg(REQ, port=port, s=bad)) for port in (41003, 41002, 41001, 41000)]
+    assert [len(o) for o in outs] == [1, 1, 0, 0]        # two tokens; 41000 was forgotten: a first again
+    assert fe.counters["rst_unknown_flow"] == 2 and fe.counters["rst_unknown_flow_suppressed"] == 1
+    clock.t += 0.5                                       # one token back (2 per second)
+    assert_stateless_rst(run(fe, client_seg(REQ, port=41001, s=bad)), seq=bad + 1, port=41001)
+    assert fe.flows == {} and len(fe._unknown) <= 3
 
 
 def test_stray_ack_and_syn_are_dropped_without_state():
