@@ -93,6 +93,7 @@ class Config:
 
 LOCAL_WINDOW_SCALED = 512      # 64 KiB with the switch's shift (7)
 LOCAL_WINDOW_UNSCALED = 65535
+RST_WINDOW = 1 << 20           # a client RST/FIN this far past what the front-end expects is in window
 
 
 class FrontEnd:
@@ -227,6 +228,11 @@ class FrontEnd:
             flow = self._open(seg, out)
             if flow is None:
                 return
+        elif (seg.rst or seg.fin) and flow.state is not State.CLOSED and not flow.installed and \
+                self._unacceptable(flow, seg, out):
+            # (Switch-only installed flows are not checked: their data bypass the front-end, which
+            # cannot know the client's position; the back-end's kernel judges the RST it forwards.)
+            return
         flow.last = self.clock()
         flow.client_window = seg.window
         flow.last_seg = seg
@@ -281,18 +287,75 @@ class FrontEnd:
             return
         if now - first < self.cfg.unknown_rst_after:
             return
-        rate = self.cfg.stateless_rst_rate
-        self._rst_tokens = min(float(rate), self._rst_tokens + (now - self._rst_refilled) * rate)
-        self._rst_refilled = now
-        if self._rst_tokens < 1:
+        if not self._may_answer():
             self.counters["rst_unknown_flow_suppressed"] += 1
             return
-        self._rst_tokens -= 1
         del self._unknown[key]
         self.counters["rst_unknown_flow"] += 1
         seq, ack, flags = (seg.ack, 0, P.RST) if seg.has_ack else (0, seg.end_seq, P.RST | P.ACK)
         out.append(Segment(eth_src=self.own_mac, eth_dst=self.client_mac, src=self.vip, dst=seg.src,
                            sport=self.cfg.vip_port, dport=seg.sport, seq=seq, ack=ack, flags=flags, window=0))
+
+    def _may_answer(self) -> bool:
+        """A token of the bucket that bounds unsolicited answers (stateless RSTs, challenge ACKs)."""
+        now = self.clock()
+        rate = self.cfg.stateless_rst_rate
+        self._rst_tokens = min(float(rate), self._rst_tokens + (now - self._rst_refilled) * rate)
+        self._rst_refilled = now
+        if self._rst_tokens < 1:
+            return False
+        self._rst_tokens -= 1
+        return True
+
+    def _client_span(self, flow: Flow) -> tuple[int, int]:
+        """The client sequence numbers the front-end may expect next, (low, high): low what it knows
+        the client has sent, high how far the client may be (a body crossing the kernel fast path
+        moves the client past sent_upto unseen, up to the request's end). Equal when exact."""
+        if flow.state is State.LOCAL:
+            return flow.local_ack, flow.local_ack
+        if flow.state is State.ESTABLISHED:
+            if flow.fin_c is not None:
+                end = seq_add(flow.fin_c, 1)
+                return end, end
+            high = seq_add(flow.req_start, len(flow.parser.buf))
+            return flow.sent_upto, high if seq_diff(high, flow.sent_upto) > 0 else flow.sent_upto
+        if flow.pending_fin is not None:
+            end = seq_add(flow.pending_fin, 1)
+            return end, end
+        low = seq_add(flow.req_start, len(flow.parser.buf))
+        return low, low
+
+    def _in_window(self, flow: Flow, seq: int) -> bool:
+        """RFC 5961's window, generously: from `low` (less one, for a retransmitted FIN) to
+        RST_WINDOW past `high`."""
+        low, high = self._client_span(flow)
+        return -1 <= seq_diff(seq, low) < max(0, seq_diff(high, low)) + RST_WINDOW
+
+    def _unacceptable(self, flow: Flow, seg: Segment, out: list[Segment]) -> bool:
+        """RFC 5961 for the client's RSTs and FINs, before the segment changes anything: a RST
+        whose seq is exactly what the front-end expects next (`_client_span`'s low or high) is
+        acted on; one elsewhere in the window gets a challenge ACK (the client, if it really reset,
+        answers it with a RST of exactly that number) and changes nothing; one outside is dropped.
+        A FIN whose sequence number is outside the window is dropped. True: the segment stops here."""
+        if seg.rst:
+            low, high = self._client_span(flow)
+            if seg.seq in (low, high):
+                return False
+            if not self._in_window(flow, seg.seq) or seg.seq == seq_add(low, -1):
+                self.counters["rst_outside_window"] += 1
+                return True
+            if not self._may_answer():
+                self.counters["challenge_ack_suppressed"] += 1
+                return True
+            self.counters["rst_challenged"] += 1
+            seq = seq_add(flow.local_seq, len(flow.local_data) + 1) if flow.state is State.LOCAL \
+                else flow.server_next
+            out.append(self._to_client(flow, seq=seq, ack=low, flags=P.ACK))
+            return True
+        if seg.fin and not self._in_window(flow, seq_add(seg.seq, len(seg.payload))):
+            self.counters["fin_outside_window"] += 1
+            return True
+        return False
 
     def _client_request(self, flow: Flow, seg: Segment, out: list[Segment]) -> None:
         if seg.rst:

@@ -852,3 +852,89 @@ def test_malformed_escape_in_the_path_is_answered_400():
     fe = make_engine()
     _, body = _local_response(run(fe, client_seg(b"GET /obj/%zz HTTP/1.1\r\nHost: t\r\n\r\n")))
     assert body.startswith(b"HTTP/1.1 400 ") and fe.counters["http_400"] == 1
+
+
+# ----------------------------------------------------------------- RFC 5961: client RSTs and FINs
+
+def test_rst_in_window_gets_a_challenge_ack_and_changes_nothing():
+    """Issue 10: a RST near what the front-end expects (a blind attacker's guess) resets nothing:
+    the client gets a challenge ACK (seq = what it acknowledged, ack = the exact number expected)
+    and the flow, its acknowledged position and its window stay; a RST of exactly that number
+    (what a client that really reset answers) ends the flow."""
+    fe = make_engine()
+    partial = REQ[:24]                                  # a whole request line: acknowledged
+    (ack,) = run(fe, client_seg(partial))
+    assert ack[TCP].ack == C + 1 + len(partial)
+    (ch,) = run(fe, client_seg(b"", flags="RA", seq_off=len(partial) + 700, ack=S + 77, window=1))
+    assert (ch[IP].src, ch[TCP].sport, ch[IP].dst, ch[TCP].dport) == (VIP, VIP_PORT, CLIENT, CLIENT_PORT)
+    assert ch[TCP].flags == "A" and ch[TCP].seq == S + 1 and ch[TCP].ack == C + 1 + len(partial)
+    flow = fe.flows[KEY]
+    assert flow.state is State.REQUEST and flow.server_next == S + 1 and flow.client_window == 502
+    assert fe.counters["rst_challenged"] == 1
+    assert run(fe, client_seg(b"", flags="R", seq_off=len(partial))) == []
+    assert KEY not in fe.flows and fe.counters["removed_client_rst"] == 1
+
+
+def test_rst_outside_the_window_is_dropped_silently():
+    fe = make_engine()
+    establish(fe)
+    for off in (len(REQ) + (1 << 20) + 5, len(REQ) - 1, 1 << 31):
+        assert run(fe, client_seg(b"", flags="R", seq_off=off)) == []
+    assert fe.flows[KEY].state is State.ESTABLISHED and fe.counters["rst_outside_window"] == 3
+
+
+def test_established_rst_exact_goes_to_the_backend_in_window_is_challenged_by_the_front_end():
+    fe = make_engine()
+    establish(fe)
+    (ch,) = run(fe, client_seg(b"", flags="R", seq_off=len(REQ) + 1000))
+    assert ch[IP].dst == CLIENT and ch[TCP].flags == "A" and ch[TCP].ack == C + 1 + len(REQ)
+    assert fe.counters["forwarded_c2b"] == 0 and fe.flows[KEY].state is State.ESTABLISHED
+    (rst,) = run(fe, client_seg(b"", flags="R", seq_off=len(REQ)))
+    assert (rst[IP].dst, rst[TCP].dport, rst[TCP].flags, rst[TCP].seq) == (BE1.ip, BE1.port, "R", C + 1 + len(REQ))
+    assert KEY not in fe.flows
+
+
+def test_rst_at_the_end_of_a_body_crossing_the_fast_path_is_exact():
+    """A body the kernel fast path forwards moves the client past sent_upto unseen: a RST at the
+    request's end is exact too, one inside the body's range is challenged."""
+    fe = make_engine()
+    head = b"POST /two/up HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n"
+    run(fe, client_seg(head))
+    run(fe, backend_seg(BE2, "SA", seq=S, ack=C + 1))
+    end = len(head) + 5000
+    (ch,) = run(fe, client_seg(b"", flags="R", seq_off=len(head) + 100))
+    assert ch[TCP].flags == "A" and ch[TCP].ack == C + 1 + len(head)
+    (rst,) = run(fe, client_seg(b"", flags="R", seq_off=end))
+    assert rst[IP].dst == BE2.ip and rst[TCP].seq == C + 1 + end and KEY not in fe.flows
+
+
+def test_fin_outside_the_window_is_dropped_a_retransmitted_one_still_passes():
+    fe = make_engine()
+    establish(fe)
+    assert run(fe, client_seg(b"", flags="FA", seq_off=len(REQ) + (1 << 24))) == []
+    flow = fe.flows[KEY]
+    assert flow.fin_c is None and fe.counters["fin_outside_window"] == 1 and fe.counters["client_fin"] == 0
+    for _ in range(2):                                  # the FIN, then its retransmission
+        (fin,) = run(fe, client_seg(b"", flags="FA", seq_off=len(REQ)))
+        assert fin[IP].dst == BE1.ip and fin[TCP].flags == "FA" and fin[TCP].seq == C + 1 + len(REQ)
+    assert flow.fin_c == C + 1 + len(REQ) and fe.counters["client_fin"] == 2
+
+
+def test_rst_on_a_local_answer_is_checked_too():
+    fe = make_engine()
+    req = b"GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n"
+    run(fe, client_seg(req))                            # 404, state LOCAL
+    assert run(fe, client_seg(b"", flags="R", seq_off=len(req) + (1 << 21))) == []
+    (ch,) = run(fe, client_seg(b"", flags="R", seq_off=len(req) + 3))
+    assert ch[TCP].flags == "A" and ch[TCP].ack == C + 1 + len(req)
+    assert fe.flows[KEY].state is State.LOCAL
+    assert run(fe, client_seg(b"", flags="R", seq_off=len(req))) == [] and KEY not in fe.flows
+
+
+def test_challenge_acks_share_the_bound_of_unsolicited_answers():
+    clock = Clock()
+    fe = make_engine(clock=clock, stateless_rst_rate=1)
+    establish(fe)
+    assert len(run(fe, client_seg(b"", flags="R", seq_off=len(REQ) + 9))) == 1
+    assert run(fe, client_seg(b"", flags="R", seq_off=len(REQ) + 9)) == []
+    assert fe.counters["challenge_ack_suppressed"] == 1 and fe.flows[KEY].state is State.ESTABLISHED
