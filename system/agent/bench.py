@@ -33,7 +33,7 @@ from system.bpf.syscall import Prog
 
 M32 = 0xFFFFFFFF
 S, B = 0x5A5A5A80, 0x9E3779B9
-LEARNED = FlowEntry(s=S, delta=(B - S) & M32, flags=3)
+LEARNED = FlowEntry(s=S, delta=(B - S) & M32, flags=3, rcv_nxt=2)    # client seq 1, its SYN's next: 2
 
 
 def _packets() -> list[tuple[str, str, bytes, FlowEntry | None]]:
@@ -51,7 +51,7 @@ def _packets() -> list[tuple[str, str, bytes, FlowEntry | None]]:
         ("ingress", "pure ACK (ack += delta)", to_b("A", S + 1), LEARNED),
         ("ingress", "ACK with 4 SACK blocks", to_b("A", S + 1, [("NOP", None), ("NOP", None), sack4]), LEARNED),
         ("ingress", "ACK from an unknown endpoint", to_b("A", S + 1), None),
-        ("egress", "SYN-ACK (learn delta, seq := s)", from_b("SA", B), FlowEntry(s=S)),
+        ("egress", "SYN-ACK (learn delta, seq := s)", from_b("SA", B), FlowEntry(s=S, rcv_nxt=2)),
         ("egress", "1448-byte data segment", from_b("A", B + 1, b"z" * 1448), LEARNED),
         ("egress", "segment to an unknown endpoint", from_b("A", B + 1, b"z" * 1448), None),
     ]

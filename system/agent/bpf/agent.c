@@ -2,15 +2,24 @@
  *
  * c: client ISN, s: switch ISN (cookie), b: back-end kernel ISN, delta = b - s (mod 2^32).
  * Ingress (client -> back-end):
- *   SYN (no ACK flag) with ack field != 0: store s for the client endpoint (replacing any entry:
- *   port reuse), zero the ack field. SYN with ack field 0: not from a front-end; an entry of the
- *   endpoint is stale and removed.
+ *   SYN (no ACK flag) with ack field != 0: zero the ack field; an endpoint without an entry gets
+ *   one with s; for an endpoint with an entry, s is held pending (s_next) and adopted only when the
+ *   kernel's SYN-ACK answers that SYN (port reuse, a re-steer back): a forged SYN to a live
+ *   connection gets the kernel's challenge ACK and changes nothing. SYN with ack field 0: not from a
+ *   front-end; untouched (its SYN-ACK removes a stale entry, below).
  *   Other segments from a known endpoint with delta: ack += delta, every SACK edge += delta.
  * Egress (back-end -> client):
- *   SYN-ACK to an endpoint with s: delta = seq - s, stored. Every segment to a known endpoint
- *   (the SYN-ACK included): seq -= delta.
+ *   SYN-ACK to an endpoint with s: delta = seq - s, stored, if it answers the entry's SYN (or the
+ *   pending one, whose s then replaces the entry's); a SYN-ACK answering neither (a plain SYN reused
+ *   the endpoint) removes the stale entry and passes untouched. Every segment to a known endpoint
+ *   (the SYN-ACK included): seq -= delta; its ack is the kernel's rcv_nxt, remembered.
  * Close: an entry is removed when both FINs have passed and both have been acknowledged (so the
- * last ACK is still translated), or on RST in either direction. The map is LRU besides.
+ * last ACK is still translated), on the back-end's RST, or on a client RST that the kernel accepts
+ * (RFC 5961: seq exactly the kernel's rcv_nxt, which is the agent's rcv_nxt (its last ACK) or
+ * rcv_high (in-window data it has not acknowledged yet) or the client FIN's end, or one short of
+ * that after the client's FIN was acknowledged); another RST is passed to
+ * the kernel (which answers it with a challenge ACK) and the entry stays. A client FIN outside the
+ * window is not recorded. The map is LRU besides.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -40,25 +49,49 @@ static __always_inline void flow_mark(struct flow_key *key, struct flow_state *s
 	}
 }
 
+/* Would the kernel reset the connection on this client RST (RFC 5961 3.2, Linux's
+ * tcp_validate_incoming and tcp_reset_check)? */
+static __always_inline int rst_exact(const struct flow_state *st, __u32 seq)
+{
+	if (seq == st->rcv_nxt || (st->rcv_high && seq == st->rcv_high))
+		return 1;
+	if ((st->flags & FLOW_FIN_IN) && seq == st->fin_in_end)
+		return 1;
+	return (st->flags & FLOW_FIN_IN_ACKED) && seq == st->fin_in_end - 1;
+}
+
+/* Is the client sequence number `end` in the window the agent allows: rcv_nxt up to
+ * AGENT_RCV_WINDOW past it? */
+static __always_inline int in_window(const struct flow_state *st, __u32 end)
+{
+	return seq_geq(end, st->rcv_nxt) && end - st->rcv_nxt < AGENT_RCV_WINDOW;
+}
+
 static __always_inline int ingress_syn(struct __sk_buff *skb, struct segment *seg, struct flow_key *key,
 				       struct agent_counters *cnt)
 {
 	struct flow_state fresh = {};
+	struct flow_state *st;
 	__be32 zero = 0;
 
 	if (seg->ack == 0) {
 		COUNT(cnt, in_syn_plain);
-		if (bpf_map_delete_elem(&flows, key) == 0)
-			COUNT(cnt, removed_plain_syn);
 		return TC_ACT_OK;
 	}
-	if (bpf_map_lookup_elem(&flows, key))
+	st = bpf_map_lookup_elem(&flows, key);
+	if (st) {
 		COUNT(cnt, in_syn_relearned);
-	fresh.s = be32_to_host(seg->ack);
-	fresh.flags = FLOW_S_LEARNED;
-	if (bpf_map_update_elem(&flows, key, &fresh, BPF_ANY)) {
-		COUNT(cnt, helper_errors);
-		return TC_ACT_OK;
+		st->s_next = be32_to_host(seg->ack);
+		st->syn_next = be32_to_host(seg->seq);
+		__sync_fetch_and_or(&st->flags, FLOW_S_PENDING);
+	} else {
+		fresh.s = be32_to_host(seg->ack);
+		fresh.flags = FLOW_S_LEARNED;
+		fresh.rcv_nxt = be32_to_host(seg->seq) + 1;
+		if (bpf_map_update_elem(&flows, key, &fresh, BPF_ANY)) {
+			COUNT(cnt, helper_errors);
+			return TC_ACT_OK;
+		}
 	}
 	if (tcp_rewrite32(skb, seg, seg->l4_off + TCP_ACK_OFF, seg->ack, zero)) {
 		COUNT(cnt, helper_errors);
@@ -106,8 +139,12 @@ int agent_ingress(struct __sk_buff *skb)
 	if (!(st->flags & FLOW_DELTA_LEARNED)) {
 		COUNT(cnt, in_no_delta);
 		if (seg.flags & TCPF_RST) {
-			bpf_map_delete_elem(&flows, &key);
-			COUNT(cnt, removed_rst);
+			if (rst_exact(st, be32_to_host(seg.seq))) {
+				bpf_map_delete_elem(&flows, &key);
+				COUNT(cnt, removed_rst);
+			} else {
+				COUNT(cnt, in_rst_kept);
+			}
 		}
 		return TC_ACT_OK;
 	}
@@ -130,14 +167,30 @@ int agent_ingress(struct __sk_buff *skb)
 	COUNT(cnt, in_translated);
 	if (seg.flags & TCPF_RST) {
 		COUNT(cnt, in_rst);
-		bpf_map_delete_elem(&flows, &key);
-		COUNT(cnt, removed_rst);
+		if (rst_exact(st, be32_to_host(seg.seq))) {
+			bpf_map_delete_elem(&flows, &key);
+			COUNT(cnt, removed_rst);
+		} else {
+			COUNT(cnt, in_rst_kept);
+		}
 		return TC_ACT_OK;
 	}
+	if (seg.payload_len) {
+		__u32 end = be32_to_host(seg.seq) + seg.payload_len;
+
+		if (in_window(st, end) && (!st->rcv_high || seq_geq(end, st->rcv_high)))
+			st->rcv_high = end;
+	}
 	if (seg.flags & TCPF_FIN) {
+		__u32 fin = be32_to_host(seg.seq) + seg.payload_len;
+
 		COUNT(cnt, in_fin);
-		st->fin_in_end = be32_to_host(seg.seq) + seg.payload_len + 1;
-		bits |= FLOW_FIN_IN;
+		if (in_window(st, fin)) {
+			st->fin_in_end = fin + 1;
+			bits |= FLOW_FIN_IN;
+		} else {
+			COUNT(cnt, in_fin_outside);
+		}
 	}
 	if ((seg.flags & TCPF_ACK) && (st->flags & FLOW_FIN_OUT) &&
 	    seq_geq(be32_to_host(ack), st->fin_out_end))
@@ -174,13 +227,34 @@ int agent_egress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 	if (seg.flags & TCPF_SYN) {
-		/* The kernel's SYN-ACK (again, if retransmitted): its seq is b. */
+		/* The kernel's SYN-ACK (again, if retransmitted): its seq is b; its ack tells which SYN
+		 * it answers. */
+		__u32 a = be32_to_host(seg.ack);
+
+		if ((st->flags & FLOW_S_PENDING) && a - (st->syn_next + 1) <= SYN_DATA_MAX) {
+			st->s = st->s_next;
+			st->s_next = 0;
+			st->syn_next = 0;
+			st->rcv_high = 0;
+			st->fin_in_end = 0;
+			st->fin_out_end = 0;
+			st->flags = FLOW_S_LEARNED;
+			COUNT(cnt, out_syn_adopted);
+		} else if (a - st->rcv_nxt > SYN_DATA_MAX) {
+			bpf_map_delete_elem(&flows, &key);
+			COUNT(cnt, removed_plain_syn);
+			COUNT(cnt, out_unknown);
+			return TC_ACT_OK;
+		}
+		st->rcv_nxt = a;
 		st->delta = be32_to_host(seg.seq) - st->s;
 		__sync_fetch_and_or(&st->flags, FLOW_DELTA_LEARNED);
 		COUNT(cnt, out_synack_learned);
 	} else if (!(st->flags & FLOW_DELTA_LEARNED)) {
 		COUNT(cnt, out_unknown);
 		return TC_ACT_OK;
+	} else if ((seg.flags & TCPF_ACK) && seq_geq(be32_to_host(seg.ack), st->rcv_nxt)) {
+		st->rcv_nxt = be32_to_host(seg.ack);
 	}
 	seq = host_to_be32(be32_to_host(seg.seq) - st->delta);
 	if (tcp_rewrite32(skb, &seg, seg.l4_off + TCP_SEQ_OFF, seg.seq, seq)) {

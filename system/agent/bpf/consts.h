@@ -23,6 +23,13 @@
 #define FLOW_FIN_OUT 8        /* the back-end's FIN passed egress (fin_out_end valid) */
 #define FLOW_FIN_IN_ACKED 16  /* the back-end acknowledged the client's FIN */
 #define FLOW_FIN_OUT_ACKED 32 /* the client acknowledged the back-end's FIN */
+#define FLOW_S_PENDING 64     /* s_next/syn_next hold a later SYN's s, not adopted yet */
 #define FLOW_CLOSED (FLOW_FIN_IN | FLOW_FIN_OUT | FLOW_FIN_IN_ACKED | FLOW_FIN_OUT_ACKED)
+
+/* A SYN-ACK answers a SYN when its ack is the SYN's seq + 1 plus at most this much fast-open data. */
+#define SYN_DATA_MAX 65535
+/* A client FIN is recorded only this far (bytes) at most past rcv_nxt (the kernel's receive
+ * window is smaller; the agent's rcv_nxt lags the kernel's by delayed ACKs at most). */
+#define AGENT_RCV_WINDOW 8388608
 
 #endif

@@ -34,9 +34,10 @@ def test_struct_layouts_match_the_header():
     key = _c_fields("flow_key")
     state = _c_fields("flow_state")
     assert [n for _, n in key] == ["client_ip", "client_port", "pad"]
-    assert [n for _, n in state] == ["s", "delta", "flags", "fin_in_end", "fin_out_end"]
+    assert [n for _, n in state] == ["s", "delta", "flags", "fin_in_end", "fin_out_end", "rcv_nxt", "s_next",
+                                     "syn_next", "rcv_high"]
     assert sum(sizes[k] for k, _ in key) == tables.FLOW_KEY.size == 8
-    assert sum(sizes[k] for k, _ in state) == tables.FLOW_STATE.size == 24
+    assert sum(sizes[k] for k, _ in state) == tables.FLOW_STATE.size == 40
 
 
 def test_constants_match_the_header():
