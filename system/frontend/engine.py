@@ -87,6 +87,9 @@ class Config:
                                     # after its first sighting (a cookie of a secret not fetched yet
                                     # passes on that retransmission instead: cpsecrets.py)
     max_unknown: int = 4096         # endpoints remembered for that (oldest forgotten when full)
+    max_flows: int = 65536          # the flow table's bound (the fast path's FLOW_TABLE_SIZE): when
+                                    # full, a new connection is refused with a RST; flows in it go on
+    offload_delete_retries: int = 5  # a failed offload delete is sent again (after 0.1 s, doubling)
     stateless_rst_rate: int = 1000  # RSTs per second at most for data of unknown flows (token bucket,
                                     # burst as large): a spoofed flood is not answered without bound
 
@@ -114,9 +117,11 @@ class FrontEnd:
         # endpoint is held until the switch no longer sends its client's ACKs to the old back-end.
         self._offload_wake: Callable[[], None] | None = None
         self._deletes_in_flight: collections.Counter[tuple[bytes, int]] = collections.Counter()
-        self._acked_deletes: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._acked_deletes: collections.deque[tuple[tuple[bytes, int], str, int]] = collections.deque()
         self._rst_tokens, self._rst_refilled = float(cfg.stateless_rst_rate), clock()
         self._unknown: dict[tuple[bytes, int], float] = {}   # endpoint -> first unknown data (bounded)
+        # Failed offload deletes to send again: endpoint -> (attempts so far, when). Bounded by max_flows.
+        self._delete_retry: dict[tuple[bytes, int], tuple[int, float]] = {}
 
     # ----------------------------------------------------------------- entry points
 
@@ -170,8 +175,17 @@ class FrontEnd:
         """Deletes acknowledged since the last call: send the SYNs that waited for them."""
         out: list[Segment] = []
         while self._acked_deletes:
-            key = self._acked_deletes.popleft()
+            key, code, attempt = self._acked_deletes.popleft()
             self._deletes_in_flight[key] -= 1
+            if code not in ("OK", "NOT_FOUND"):
+                self.counters[f"offload_delete_failed_{code}"] += 1
+                if attempt < self.cfg.offload_delete_retries and len(self._delete_retry) < self.cfg.max_flows:
+                    # The switch may still send this client's ACKs to the old back-end: send the
+                    # delete again (tick); a SYN held for it waits on (at most offload_delete_wait).
+                    self._delete_retry[key] = (attempt + 1, self.clock() + 0.1 * 2 ** attempt)
+                    self._deletes_in_flight[key] += 1
+                else:
+                    self.counters["offload_delete_gave_up"] += 1
             if self._deletes_in_flight[key] > 0:
                 continue
             del self._deletes_in_flight[key]
@@ -185,12 +199,30 @@ class FrontEnd:
         now = self.clock()
         out: list[Segment] = []
         frames: list[bytes] = []
+        if self._delete_retry:
+            self._retry_deletes(now)
         for flow in list(self.flows.values()):
             try:
                 self._timers(flow, now, out)
             except Exception as e:      # as in handle(): one flow's failure stays its own
                 frames += self._failed(flow, e)
         return frames + [P.build(s) for s in out]
+
+    def _retry_deletes(self, now: float) -> None:
+        for key, (attempt, due) in list(self._delete_retry.items()):
+            if now < due:
+                continue
+            del self._delete_retry[key]
+            self._deletes_in_flight[key] -= 1
+            flow = self.flows.get(key)
+            if flow is not None and flow.offloaded:
+                # A newer offload of the endpoint (after a re-steer): the old delete must not remove it.
+                self.counters["offload_delete_retry_superseded"] += 1
+                if self._deletes_in_flight[key] <= 0:
+                    del self._deletes_in_flight[key]
+                continue
+            self.counters["offload_delete_retried"] += 1
+            self._send_delete(key, attempt)
 
     def install_done(self, client_ip: bytes, client_port: int, ok: bool) -> list[bytes]:
         """The conn table's outcome for a flow's install: both entries in (`ok`), or the flow is relayed
@@ -255,6 +287,15 @@ class FrontEnd:
         if info is None:
             self.counters["bad_cookie"] += 1
             self._stateless_rst(seg, out)
+            return None
+        if len(self.flows) >= self.cfg.max_flows:
+            # Full: the flows in the table go on; the new client learns at once (its cookie is
+            # valid: a real client) instead of retransmitting into silence.
+            self.counters["flows_full_refused"] += 1
+            if self._may_answer():
+                out.append(Segment(eth_src=self.own_mac, eth_dst=self.client_mac, src=self.vip, dst=seg.src,
+                                   sport=self.cfg.vip_port, dport=seg.sport, seq=seg.ack, ack=0, flags=P.RST,
+                                   window=0))
             return None
         now = self.clock()
         c = seq_add(seg.seq, -1)
@@ -1058,13 +1099,15 @@ class FrontEnd:
         if self._offload_wake is None:
             self.offload.delete(flow.client_ip, flow.client_port)
             return
-        key = flow.key
-        self._deletes_in_flight[key] += 1
-        self.offload.delete(flow.client_ip, flow.client_port, on_ack=lambda code, secs: self._delete_acked(key))
+        self._send_delete(flow.key, 0)
 
-    def _delete_acked(self, key: tuple[bytes, int]) -> None:
+    def _send_delete(self, key: tuple[bytes, int], attempt: int) -> None:
+        self._deletes_in_flight[key] += 1
+        self.offload.delete(key[0], key[1], on_ack=lambda code, secs: self._delete_acked(key, code, attempt))
+
+    def _delete_acked(self, key: tuple[bytes, int], code: str = "OK", attempt: int = 0) -> None:
         """On the offload client's thread: queue the ack for offload_acked() and wake the I/O loop."""
-        self._acked_deletes.append(key)
+        self._acked_deletes.append((key, code, attempt))
         if self._offload_wake is not None:
             self._offload_wake()
 

@@ -938,3 +938,74 @@ def test_challenge_acks_share_the_bound_of_unsolicited_answers():
     assert len(run(fe, client_seg(b"", flags="R", seq_off=len(REQ) + 9))) == 1
     assert run(fe, client_seg(b"", flags="R", seq_off=len(REQ) + 9)) == []
     assert fe.counters["challenge_ack_suppressed"] == 1 and fe.flows[KEY].state is State.ESTABLISHED
+
+
+# ----------------------------------------------------------------- bounded state (issue 10)
+
+def test_a_full_flow_table_refuses_new_connections_with_a_rst_and_keeps_the_others():
+    fe = make_engine(max_flows=2)
+    for port in (41000, 41001):
+        (syn,) = run(fe, client_seg(REQ, port=port))
+        assert syn[TCP].flags == "S"
+    s3 = cookie(port=41002)
+    (rst,) = run(fe, client_seg(REQ, port=41002))
+    assert (rst[IP].dst, rst[TCP].dport, rst[TCP].flags, rst[TCP].seq, rst[TCP].ack) == (CLIENT, 41002, "R", s3 + 1, 0)
+    assert len(fe.flows) == 2 and fe.counters["flows_full_refused"] == 1
+    # The flows in the table go on: the first one's SYN-ACK gets the replay.
+    (replay,) = run(fe, backend_seg(BE1, "SA", seq=S, ack=C + 1, port=41000))
+    assert bytes(replay[TCP].payload) == REQ
+    run(fe, client_seg(b"", flags="R", seq_off=len(REQ), port=41001))    # one leaves (its exact RST)
+    assert len(fe.flows) == 1
+    (syn,) = run(fe, client_seg(REQ, port=41002))
+    assert syn[TCP].flags == "S" and len(fe.flows) == 2
+
+
+def _resteer_waiting_for_delete(**cfg):
+    rec = AckedRecorder()
+    clock = Clock()
+    fe = make_engine(offload=rec, clock=clock, offload_delete_wait=100.0, **cfg)
+    fe.watch_offload_deletes(lambda: None)
+    establish(fe)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
+    run(fe, backend_seg(BE1, "A", seq=S + 1, ack=C + 1 + len(REQ), payload=head))
+    run(fe, client_seg(REQ, seq_off=len(REQ), ack=S + 1 + len(head) + 100000))     # re-steer to be2
+    assert [c[0] for c in rec.calls] == ["add", "delete"]
+    return fe, rec, clock
+
+
+def test_a_failed_offload_delete_is_sent_again_and_the_held_syn_waits_for_it():
+    """Issue 10: a delete refused (UNAVAILABLE: the switch was away) leaves the switch sending the
+    client's ACKs to the old back-end: it is sent again after 0.1 s, and the re-steer's SYN waits
+    for its success."""
+    fe, rec, clock = _resteer_waiting_for_delete()
+    rec.pending_acks[-1]("UNAVAILABLE", 0.0)
+    assert fe.offload_acked() == [] and fe.counters["offload_delete_failed_UNAVAILABLE"] == 1
+    clock.t += 0.05
+    assert fe.tick() == [] and [c[0] for c in rec.calls] == ["add", "delete"]
+    clock.t += 0.06
+    assert fe.tick() == []
+    assert rec.calls[-1] == ("delete", bytes([198, 18, 7, 11]), CLIENT_PORT)
+    assert len(rec.calls) == 3 and fe.counters["offload_delete_retried"] == 1
+    rec.pending_acks[-1]("OK", 0.001)
+    (syn,) = [Ether(f) for f in fe.offload_acked()]
+    assert syn[IP].dst == BE2.ip and syn[TCP].flags == "S"
+    assert fe._delete_retry == {} and fe._deletes_in_flight == {}
+
+
+def test_offload_delete_retries_are_bounded():
+    fe, rec, clock = _resteer_waiting_for_delete(offload_delete_retries=1)
+    rec.pending_acks[-1]("UNAVAILABLE", 0.0)
+    assert fe.offload_acked() == []
+    clock.t += 0.2
+    fe.tick()
+    rec.pending_acks[-1]("RESOURCE_EXHAUSTED", 0.0)
+    (syn,) = [Ether(f) for f in fe.offload_acked()]      # given up: the SYN goes (as after the wait)
+    assert syn[IP].dst == BE2.ip and fe.counters["offload_delete_gave_up"] == 1
+    assert len(rec.calls) == 3 and fe._delete_retry == {} and fe._deletes_in_flight == {}
+
+
+def test_not_found_is_a_successful_delete():
+    fe, rec, _ = _resteer_waiting_for_delete()
+    rec.pending_acks[-1]("NOT_FOUND", 0.0)
+    (syn,) = [Ether(f) for f in fe.offload_acked()]
+    assert syn[IP].dst == BE2.ip and fe._delete_retry == {}
