@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from harness import deploy, inventory, testbed
 from harness.inventory import CatalogObject, Inventory
@@ -122,6 +123,18 @@ def curl_parallel(inv: Inventory, objs: Sequence[CatalogObject], out_dir: Path, 
 # How long a poll for a periodically rewritten stats file may go on before the test gives up: a guard
 # against a stuck daemon hanging the run, not a bound on speed (the daemons rewrite every second).
 HANG_GUARD_S = 300.0
+T = TypeVar("T")
+
+
+def poll_until(read: Callable[[], T], done: Callable[[T], bool], what: str, period: float = 0.1) -> T:
+    """`read()` again until `done` holds for its value, which is returned. Gives up (AssertionError
+    naming `what` and the last value) only after HANG_GUARD_S: a stuck daemon, not a slow machine."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not done(value := read()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} (hang guard, {HANG_GUARD_S:g} s): {str(value)[-500:]}")
+        time.sleep(period)
+    return value
 
 
 def fresh_json(inv: Inventory, host: str, rel: str, since: float | None = None,
@@ -131,17 +144,14 @@ def fresh_json(inv: Inventory, host: str, rel: str, since: float | None = None,
     the file's modification time is the time of its content: poll for a newer one instead of sleeping
     a period and hoping."""
     since = time.time() if since is None else since
-    deadline = time.monotonic() + HANG_GUARD_S
+
+    def read() -> tuple[float, dict]:
+        mtime, _, body = r.run(f"stat -c %.9Y {r.workdir}/{rel} && cat {r.workdir}/{rel}").partition("\n")
+        return float(mtime), json.loads(body)
+
     with Remote(inv, inv.host(host)) as r:
-        while True:
-            out = r.run(f"stat -c %.9Y {r.workdir}/{rel} && cat {r.workdir}/{rel}")
-            mtime, _, body = out.partition("\n")
-            if float(mtime) > since and until(doc := json.loads(body)):
-                return doc
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{host}: {rel} not rewritten as expected (hang guard, {HANG_GUARD_S:g} s; "
-                                     f"daemon stuck?): {body[-500:]}")
-            time.sleep(0.1)
+        return poll_until(read, lambda got: got[0] > since and until(got[1]),
+                          f"{host}: {rel} not rewritten as expected (daemon stuck?)")[1]
 
 
 def frontend_stats(inv: Inventory, host: str | None = None) -> dict[str, int]:

@@ -699,27 +699,23 @@ class PipelineTables:
         values = self._map("table_counters").lookup_percpu(struct.pack("<I", spec.table_id))
         return _sum_u64_fields(values, TABLE_COUNTER_FIELDS)
 
-    def configured_ports(self) -> dict[int, int]:
-        """P4 port -> ifindex for every configured port."""
+    def _port_entries(self) -> dict[int, tuple[int, int]]:
+        """P4 port -> (ifindex, PORT_F_* flags) for every configured port."""
         m = self._map("ports")
         out = {}
         for port in range(1, MAX_PORTS + 1):
             raw = m.lookup(struct.pack("<I", port))
-            if raw and struct.unpack_from("<I", raw)[0]:
-                out[port] = struct.unpack_from("<I", raw)[0]
+            if raw and (entry := struct.unpack_from("<II", raw))[0]:
+                out[port] = entry
         return out
+
+    def configured_ports(self) -> dict[int, int]:
+        """P4 port -> ifindex for every configured port."""
+        return {port: ifindex for port, (ifindex, _) in self._port_entries().items()}
 
     def peer_ports(self) -> set[int]:
         """The configured ports delivered into with bpf_redirect_peer (PORT_F_PEER)."""
-        m = self._map("ports")
-        out = set()
-        for port in range(1, MAX_PORTS + 1):
-            raw = m.lookup(struct.pack("<I", port))
-            if raw:
-                ifindex, flags = struct.unpack_from("<II", raw)
-                if ifindex and flags & PORT_F_PEER:
-                    out.add(port)
-        return out
+        return {port for port, (_, flags) in self._port_entries().items() if flags & PORT_F_PEER}
 
     def port_counters(self) -> dict[int, dict[str, int]]:
         """rx/tx packets and bytes and drops per configured P4 port."""
