@@ -120,6 +120,10 @@ class Cell:
             "pace_rps": float(self.load["pace_rps"]) if self.load.get("pace_rps") is not None else math.nan,
             "repetition": self.spec.get("repetition"),
             "switch_profile": self.switch_profile,
+            # the suite's attack axis: the attack played beside the load ("" none), and the workload
+            # it ran beside (the name without `+<attack>`)
+            "attack": str((self.spec.get("attack") or {}).get("name", "")),
+            "base_workload": str((self.spec.get("attack") or {}).get("workload") or wl.get("name", "")),
         }
 
 
@@ -408,6 +412,7 @@ def _metric_columns() -> list[str]:
         "requests", "ok", "failed", *(f"err_{k.replace('-', '_')}" for k in ERROR_KINDS),
         "duration_s", "rps", "goodput_gbps", "latency_object", *PERCENTILES, *TIMING,
         *CPU_COLUMNS, *PER_REQUEST, "cpu_s_per_gb", "profile_insert_rate", *switchstats.COLUMNS,
+        "attack_sent", "attack_pps",
     ]
 
 
@@ -470,6 +475,9 @@ def cell_metrics(cell: Cell, host_roles: dict[str, str]) -> dict[str, Any]:
     row["cpu_s_per_gb"] = _div(row["lb_cpu_s"], body_bytes / 1e9)
     row["profile_insert_rate"] = switchstats.profile_rate(cell.spec.get("switch_profile"))
     row.update(switchstats.cell_switch_metrics(cell.path, cell.window))
+    attack = cell.spec.get("attack_report") or {}
+    row["attack_sent"] = float(attack["sent"]) if "sent" in attack else math.nan
+    row["attack_pps"] = _div(row["attack_sent"], float(attack.get("elapsed_s") or math.nan))
     return row
 
 

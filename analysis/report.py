@@ -477,6 +477,43 @@ def wrk_section(run: load.Run, cells: pd.DataFrame) -> str | None:
         "", md_table(header, body)])
 
 
+def attack_section(cells: pd.DataFrame) -> str | None:
+    """The attack axis (None without one): per workload, system and attack, the legitimate load's
+    throughput as a share of the same system's cells without attack, its errors and latency, and the
+    attack's achieved rate."""
+    if "attack" not in cells.columns or not (cells["attack"].fillna("") != "").any():
+        return None
+    rows = []
+    for (base, system), group in cells.groupby(["base_workload", "system"], sort=False):
+        use = group[group["usable"].astype(bool)]
+        calm = use[use["attack"].fillna("") == ""]
+        calm_rps = float(calm["rps"].mean()) if len(calm) else math.nan
+        calm_gbps = float(calm["goodput_gbps"].mean()) if len(calm) else math.nan
+        for attack in dict.fromkeys(group["attack"].fillna("")):
+            a = use[use["attack"].fillna("") == attack]
+            n = f"{len(a)}/{int((group['attack'].fillna('') == attack).sum())}"
+            if not len(a):
+                rows.append([base, system, attack or "none", n, *["-"] * 7])
+                continue
+            rps, gbps = float(a["rps"].mean()), float(a["goodput_gbps"].mean())
+            share = rps / calm_rps if calm_rps else math.nan
+            failed = float(a["failed"].sum()) / max(1.0, float(a["requests"].sum()))
+            rows.append([base, system, attack or "none", n, _num(rps, ",.0f"), _num(gbps, ".2f"),
+                         "1" if not attack else _num(share, ".2f"),
+                         _num(gbps / calm_gbps if calm_gbps else math.nan, ".2f") if attack else "1",
+                         _pct(failed), _num(float(a["p99_us"].mean()) / 1000, ".2f"),
+                         "-" if not attack else _num(float(a["attack_pps"].mean()), ",.0f")])
+    header = ("workload", "system", "attack", "n", "req/s", "Gbit/s", "req/s share", "Gbit/s share",
+              "failed", "p99 ms", "attack pkt/s")
+    return "\n".join([
+        "The suite's `attacks` axis: each workload ran without attack and under each attack, played from",
+        "the attacker host (workloads/attack.py) for the cell's warm-up, window and tail. *share*: the",
+        "legitimate load's throughput as a share of the same system's cells without attack (means over",
+        "the repetitions); *failed*: the legitimate requests that failed; *attack pkt/s*: the rate the",
+        "attacker achieved (packets, or slowloris header lines). The attacker shares the machine's CPUs.",
+        "", md_table(header, rows)])
+
+
 def flagged_list(cells: pd.DataFrame) -> str:
     flagged = cells[cells["flags"] != ""]
     if flagged.empty:
@@ -524,6 +561,7 @@ def build_report(run_dir: str | Path, figure_paths: list[Path] | None = None) ->
     for title, section in (("Latency against load (open loop)", load_curve_section(cells, settings)),
                            ("Connection setup apart", setup_section(cells)),
                            ("Budget model (a model, not a measurement)", budget_section(cells, settings)),
+                           ("Under attack", attack_section(cells)),
                            ("Cross-check with wrk", wrk_section(run, cells))):
         if section is not None:
             parts += [f"## {title}", "", section, ""]

@@ -31,6 +31,7 @@ from system.softlb import haproxy
 # The order in which undeploy stops each role's services (others, e.g. locust-worker-N, go first).
 SERVICES = {
     "client": ["locust-master"],
+    "attacker": ["attack"],
     "frontend": ["haproxy", "frontend"],
     "backend": ["agent", "nginx"],
     "switch": ["slowpath", "controlplane", "switchd", "p4rt"],
@@ -362,10 +363,16 @@ def _deploy_common(inv: Inventory, pipeline: str = "forwarding", fastopen: int |
         for r in rs:
             log(f"{r.name}: nginx and the object catalog ({len(inv.catalog)} objects)")
             deploy_backend(r, inv, fastopen=fastopen)
-    with remotes(inv, "client") as rs:
-        for r in rs:
-            log(f"{r.name}: workload code")
-            deploy_client(r)
+    _deploy_clients(inv)
+
+
+def _deploy_clients(inv: Inventory) -> None:
+    """The workload code on the load clients and on the attacker hosts (workloads/attack.py)."""
+    for role in ("client", "attacker"):
+        with remotes(inv, role) as rs:
+            for r in rs:
+                log(f"{r.name}: workload code")
+                deploy_client(r)
 
 
 def _deploy_direct(inv: Inventory) -> None:
@@ -412,10 +419,7 @@ def _deploy_switch_only(inv: Inventory) -> None:
             log(f"{r.name}: nginx and the object catalog ({len(inv.catalog)} objects); no agent")
             deploy_backend(r, inv)
             ensure_switch_wscale(r)
-    with remotes(inv, "client") as rs:
-        for r in rs:
-            log(f"{r.name}: workload code")
-            deploy_client(r)
+    _deploy_clients(inv)
     with remotes(inv, "switch") as rs:
         for r in rs:
             dev = inv.switch.tofino.cpu_netdev if inv.switch.tofino else CPU_NETDEV
@@ -501,6 +505,8 @@ def plan(inv: Inventory, system: str) -> str:
                          f"{h.data_address}:{inv.vip_port}; check /health and {inv.catalog[0].path}{extra}")
         elif h.role == "client":
             lines.append(f"{where} workloads/ (Locust file and users); check that it imports")
+        elif h.role == "attacker":
+            lines.append(f"{where} workloads/ (the attack tool of a suite's `attacks` axis); check that it imports")
         elif h.role == "frontend":
             lines.append(f"{where} " + ("HAProxy config from the rules; start HAProxy on "
                                         f"{h.data_address}:{inv.vip_port}; check an object through it"

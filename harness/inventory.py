@@ -20,7 +20,7 @@ from harness import tofino_config
 
 ROOT = Path(__file__).resolve().parent.parent
 INVENTORIES = ROOT / "harness" / "inventories"
-ROLES = ("client", "switch", "frontend", "backend")
+ROLES = ("client", "switch", "frontend", "backend", "attacker")
 KINDS = ("local", "cluster")
 SWITCH_TARGETS = ("bridge", "emulated", "tofino")
 
@@ -105,6 +105,11 @@ class Inventory:
     @property
     def clients(self) -> tuple[Host, ...]:
         return self.role("client")
+
+    @property
+    def attackers(self) -> tuple[Host, ...]:
+        """Hosts on the client side that play attacks (the `attacks` axis of a suite), never load."""
+        return self.role("attacker")
 
     @property
     def frontends(self) -> tuple[Host, ...]:

@@ -39,8 +39,9 @@ from harness import deploy as dep
 from harness.cellstats import CellCollector
 from harness.inventory import Inventory
 from harness.remote import Remote, RemoteError
-from harness.suites import Cell, Suite, SuiteError, dry_run, profile_record
+from harness.suites import Attack, Cell, Suite, SuiteError, dry_run, profile_record
 from harness.suites import load as _load_suite
+from workloads import attack as attack_tool
 from workloads.spec import Job, Target, Workload
 
 __all__ = ["RunError", "RunInterrupted", "SuiteError", "dry_run", "load_suite", "resume_suite", "run_suite"]
@@ -49,6 +50,7 @@ MASTER_PORT = 5557
 STOP_TIMEOUT_S = 10   # Locust lets requests in flight finish this long after the run time
 STOP_GRACE_S = 30
 TAIL_S = 2
+ATTACK_GUARD_S = 60        # a hang guard: the attack stops by itself at the load's end
 LOAD_START_GUARD_S = 180   # a hang guard for Locust's start (workers connecting, imports), not a bound
 
 
@@ -412,6 +414,7 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, bpf_s
     others = {role: [Remote(inv, h) for h in inv.role(role)] for role, _ in sysd.measured}
     measured = [(r, svc) for role, svc in sysd.measured for r in others[role]]
     workers = _workers(inv, clients)
+    attacker: Remote | None = None
     collector = CellCollector(inv, sysd, bpf_stats=bpf_stats)
     try:
         # 1. check
@@ -448,6 +451,9 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, bpf_s
         # Locust (imports, workers connecting) took 3 s on a busy 2-CPU machine, and a window anchored
         # at the launch measured that start-up instead of the load.
         t0 = _wait_for_load_start(master, f"{remote_cell}/locust/master.log")
+        if cell.attack is not None:     # from the load's start to its end (warm-up, window, tail)
+            attacker = Remote(inv, inv.attackers[0])
+            _start_attack(attacker, inv, cell.attack, cell.cell_id, address, port, run_time)
         measure_start = t0 + cell.load.warmup_s
         measure_end = measure_start + cell.load.duration_s
         # 3. measure
@@ -464,23 +470,63 @@ def run_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, bpf_s
         deadline = time.time() + STOP_GRACE_S
         while master.service_pid("locust-master") is not None and time.time() < deadline:
             time.sleep(0.3)
+        attack_report = _finish_attack(attacker, cell.cell_id) if attacker is not None else None
         # The load is over: collecting takes seconds and keeps the cell, so a first Ctrl-C waits for it.
         with interrupt.deferred():
+            if attack_report is not None:
+                cell_dir.mkdir(parents=True, exist_ok=True)
+                (cell_dir / "attack.json").write_text(json.dumps(attack_report, indent=2) + "\n")
             _collect_cell(inv, cell, sysd, cell_dir, collector, clients, master, workers, measured, before, after,
                           rec={"switch_profile": _profile_of(inv), "target": {"address": address, "port": port},
                                "generator": {"hosts": [h.name for h in inv.clients], "workers": n_workers},
                                "measure_start": measure_start, "measure_end": measure_end,
-                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0))} | (extra or {}))
+                               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0))}
+                          | ({"attack_report": attack_report} if attack_report is not None else {}) | (extra or {}))
     finally:
         if interrupt.requested() is None:
             collector.close()
             for r, i in workers:
                 r.stop(f"locust-worker-{i}")
             master.stop("locust-master")
+            if attacker is not None:
+                attacker.stop("attack")
         else:       # stopping: the run's clean-up stops Locust by its recorded PIDs, at once
             collector.abandon()
-        for r in clients + [r for rs in others.values() for r in rs]:
+        for r in clients + [r for rs in others.values() for r in rs] + ([attacker] if attacker else []):
             r.close()
+
+
+def _start_attack(attacker: Remote, inv: Inventory, attack: Attack, cell_id: str, address: str,
+                  port: int, seconds: float) -> None:
+    """workloads/attack.py on the attacker host against the cell's target, bounded by `seconds` and
+    by a packet count of rate x seconds; its report goes to the attacker's cell directory."""
+    rc = f"{attacker.workdir}/cells/{cell_id}"
+    attacker.run(f"rm -rf {rc} && mkdir -p {rc}")
+    args = [attacker.python(), "-m", "workloads.attack", attack.kind, "--vip", address, "--port", str(port),
+            "--duration", f"{seconds:.1f}", "--rate", f"{attack.rate:g}", "--spoof-net", attack.spoof_net,
+            "--count", str(max(1, min(attack_tool.MAX_COUNT, int(attack.rate * seconds) + 1))),
+            "--connections", str(attack.connections), "--interval", f"{attack.interval_s:g}",
+            "--victim", str(inv.clients[0].data_address), "--json", f"{rc}/attack.json"]
+    if attack.kind == "slowloris":      # header lines: every connection, every interval, for the time
+        args[args.index("--count") + 1] = str(int(attack.connections * (seconds / attack.interval_s + 2)))
+        args += ["--reopen"] if attack.reopen else []
+    log(f"  attack {attack.name}: {attack.kind} from {attacker.name} at {address}:{port} for {seconds:.0f} s")
+    attacker.start("attack", shlex.join(args))
+
+
+def _finish_attack(attacker: Remote, cell_id: str) -> dict[str, Any]:
+    """The attack's report once it stopped by itself (its own bounds; a hang guard stops it by PID)."""
+    deadline = time.time() + ATTACK_GUARD_S
+    while attacker.service_pid("attack") is not None and time.time() < deadline:
+        time.sleep(0.3)
+    if attacker.stop("attack"):
+        raise RunError(f"the attack on {attacker.name} did not stop by itself within {ATTACK_GUARD_S} s of the "
+                       f"load's end; stopped it:\n{attacker.tail('attack', 20)}")
+    out = attacker.run(f"cat {attacker.workdir}/cells/{cell_id}/attack.json", check=False)
+    try:
+        return json.loads(out)
+    except json.JSONDecodeError:
+        raise RunError(f"the attack on {attacker.name} wrote no report:\n{attacker.tail('attack', 20)}") from None
 
 
 def _collect_cell(inv: Inventory, cell: Cell, sysd: dep.System, cell_dir: Path, collector: CellCollector,

@@ -72,6 +72,23 @@ class Load:
 
 
 @dataclass(frozen=True)
+class Attack:
+    """One entry of a suite's `attacks` axis: workloads/attack.py's kind and its knobs. The runner
+    plays it from the inventory's attacker host for the cell's warm-up, window and tail."""
+    name: str
+    kind: str
+    rate: float                    # packets/s (slowloris: ignored)
+    connections: int = 50          # slowloris
+    interval_s: float = 1.0        # slowloris
+    reopen: bool = True            # slowloris: a new connection for each one the server closes
+    spoof_net: str = "198.19.250.0/24"
+    workload: str = ""             # the workload it runs beside (its name without `+<attack>`)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Cell:
     system: str
     workload: dict[str, Any]   # the cell.json "workload" object (docs/run-directory.md)
@@ -82,6 +99,9 @@ class Cell:
     switch_profile_path: Path | None = None
     # `wrk_check`: the runner cross-checks this cell with wrk afterwards (harness/wrk.py)
     wrk_check: bool = False
+    # From the suite's `attacks` axis: what the attacker host plays during the cell (None: nothing).
+    # Such a cell's workload name is `<workload>+<attack>`, so every table keeps it apart.
+    attack: Attack | None = None
 
     @property
     def cell_id(self) -> str:
@@ -94,8 +114,11 @@ class Cell:
         return self.system, self.switch_profile
 
     def to_dict(self) -> dict[str, Any]:
-        return {"cell_id": self.cell_id, "system": self.system, "workload": self.workload,
-                "load": asdict(self.load), "repetition": self.repetition}
+        d = {"cell_id": self.cell_id, "system": self.system, "workload": self.workload,
+             "load": asdict(self.load), "repetition": self.repetition}
+        if self.attack is not None:
+            d["attack"] = self.attack.to_dict()
+        return d
 
 
 @dataclass(frozen=True)
@@ -111,6 +134,7 @@ class Suite:
     slo_p99_ms: float | None = None         # the latency SLO of the headline capacity (report)
     budget_cores: float = 1.0               # the CPU budget of the report's budget model
     pin_lb: bool = False                    # the load balancer alone on one CPU (harness/cpuplan.py)
+    attacks: tuple[str, ...] = ()           # the attack axis (attack names), empty without one
 
     @property
     def deployments(self) -> list[tuple[str, str | None]]:
@@ -154,7 +178,7 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
         raise fail("(top level)", "must be a mapping")
     known_top = {"name", "description", "systems", "workloads", "load", "repetitions", "client", "verify",
                  "switch_profiles", "bpf_stats", "slo_p99_ms", "budget_cores", "wrk_check",
-                 "pin_lb"}
+                 "pin_lb", "attacks"}
     unknown = set(data) - known_top
     if unknown:
         raise fail(sorted(unknown)[0], f"unknown field (known: {', '.join(sorted(known_top))})")
@@ -278,11 +302,14 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
     if pin_lb and inv.kind != "local":
         raise fail("pin_lb", f"pins processes and receive queues of one machine: it needs the local testbed, "
                    f"not the {inv.kind} inventory {inv.name!r}")
-    cells = [Cell(system=s, workload=w, load=x, repetition=r, switch_profile=pname, switch_profile_path=ppath)
+    attacks = _attacks(data.get("attacks"), inv, fail)
+    cells = [Cell(system=s, workload=_under(w, a), load=x, repetition=r, switch_profile=pname,
+                  switch_profile_path=ppath, attack=dataclasses.replace(a, workload=w["name"]) if a else None)
              for s in systems
              for pname, ppath in (profiles or [(None, None)])
              for r, w, (x, only) in itertools.product(range(1, reps + 1), workloads, levels)
-             if only is None or w["name"] in only]
+             if only is None or w["name"] in only
+             for a in [None, *attacks]]
     if wrk_check:   # the first closed-loop cell of each system, workload (and profile)
         seen: set[tuple[Any, ...]] = set()
         for i, c in enumerate(cells):
@@ -293,7 +320,56 @@ def parse(data: Any, inv: Inventory, systems_known: tuple[str, ...], source: Pat
     return Suite(name=str(name), description=str(data.get("description", "")), source=source,
                  systems=tuple(systems), cells=tuple(cells), raw=data,
                  switch_profiles=tuple(p for p, _ in profiles), bpf_stats=bpf_stats,
-                 slo_p99_ms=float(slo) if slo is not None else None, budget_cores=float(budget), pin_lb=pin_lb)
+                 slo_p99_ms=float(slo) if slo is not None else None, budget_cores=float(budget), pin_lb=pin_lb,
+                 attacks=tuple(a.name for a in attacks))
+
+
+def _under(workload: dict[str, Any], attack: Attack | None) -> dict[str, Any]:
+    """The workload object of a cell under `attack`: the same, named `<workload>+<attack>`."""
+    return workload if attack is None else {**workload, "name": f"{workload['name']}+{attack.name}"}
+
+
+ATTACK_FIELDS = {"name", "kind", "rate", "connections", "interval_s", "reopen", "spoof_net"}
+
+
+def _attacks(raw: Any, inv: Inventory, fail: Callable[[str, str], SuiteError]) -> list[Attack]:
+    """The `attacks` axis: every workload runs once without attack and once under each of these."""
+    if raw is None:
+        return []
+    from workloads import attack as attack_tool
+
+    if not isinstance(raw, list) or not raw:
+        raise fail("attacks", "must be a non-empty list of mappings {name, kind, rate, ...}")
+    if not inv.attackers:
+        raise fail("attacks", f"need a host with role attacker in the inventory {inv.name!r} (a client-side "
+                   "host that plays them; harness/inventories/local.yaml has atk1)")
+    out = []
+    for i, a in enumerate(raw):
+        f = f"attacks[{i}]"
+        if not isinstance(a, dict):
+            raise fail(f, "must be a mapping {name, kind, rate, ...}")
+        unknown = set(a) - ATTACK_FIELDS
+        if unknown:
+            raise fail(f"{f}.{sorted(unknown)[0]}", f"unknown field (known: {', '.join(sorted(ATTACK_FIELDS))})")
+        name, kind = a.get("name"), a.get("kind")
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+            raise fail(f"{f}.name", "lower-case letters, digits and - (it names the cells)")
+        if kind not in attack_tool.KINDS:
+            raise fail(f"{f}.kind", f"one of {', '.join(attack_tool.KINDS)}, not {kind!r}")
+        try:
+            at = Attack(name=name, kind=kind, rate=float(a.get("rate", 1000)),
+                        connections=int(a.get("connections", 50)), interval_s=float(a.get("interval_s", 1.0)),
+                        reopen=bool(a.get("reopen", True)),
+                        spoof_net=str(a.get("spoof_net", Attack.spoof_net)))
+            attack_tool.Config(kind, "198.18.0.1", rate=at.rate, connections=at.connections,
+                               interval_s=at.interval_s, spoof_net=at.spoof_net, victim="198.18.0.2").check()
+        except (TypeError, ValueError) as e:
+            raise fail(f, str(e)) from None
+        out.append(at)
+    names = [a.name for a in out]
+    if len(set(names)) != len(names) or "none" in names:
+        raise fail("attacks", "attack names must be unique and not `none`")
+    return out
 
 
 def _loads(ld: Any, where: str, fail: Callable[[str, str], SuiteError]) -> list[Load]:

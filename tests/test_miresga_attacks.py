@@ -53,7 +53,7 @@ def client(inv: Inventory) -> str:
 
 
 def attacker(inv: Inventory) -> str:
-    return testbed.netns(inv.clients[1])
+    return testbed.netns(inv.attackers[0])
 
 
 def frontend_pid(inv: Inventory) -> int:
@@ -300,3 +300,54 @@ def test_syn_and_half_open_floods_leave_the_legitimate_client_served(inv):
     # The SYNs were all answered by the switch: none reached the front-end.
     assert delta(after, before, "client_syn_ignored") == 0, (before, after)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# The attack suite (last: the runner redeploys each system; the fixture undeploys at the end)
+
+
+def test_attack_suite_reports_goodput_share_per_attack_for_miresga_and_haproxy(inv, tmp_path):
+    """A short `attacks` suite through the runner: every attack cell ran with its attack (the
+    attacker's report collected), and the report's "Under attack" section gives both systems' share
+    of the calm cells' throughput per attack."""
+    import yaml
+
+    from analysis import load
+    from harness import runner
+
+    suite_file = tmp_path / "attack-it.yaml"
+    attacks = [{"name": "syn-flood", "kind": "syn-flood", "rate": 2000},
+               {"name": "half-open", "kind": "bad-cookie-data", "rate": 500},
+               {"name": "rst-sweep", "kind": "rst-sweep", "rate": 2000},
+               {"name": "slowloris", "kind": "slowloris", "connections": 20, "interval_s": 1}]
+    suite_file.write_text(yaml.safe_dump({
+        "name": "attack-it", "systems": ["miresga", "haproxy"], "verify": "full",
+        "workloads": [{"name": "1k-close", "objects": {"1k": 1}, "connection": "close"}],
+        "attacks": attacks, "load": {"users": 4, "spawn_rate": 10, "warmup_s": 2, "duration_s": 3}}))
+    suite = runner.load_suite(str(suite_file), inv)
+    run_dir = runner.run_suite(inv, suite, keep_testbed=True, results=tmp_path / "results")
+    for c in suite.cells:
+        d = run_dir / "cells" / c.cell_id
+        cell = json.loads((d / "cell.json").read_text())
+        assert cell["status"] == "ok", (c.cell_id, cell.get("error"))
+        if c.attack is None:
+            assert "attack" not in cell and not (d / "attack.json").exists()
+            continue
+        rep = json.loads((d / "attack.json").read_text())
+        assert cell["attack"]["kind"] == c.attack.kind and rep["kind"] == c.attack.kind
+        assert rep["sent"] > 0 and cell["attack_report"]["sent"] == rep["sent"], rep
+        if c.attack.kind == "slowloris":
+            assert rep["extra"]["opened"] >= 20, rep
+    df = load.cells(run_dir)
+    assert len(df) == 10 and (df["rps"] > 0).all()
+    assert set(df["attack"]) == {"", "syn-flood", "half-open", "rst-sweep", "slowloris"}
+    assert set(df["base_workload"]) == {"1k-close"}
+    report = (run_dir / "report.md").read_text()
+    section = report.split("## Under attack")[1].split("\n## ")[0]
+    for system in ("miresga", "haproxy"):
+        for a in ("none", "syn-flood", "half-open", "rst-sweep", "slowloris"):
+            row = next(line for line in section.splitlines() if line.startswith(f"| 1k-close | {system} | {a} |"))
+            cols = [x.strip() for x in row.strip("|").split("|")]
+            assert cols[3] == "1/1" and float(cols[4].replace(",", "")) > 0, row
+            if a != "none":
+                assert float(cols[6]) > 0 and float(cols[10].replace(",", "")) > 0, row

