@@ -260,8 +260,8 @@ def test_oversized_and_endless_heads_are_refused_and_bounded(inv):
     assert ex["opened"] == 30 and ex["still_open"] == 0, ex
     assert ex["closed_by_server"] + ex["reset_by_server"] == 30, ex
     assert sum(n for status, n in ex["answers"].items() if status.startswith("HTTP/1.1 408")) == 30, ex
-    after = poll_until(lambda: frontend_stats_after(inv), lambda s: s["flows"] == before["flows"],
-                       "the front-end to hold no flow of the slowloris connections")
+    after = poll_until(lambda: frontend_stats_after(inv), lambda s: s["flows"] == 0,
+                       "the front-end to hold no flow of the slowloris connections (or any other)")
     assert delta(after, before, "timeout_request") == 30, (before, after)
     log(f"slowloris: {served} legitimate requests served while it ran")
     assert_alive_and_serving(inv, pid)
