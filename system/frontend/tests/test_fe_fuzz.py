@@ -155,10 +155,20 @@ raw_frames = st.binary(max_size=120)
 
 
 class FlakyOffload:
-    """An offload client whose deletes are acknowledged at once, every other one refused."""
+    """An offload client whose deletes are acknowledged at once, every other one refused; activity
+    queries answered at once in turn: active just now, no such entry, UNAVAILABLE."""
 
     def __init__(self) -> None:
         self.n = 0
+        self.asked = 0
+
+    def activity(self, keys, on_reply) -> None:
+        self.asked += 1
+        turn = self.asked % 3
+        if turn == 0:
+            on_reply(None, "UNAVAILABLE")
+        else:
+            on_reply([0.0 if turn == 1 else None for _ in keys], "OK")
 
     def add(self, ip: bytes, port: int, index: int) -> None:
         pass
@@ -182,7 +192,7 @@ def test_frame_handler_never_needs_its_guard(cfg, frames, waits):
     answers with well-formed frames and its per-frame guard never fires."""
     t = [1000.0]
     offload = FlakyOffload()
-    fe = make_engine(clock=lambda: t[0], offload=offload, **cfg)
+    fe = make_engine(clock=lambda: t[0], offload=offload, activity=offload, **cfg)
     fe.watch_offload_deletes(lambda: None)
     for i, frame in enumerate(frames):
         for out in fe.handle(frame):
