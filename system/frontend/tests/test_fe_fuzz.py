@@ -185,6 +185,9 @@ class FlakyOffload:
 @example([client_seg(REGRESSIONS[0])], [])
 @example([client_seg(b"GET /obj/1 HTTP/1.1\r\nHost: t\r\n\r\n"),
           backend_seg(BACKENDS["be1"], "SA", cookie(), C_ISN + 1), client_seg(REGRESSIONS[0], seq_off=33)], [])
+@example([client_seg(b"GET /big/x HTTP/1.1\r\nHost: t\r\n\r\n"),       # offloaded, then idle: activity
+           backend_seg(BACKENDS["be1"], "SA", cookie(), C_ISN + 1), b"", b"", b"", b""],   # asked, answered
+          [0.01, 121, 0.1, 121, 0.1, 700])
 @pytest.mark.parametrize("cfg", [{"fastopen": True}, {"learn_delta": True}, {"pin_backend": True}], ids=str)
 def test_frame_handler_never_needs_its_guard(cfg, frames, waits):
     """Any sequence of frames (valid cookies or not, any flags and numbers, truncated garbage),
