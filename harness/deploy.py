@@ -48,6 +48,9 @@ ROUTER_MAC = "02:00:5e:00:00:01"   # the switch ports' MAC on a cluster (configu
 CPU_PORT_IF, CPU_NETDEV = "swcpu", "cpu0"
 # The slow path's timers (python -m system.switchonly): tests shorten them.
 SLOWPATH_OPTIONS: dict[str, float] = {"idle_timeout": 120.0, "linger": 2.0, "counter_interval": 1.0}
+# The Miresga front-end's timers (python -m system.frontend --idle-timeout, --offloaded-idle-timeout):
+# tests shorten them (tests/test_miresga_offload_aging.py).
+FRONTEND_OPTIONS: dict[str, float] = {"idle_timeout": 120.0, "offloaded_idle_timeout": 600.0}
 
 
 class DeployError(RuntimeError):
@@ -283,7 +286,8 @@ def deploy_frontend(r: Remote, inv: Inventory, fastopen: bool = True) -> None:
     r.start("frontend", f"{r.python()} -m system.frontend --dev {h.data_interface} --own-mac {own} "
             f"--client-next-hop-mac {hop} --vip {inv.vip} --vip-port {inv.vip_port} {backends} "
             f"--rules {r.workdir}/rules.yaml --controlplane {mgmt}:{CONTROLPLANE_PORT} --pin-dir {pin} "
-            f"--credentials {creds.remote_dir(r, 'frontend')} "
+            f"--credentials {creds.remote_dir(r, 'frontend')} --idle-timeout {FRONTEND_OPTIONS['idle_timeout']} "
+            f"--offloaded-idle-timeout {FRONTEND_OPTIONS['offloaded_idle_timeout']} "
             f"--stats-file {r.workdir}/run/frontend-stats.json" + (" --fastopen" if fastopen else ""))
     wait_for(lambda: r.run(f"test -s {r.workdir}/run/frontend-stats.json && echo ok", check=False).strip() == "ok"
              or r.service_pid("frontend") is None, 30, f"the front-end on {h.name} to start")

@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="ack UNAVAILABLE for requests waiting longer than this for the switch")
     ap.add_argument("--cookie-rotation-s", type=float, default=60.0,
                     help="SYN cookie secret rotation period (pipelines with a syn_cookie table)")
+    ap.add_argument("--activity-interval", type=float, default=1.0,
+                    help="seconds between reads of the offload entries' direct counters, which answer front-ends' "
+                         "`activity` requests (0: no reads; front-ends then keep offloaded connections for their "
+                         "long timeout)")
     ap.add_argument("--stats-file", type=Path, default=None)
     ap.add_argument("--credentials", type=Path, default=None,
                     help="directory of the control plane's TLS identity (ca.crt, identity.crt, identity.key)")
@@ -103,13 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     except (InventoryError, PortMapError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.max_batch < 1 or args.window_ms < 0 or args.cookie_rotation_s <= 0:
-        print("error: --max-batch must be >= 1, --window-ms >= 0 and --cookie-rotation-s > 0", file=sys.stderr)
+    if args.max_batch < 1 or args.window_ms < 0 or args.cookie_rotation_s <= 0 or args.activity_interval < 0:
+        print("error: --max-batch must be >= 1, --window-ms >= 0, --cookie-rotation-s > 0 and "
+              "--activity-interval >= 0", file=sys.stderr)
         return 2
     cfg = ControllerConfig(switch=args.switch, p4info=p4info, device_config=package, static=static,
                            device_id=args.device_id, election_id=(0, args.election_id),
                            window_s=args.window_ms / 1e3, max_batch=args.max_batch,
                            request_timeout_s=args.request_timeout, cookie_rotation_s=args.cookie_rotation_s,
+                           activity_interval_s=args.activity_interval,
                            credentials=None if args.switch_insecure else creds)
     controller = Controller(cfg)
     try:

@@ -45,6 +45,7 @@ from typing import Any
 from p4.config.v1 import p4info_pb2
 from p4.v1 import p4runtime_pb2
 
+from system.controlplane.activity import ACTIVITY_TABLES, Activity
 from system.controlplane.switch import (
     EntryCodec,
     SwitchConnection,
@@ -87,6 +88,8 @@ class ControllerConfig:
     cookie_action: str = "set_cookie_secret"
     cookie_params: tuple[str, str] = ("key", "slot")   # the action's key and slot parameters
     credentials: Credentials | None = None        # P4Runtime over TLS with this client certificate
+    activity_interval_s: float = 1.0              # offload entries' counters read this often (0: never;
+                                                  # activity.py, request `activity`)
 
 
 FIRST_SLOT = 1
@@ -230,6 +233,14 @@ class Controller:
                 raise ValueError("cookie_rotation_s must be > 0")
             self.secrets = CookieSecrets(cfg.cookie_rotation_s)
             self._cookie_update(self.secrets.current, self.secrets.slot)   # names checked now
+        # The direct counters of the offload entries, read every activity_interval_s on a channel of
+        # their own, answer front-ends' `activity` requests (activity.py).
+        counted = [t for t in ACTIVITY_TABLES if self.codec.has_table(t)
+                   and self.codec.index.table_by_name(t).id in self._counted_tables]
+        self.activity: Activity | None = None
+        if counted and cfg.activity_interval_s > 0:
+            self.activity = Activity(cfg.switch, cfg.activity_interval_s, cfg.device_id, tuple(counted),
+                                     credentials=cfg.credentials)
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._carry: collections.deque[Op] = collections.deque()
@@ -239,11 +250,15 @@ class Controller:
 
     def start(self) -> None:
         self._thread.start()
+        if self.activity is not None:
+            self.activity.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.queue.put(None)
         self._thread.join()
+        if self.activity is not None:
+            self.activity.close()
         self.conn.close()
 
     def submit(self, rid: int, op: str, table: str, key: dict[str, Any], action: str | None,
@@ -297,6 +312,8 @@ class Controller:
         if self.secrets:
             snap["cookie"] = {"rotations": self.secrets.rotations, "installs": self.secrets.installs,
                               "rotated_at": self.secrets.rotated_at, "rotation_s": self.secrets.rotation_s}
+        if self.activity is not None:
+            snap["activity"] = self.activity.snapshot()
         snap.update({"switch": self.cfg.switch, "connected": self.connected.is_set(),
                      "occupancy": self.occupancy(), "queued": self.queue.qsize() + len(self._carry),
                      "window_s": self.cfg.window_s, "max_batch": self.cfg.max_batch})

@@ -3,13 +3,14 @@
 Documented in docs/controlplane-protocol.md. A frame is a 4-byte big-endian unsigned length followed
 by that many bytes of UTF-8 JSON: one object per frame, at most MAX_FRAME bytes. Every object has
 "v" (the protocol version, 1), "type" and, for requests, "id" (an integer the client chooses; the
-reply carries it back). Requests: hello, add, modify, delete, stats, cookie_secrets. Replies: hello,
-ack, stats, cookie_secrets, error. Frames travel inside mutual TLS (`connect` with an identity's
+reply carries it back). Requests: hello, add, modify, delete, stats, cookie_secrets, activity. Replies:
+hello, ack, stats, cookie_secrets, activity, error. Frames travel inside mutual TLS (`connect` with an identity's
 `Credentials`, system/credentials.py); what a client may ask depends on its role (rights.py).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import struct
@@ -22,8 +23,9 @@ from system.credentials import Credentials, client_stream
 VERSION = 1
 MAX_FRAME = 1 << 20
 _LEN = struct.Struct("!I")
-REQUEST_TYPES = ("hello", "add", "modify", "delete", "stats", "cookie_secrets")
+REQUEST_TYPES = ("hello", "add", "modify", "delete", "stats", "cookie_secrets", "activity")
 ENTRY_TYPES = ("add", "modify", "delete")
+MAX_ACTIVITY_KEYS = 4096      # entries per `activity` request
 
 
 class ProtocolError(ValueError):
@@ -161,6 +163,34 @@ def validate_request(msg: dict[str, Any]) -> dict[str, Any] | EntryRequest:
                         params=params if typ != "delete" else {})
 
 
+def parse_activity(msg: dict[str, Any]) -> tuple[str, list[tuple[bytes, int]]]:
+    """(table, client endpoints) of an `activity` request: `table` a name, `keys` a list of at most
+    MAX_ACTIVITY_KEYS objects {"client_addr": dotted IPv4 or 32-bit integer, "client_port": 0..65535};
+    ProtocolError naming what is wrong (the server answers it with an `error` and keeps the connection)."""
+    table, keys = msg.get("table"), msg.get("keys")
+    if not isinstance(table, str) or not table:
+        raise ProtocolError("activity: table must be a non-empty string")
+    if not isinstance(keys, list) or not keys:
+        raise ProtocolError("activity: keys must be a non-empty list of {client_addr, client_port}")
+    if len(keys) > MAX_ACTIVITY_KEYS:
+        raise ProtocolError(f"activity: {len(keys)} keys, at most {MAX_ACTIVITY_KEYS} per request")
+    out = []
+    for i, k in enumerate(keys):
+        if not isinstance(k, dict) or set(k) != {"client_addr", "client_port"}:
+            raise ProtocolError(f"activity: key {i} must be an object of exactly client_addr and client_port")
+        addr, port = k["client_addr"], k["client_port"]
+        try:
+            if isinstance(addr, bool) or not isinstance(addr, str | int):
+                raise ValueError(addr)
+            packed = ipaddress.IPv4Address(addr).packed
+        except ValueError:
+            raise ProtocolError(f"activity: key {i}: client_addr {addr!r} is not an IPv4 address") from None
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 0xFFFF:
+            raise ProtocolError(f"activity: key {i}: client_port {port!r} is not a port number")
+        out.append((packed, port))
+    return table, out
+
+
 class Client:
     """A blocking client of the control plane (used by tests, the benchmark and the front-end)."""
 
@@ -214,6 +244,10 @@ class Client:
         """The `cookie_secrets` reply (current, previous, rotated_at, rotation_s), or an `error`
         reply (code FAILED_PRECONDITION) when the pipeline has no SYN cookie."""
         return self.call({"type": "cookie_secrets"})
+
+    def activity(self, table: str, keys: list[dict[str, Any]]) -> dict[str, Any]:
+        """The `activity` reply (idle_s per key), or an `error` reply."""
+        return self.call({"type": "activity", "table": table, "keys": keys})
 
     def close(self) -> None:
         self.sock.close()

@@ -1,7 +1,8 @@
 """What each role may ask of the control plane (docs/controlplane-protocol.md, "Authorisation").
 
 The role is the organizational unit of the client's certificate (system/credentials.py). A front-end
-adds and deletes `offload` entries and reads the cookie secrets; the switch-only slow path adds and
+adds and deletes `offload` entries, asks when the switch last counted their packets (`activity`) and
+reads the cookie secrets; the switch-only slow path adds and
 deletes `conn_in` / `conn_out` entries and reads the cookie secrets; a monitor (the harness's stats
 sampler) reads the stats; the operator may do everything, and is the only one that may touch the
 static tables (route, vip, backends, backend_by_index, frontend_bucket, slow_path, syn_cookie).
@@ -21,6 +22,10 @@ class Rights:
     ops: frozenset[str]                    # entry operations: add, modify, delete
     cookie_secrets: bool = False
     stats: bool = False
+    activity: frozenset[str] = frozenset()  # tables whose entries' activity it may ask; {ALL}: every table
+
+    def may_ask_activity(self, table_alias: str) -> bool:
+        return ALL in self.activity or table_alias in self.activity
 
     def may_write(self, op: str, table_alias: str) -> bool:
         return op in self.ops and (ALL in self.tables or table_alias in self.tables)
@@ -31,8 +36,10 @@ class Rights:
 
 NOTHING = Rights(frozenset(), frozenset())
 ROLE_RIGHTS: dict[str, Rights] = {
-    "operator": Rights(frozenset({ALL}), frozenset({"add", "modify", "delete"}), cookie_secrets=True, stats=True),
-    "frontend": Rights(frozenset({"offload"}), frozenset({"add", "delete"}), cookie_secrets=True),
+    "operator": Rights(frozenset({ALL}), frozenset({"add", "modify", "delete"}), cookie_secrets=True, stats=True,
+                       activity=frozenset({ALL})),
+    "frontend": Rights(frozenset({"offload"}), frozenset({"add", "delete"}), cookie_secrets=True,
+                       activity=frozenset({"offload"})),
     "slowpath": Rights(frozenset({"conn_in", "conn_out"}), frozenset({"add", "delete"}), cookie_secrets=True),
     "monitor": Rights(frozenset(), frozenset(), stats=True),
 }

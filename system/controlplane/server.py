@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from system.controlplane import protocol, rights
+from system.controlplane.activity import ActivityUnavailable
 from system.controlplane.controller import Controller
 from system.credentials import HANDSHAKE_TIMEOUT_S, Credentials, TLSStream, peer_identity
 
@@ -106,6 +107,8 @@ class _Handler(socketserver.BaseRequestHandler):
                 reply({"v": protocol.VERSION, "type": "hello", "id": msg["id"],
                        "server": "miresga-controlplane", "pipeline": self.server.pipeline,
                        "identity": name, "role": role, "tables": may.writable(aliases)})
+            elif msg["type"] == "activity":
+                self._activity(msg, reply, name, role, may)
             elif not getattr(may, msg["type"]):       # cookie_secrets, stats
                 ctl.count_auth(refused=f"{role} {msg['type']}")
                 reply({"v": protocol.VERSION, "type": "error", "id": msg["id"], "code": "PERMISSION_DENIED",
@@ -121,6 +124,40 @@ class _Handler(socketserver.BaseRequestHandler):
                 after = msg.get("retired_after")
                 after = after if isinstance(after, int) and not isinstance(after, bool) else None
                 reply({"v": protocol.VERSION, "type": "stats", "id": msg["id"], "stats": ctl.snapshot(after)})
+
+
+    def _activity(self, msg: dict[str, Any], reply: Replier, name: str, role: str, may: rights.Rights) -> None:
+        """An `activity` request: idle seconds per entry, or an `error` (the connection stays open)."""
+        ctl = self.server.controller
+
+        def error(code: str, message: str) -> None:
+            reply({"v": protocol.VERSION, "type": "error", "id": msg["id"], "code": code, "message": message})
+        try:
+            table, keys = protocol.parse_activity(msg)
+        except protocol.ProtocolError as e:
+            error("INVALID_ARGUMENT", str(e))
+            return
+        try:
+            alias = ctl.codec.index.table_by_name(table).alias
+        except KeyError:
+            error("INVALID_ARGUMENT", f"activity: pipeline {self.server.pipeline} has no table {table!r}")
+            return
+        if not may.may_ask_activity(alias):
+            ctl.count_auth(refused=f"{role} activity {alias}")
+            error("PERMISSION_DENIED", f"identity {name} (role {role}) may not ask the activity of table {alias}")
+            return
+        act = ctl.activity
+        if act is None or alias not in act.tables:
+            error("FAILED_PRECONDITION", f"activity: the entries of table {alias} are not tracked (tracked: "
+                  f"{', '.join(act.tables) if act else 'none; --activity-interval 0 or no counted table'})")
+            return
+        try:
+            idle, read_age = act.idle(keys)
+        except ActivityUnavailable as e:
+            error("UNAVAILABLE", f"activity: {e}")
+            return
+        reply({"v": protocol.VERSION, "type": "activity", "id": msg["id"], "table": alias, "idle_s": idle,
+               "read_age_s": read_age, "interval_s": act.interval})
 
 
 class FrontendServer(socketserver.ThreadingTCPServer):

@@ -69,7 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fastopen", action="store_true", help="send the request inside the back-end SYN")
     ap.add_argument("--pin-dir", type=Path, default=Path("/sys/fs/bpf/miresga-frontend"))
     ap.add_argument("--stats-file", type=Path)
-    ap.add_argument("--idle-timeout", type=float, default=120.0)
+    ap.add_argument("--idle-timeout", type=float, default=120.0,
+                    help="seconds without a packet after which a connection is reset; an offloaded one only when "
+                    "the switch's counters (asked of the control plane) saw no packet of it either")
+    ap.add_argument("--offloaded-idle-timeout", type=float, default=600.0,
+                    help="an offloaded connection's idle timeout while the control plane cannot say whether the "
+                    "switch still sees its packets (unreachable, no answer, no counter reads)")
     args = ap.parse_args(argv)
 
     cp_address = None
@@ -111,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             fastpath.add_backend(b.ip, b.port, b.index)
         cfg = Config(vip=args.vip, vip_port=args.vip_port, own_mac=args.own_mac,
                      client_next_hop_mac=args.client_next_hop_mac, fastopen=args.fastopen,
-                     idle_timeout=args.idle_timeout)
-        engine = FrontEnd(cfg, Balancer(ruleset, backends), secrets, fastpath=fastpath, offload=offload)
+                     idle_timeout=args.idle_timeout, offloaded_idle_timeout=args.offloaded_idle_timeout)
+        engine = FrontEnd(cfg, Balancer(ruleset, backends), secrets, fastpath=fastpath, offload=offload,
+                          activity=offload)
         daemon = Daemon(engine, fastpath, stats_file=args.stats_file, offload=offload, secrets_source=fetcher)
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

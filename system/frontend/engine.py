@@ -49,6 +49,17 @@ class OffloadOps(Protocol):
                on_ack: Callable[[str, float], None] | None = None) -> None: ...
 
 
+ActivityAnswer = Callable[[list[float | None] | None, str], None]
+
+
+class ActivityOps(Protocol):
+    """When the switch last counted packets of offload entries (offload.py's OffloadClient, request
+    `activity`): asynchronous; `on_reply(idle, code)` gets the idle seconds per key (None: no such
+    entry) and "OK", or None and an error code. It may run on another thread."""
+
+    def activity(self, keys: list[tuple[bytes, int]], on_reply: ActivityAnswer) -> None: ...
+
+
 class ConnTableOps(Protocol):
     """Per-connection switch entries of the switch-only baseline (docs/switch-only-datapath.md).
 
@@ -72,7 +83,10 @@ class Config:
     syn_rto: float = 1.0           # first back-end SYN retransmission timeout (doubles)
     syn_retries: int = 3
     idle_timeout: float = 120.0
-    offloaded_idle_timeout: float = 600.0   # offloaded flows are invisible to the front-end
+    offloaded_idle_timeout: float = 600.0   # offloaded flows are invisible to the front-end: without an
+                                            # answer from the switch's counters (activity) they get this long
+    activity_timeout: float = 5.0   # an activity query not answered by then counts as unknown
+    max_activity_pending: int = 4096  # offloaded flows whose activity query is in flight, at most
     request_timeout: float = 10.0  # a partial request that stops arriving
     linger: float = 2.0            # closed flows are kept this long for retransmitted FINs
     max_request: int = MAX_HEAD
@@ -102,8 +116,16 @@ RST_WINDOW = 1 << 20           # a client RST/FIN this far past what the front-e
 class FrontEnd:
     def __init__(self, cfg: Config, balancer: Balancer, secrets: syncookie.Secrets,
                  fastpath: FastPathOps | None = None, offload: OffloadOps | None = None,
-                 clock: Callable[[], float] = time.monotonic, conn_table: ConnTableOps | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, conn_table: ConnTableOps | None = None,
+                 activity: ActivityOps | None = None) -> None:
         self.cfg, self.balancer, self.secrets = cfg, balancer, secrets
+        # The switch's counters of offload entries (via the control plane): an offloaded flow whose idle
+        # timeout is due is asked about, and reset only when the switch saw no packet of it either.
+        self.activity = activity
+        self._activity_pending: dict[tuple[bytes, int], float] = {}   # endpoint -> when asked (bounded)
+        self._activity_wanted: list[tuple[bytes, int]] = []          # to ask at the end of this tick
+        self._activity_answers: collections.deque[tuple[list[tuple[tuple[bytes, int], float]],
+                                                        list[float | None] | None, str]] = collections.deque()
         self.fastpath, self.offload, self.clock = fastpath, offload, clock
         self.conn_table = conn_table     # switch-only: every connection installed before its request goes
         self.vip = P.ip_bytes(cfg.vip)
@@ -201,12 +223,84 @@ class FrontEnd:
         frames: list[bytes] = []
         if self._delete_retry:
             self._retry_deletes(now)
+        if self._activity_answers:
+            self._apply_activity(now)
         for flow in list(self.flows.values()):
             try:
                 self._timers(flow, now, out)
             except Exception as e:      # as in handle(): one flow's failure stays its own
                 frames += self._failed(flow, e)
+        if self._activity_wanted:
+            self._ask_activity(now)
         return frames + [P.build(s) for s in out]
+
+    # ----------------------------------------------------------------- offloaded flows' activity
+
+    def _ask_activity(self, now: float) -> None:
+        """One query for the offloaded flows that became due this tick (answers: `_apply_activity`)."""
+        keys, self._activity_wanted = self._activity_wanted, []
+        asked = [(k, now) for k in keys]
+        for k in keys:
+            self._activity_pending[k] = now
+        self.counters["offload_activity_queries"] += 1
+        self.counters["offload_activity_asked"] += len(keys)
+        assert self.activity is not None
+        self.activity.activity(keys, lambda idle, code: self._activity_answers.append((asked, idle, code)))
+
+    def _apply_activity(self, now: float) -> None:
+        """Answers that came since the last tick (appended on the offload client's thread)."""
+        while self._activity_answers:
+            asked, idle, code = self._activity_answers.popleft()
+            if idle is None:
+                self.counters[f"offload_activity_failed_{code}"] += 1
+            for i, (key, when) in enumerate(asked):
+                if self._activity_pending.get(key) != when:
+                    self.counters["offload_activity_stale"] += 1     # timed out or the flow went meanwhile
+                    continue
+                del self._activity_pending[key]
+                flow = self.flows.get(key)
+                if flow is None or not flow.offloaded:
+                    self.counters["offload_activity_stale"] += 1
+                    continue
+                if idle is None:
+                    self.counters["offload_activity_unknown"] += 1
+                    flow.activity_unknown_at = now
+                    continue
+                flow.activity_checked, flow.activity_unknown_at = now, None
+                seen = idle[i]
+                if seen is not None and now - seen > flow.switch_active:
+                    flow.switch_active = now - seen
+                    if now - max(flow.last, flow.switch_active) < self.cfg.idle_timeout:
+                        self.counters["offload_kept_active"] += 1    # the switch still counts its packets
+                        continue
+                self.counters["offload_idle_confirmed"] += 1
+
+    def _offloaded_idle(self, flow: Flow, now: float, last: float) -> bool:
+        """Whether an offloaded flow, idle since `last` as far as the front-end saw, is idle: asked of
+        the switch's counters when its idle timeout is due; without an answer, `offloaded_idle_timeout`."""
+        if now - last < self.cfg.idle_timeout:
+            return False
+        if self.activity is None:
+            return now - last >= self.cfg.offloaded_idle_timeout
+        asked = self._activity_pending.get(flow.key)
+        if asked is not None:
+            if now - asked < self.cfg.activity_timeout:
+                return False                                  # the answer is on its way
+            del self._activity_pending[flow.key]              # a late answer is stale then
+            self.counters["offload_activity_timeout"] += 1
+            self.counters["offload_activity_unknown"] += 1
+            flow.activity_unknown_at = now
+        if flow.activity_checked >= last + self.cfg.idle_timeout:
+            return True                                       # the switch saw nothing either
+        if now - last >= self.cfg.offloaded_idle_timeout:
+            return True                                       # today's bound when the switch cannot tell
+        if flow.activity_unknown_at is not None and now - flow.activity_unknown_at < self.cfg.idle_timeout:
+            return False                                      # ask again an idle timeout after a failure
+        if len(self._activity_pending) + len(self._activity_wanted) >= self.cfg.max_activity_pending:
+            self.counters["offload_activity_deferred"] += 1   # asked at a later tick
+            return False
+        self._activity_wanted.append(flow.key)
+        return False
 
     def _retry_deletes(self, now: float) -> None:
         for key, (attempt, due) in list(self._delete_retry.items()):
@@ -1042,6 +1136,7 @@ class FrontEnd:
             seen = self.conn_table.last_active(flow)     # the switch entries' direct counters
             if seen is not None:
                 last = max(last, seen)
+        last = max(last, flow.switch_active)
         if flow.state is State.REQUEST:
             if flow.unsure is not None and now - flow.created >= self.cfg.unsure_grace:
                 # No earlier segment came: the stream really starts with what was refused.
@@ -1064,9 +1159,12 @@ class FrontEnd:
             out.append(self._to_client(flow, seq=flow.server_next, ack=0, flags=P.RST))
             self._remove(flow, "timeout")
             return
-        limit = self.cfg.request_timeout if flow.state is State.LOCAL else \
-            self.cfg.offloaded_idle_timeout if flow.offloaded else self.cfg.idle_timeout
-        if now - last >= limit:
+        if flow.offloaded and flow.state is State.ESTABLISHED:
+            idle = self._offloaded_idle(flow, now, last)
+        else:
+            idle = now - last >= (self.cfg.request_timeout if flow.state is State.LOCAL else
+                                  self.cfg.offloaded_idle_timeout if flow.offloaded else self.cfg.idle_timeout)
+        if idle:
             self.counters[f"timeout_{flow.state.value}"] += 1
             if flow.state is State.ESTABLISHED:
                 out.append(self._to_backend(flow, seq=flow.sent_upto, ack=0, flags=P.RST))
@@ -1127,6 +1225,7 @@ class FrontEnd:
             flow.counted = False
 
     def _remove(self, flow: Flow, why: str) -> None:
+        self._activity_pending.pop(flow.key, None)
         self._release(flow)
         if self.conn_table is not None and flow.install_started is not None:
             self.conn_table.remove(flow)     # after the linger: late ACKs and FINs still crossed the switch

@@ -49,6 +49,9 @@ class Flow:
     sent_upto: int = 0             # client sequence number up to which bytes went to the back-end
     pending_fin: int | None = None  # client FIN seq seen before the back-end connection was up
     offloaded: bool = False
+    switch_active: float = 0.0     # when the switch last counted a packet of its offload entry (activity answers)
+    activity_checked: float = 0.0  # when the latest answer about its offload entry came
+    activity_unknown_at: float | None = None  # when an activity query last failed (asked again an idle timeout later)
     await_response_head: bool = False
     fin_c: int | None = None       # sequence number of the client's FIN
     fin_b: int | None = None       # sequence number of the server's FIN (client space)

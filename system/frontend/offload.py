@@ -5,7 +5,9 @@ the order the front-end makes them (the control plane keeps requests on one key 
 read by a background thread and counted by code. Failures (a non-OK ack, no connection) are visible
 in `counters`, never silent. Table `offload`: key (client_addr, client_port) (the P4Info's match
 field names), action to_backend(index). `request` sends any table write and can call back with the
-ack's code (the switch-only slow path's conn-table client builds on it).
+ack's code (the switch-only slow path's conn-table client builds on it). `activity` asks when the
+switch last counted packets of some offload entries (request `activity`); its answer comes back
+through a callback, never blocking the caller.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from system.frontend.packets import ip_str
 TABLE = "offload"
 ACTION = "to_backend"
 AckCallback = Callable[[str, float], None]     # (ack code, seconds from request to ack)
+# (idle seconds per key, None where the switch has no such entry; or None and the error code)
+ActivityCallback = Callable[[list[float | None] | None, str], None]
 
 
 class OffloadClient:
@@ -38,6 +42,7 @@ class OffloadClient:
         self._sock: Any = None             # a socket, or a credentials.TLSStream
         self._next_id = 0
         self._pending: dict[int, tuple[str, float, AckCallback | None]] = {}
+        self._activity: dict[int, tuple[int, ActivityCallback]] = {}    # id -> (keys asked, callback)
         self._last_attempt = 0.0
         self._reader: threading.Thread | None = None
         self.latencies_ms: collections.deque[float] = collections.deque(maxlen=10000)
@@ -76,17 +81,25 @@ class OffloadClient:
                 self._sock = None
                 lost = list(self._pending.values())
                 self._pending.clear()
+                asked = list(self._activity.values())
+                self._activity.clear()
                 self.counters["lost_unacked"] += len(lost)
+                self.counters["activity_lost"] += len(asked)
                 self.counters["disconnected"] += 1
                 for _, t0, on_ack in lost:
                     if on_ack is not None:
                         on_ack("UNAVAILABLE", time.monotonic() - t0)
+                for _, on_reply in asked:
+                    on_reply(None, "UNAVAILABLE")
 
     def _on_reply(self, msg: dict[str, Any]) -> None:
         typ = msg.get("type")
         with self._lock:
             if typ == "hello":
                 self.counters["hello"] += 1
+                return
+            if typ in ("activity", "error") and msg.get("id") in self._activity:
+                self._activity_reply(msg)
                 return
             if typ == "error":
                 self.counters["error_replies"] += 1
@@ -104,6 +117,48 @@ class OffloadClient:
             self.latencies_ms.append(elapsed * 1000)
             if on_ack is not None:
                 on_ack(code, elapsed)
+
+    def _activity_reply(self, msg: dict[str, Any]) -> None:
+        n, on_reply = self._activity.pop(msg["id"])
+        idle = msg.get("idle_s")
+        if msg.get("type") == "error":
+            code = str(msg.get("code", "?"))
+            self.counters[f"activity_{code}"] += 1
+            on_reply(None, code)
+        elif not isinstance(idle, list) or len(idle) != n or not all(
+                v is None or (isinstance(v, int | float) and not isinstance(v, bool) and v >= 0) for v in idle):
+            self.counters["activity_malformed"] += 1
+            on_reply(None, "MALFORMED")
+        else:
+            self.counters["activity_OK"] += 1
+            on_reply([None if v is None else float(v) for v in idle], "OK")
+
+    def activity(self, keys: list[tuple[bytes, int]], on_reply: ActivityCallback) -> None:
+        """Asks when the switch last counted packets of the offload entries of `keys` (client endpoints).
+        `on_reply(idle, code)` runs on the reader thread with the idle seconds per key (None: no such
+        entry) and "OK"; or with None and the error code (UNAVAILABLE: not sent, or the connection
+        dropped before the answer; then at once, on the caller's thread, when it cannot be sent)."""
+        with self._lock:
+            sock = self._connect()
+            self.counters["activity_requested"] += 1
+            self.counters["activity_keys"] += len(keys)
+            if sock is None:
+                self.counters["activity_unavailable"] += 1
+                on_reply(None, "UNAVAILABLE")
+                return
+            self._next_id += 1
+            rid = self._next_id
+            self._activity[rid] = (len(keys), on_reply)
+            try:
+                sock.sendall(encode({"v": VERSION, "type": "activity", "id": rid, "table": TABLE, "keys": [
+                    {"client_addr": ip_str(ip), "client_port": port} for ip, port in keys]}))
+            except OSError:
+                self._activity.pop(rid, None)
+                self.counters["activity_unavailable"] += 1
+                with contextlib.suppress(OSError):
+                    sock.close()
+                self._sock = None
+                on_reply(None, "UNAVAILABLE")
 
     def _send(self, op: str, body: dict[str, Any]) -> None:
         self.request(op, TABLE, body)
@@ -147,7 +202,7 @@ class OffloadClient:
 
     def pending(self) -> int:
         with self._lock:
-            return len(self._pending)
+            return len(self._pending) + len(self._activity)
 
     def close(self) -> None:
         with self._lock:

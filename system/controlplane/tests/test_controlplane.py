@@ -26,7 +26,9 @@ PORT_MAP = {
     "fe1": {"port": 2, "mac": "02:00:00:00:00:21", "switch_mac": "02:00:00:00:01:02"},
     "be1": {"port": 3, "mac": "02:00:00:00:00:31", "switch_mac": "02:00:00:00:01:03"},
     "be2": {"port": 4, "mac": "02:00:00:00:00:32", "switch_mac": "02:00:00:00:01:04"},
+    "atk1": {"port": 5, "mac": "02:00:00:00:00:12", "switch_mac": "02:00:00:00:01:05"},
 }
+STATIC_ROUTES = len(PORT_MAP)     # a /32 per host of the local inventory
 
 
 def ip(a: str) -> int:
@@ -116,9 +118,9 @@ def test_offload_requests_are_batched_and_acked(cp: CP) -> None:
         st = cli.stats()["stats"]
         batches = st["batches"] - before
         assert 4 <= batches <= 40, batches                    # 100 requests, at most 32 per Write
-        assert st["occupancy"]["route"] == 4 + 100
+        assert st["occupancy"]["route"] == STATIC_ROUTES + 100
         with cp.tables() as t:
-            assert t.count("route") == 104
+            assert t.count("route") == STATIC_ROUTES + 100
             e = t.get("route", {"dst_addr": (ip("198.18.100.7"), 32)})
             assert e is not None and e.params["smac"] == 0x02000000AA01
     finally:
@@ -200,7 +202,7 @@ def test_stats_file(switch_proc, forwarding, tmp_path: Path) -> None:
                 pytest.fail(f"hang guard (300 s): {f.read_text() if f.exists() else 'no stats file'}")
             time.sleep(0.05)
         st = json.loads(f.read_text())
-        assert st["connected"] is True and st["occupancy"] == {"route": 14}
+        assert st["connected"] is True and st["occupancy"] == {"route": STATIC_ROUTES + 10}
         assert st["requests"] == {"add": 10} and st["acks"] == {"OK": 10}
         assert st["inserts_per_s"] >= 0 and st["request_latency_us"]["n"] == 10
     finally:
@@ -225,7 +227,7 @@ def test_reconnects_after_a_switch_restart_and_reinstalls(switch_proc, forwardin
         with c.tables() as t:
             keys = {e.key["dst_addr"] for e in t.read("route")}
         expected = {(ip(f"198.18.104.{i}"), 32) for i in (1, 2, 3, 4, 9)}
-        assert expected <= keys and len(keys) == 4 + len(expected)   # static + offload, not .5
+        assert expected <= keys and len(keys) == STATIC_ROUTES + len(expected)   # static + offload, not .5
         st = cli.stats()["stats"]
         assert st["reconnects"] == 2 and st["pipeline_sets"] == 2
         cli.close()

@@ -13,7 +13,7 @@ import pytest
 
 from system.controlplane import protocol
 from system.controlplane.controller import ControllerConfig
-from system.controlplane.tests.test_controlplane import CP, acks, add, delete
+from system.controlplane.tests.test_controlplane import CP, STATIC_ROUTES, acks, add, delete
 from system.switch.p4rt.testing import SwitchProcess, free_port
 
 pytestmark = pytest.mark.root
@@ -84,9 +84,9 @@ def test_requests_queued_during_a_write_share_the_next(switch_proc, forwarding) 
         writes = st["batches"] - before["batches"]
         assert st["multi_update_writes"] > before["multi_update_writes"]          # batching happened
         assert writes < 300 and 1 < st["largest_batch"] <= 64, (writes, st["largest_batch"])
-        assert st["occupancy"]["route"] == 4 + 300
+        assert st["occupancy"]["route"] == STATIC_ROUTES + 300
         with c.tables() as t:
-            assert t.count("route") == 4 + 300
+            assert t.count("route") == STATIC_ROUTES + 300
         for cli in clis:
             cli.close()
     finally:

@@ -33,6 +33,7 @@ PORT_MAP = {
     "fe1": {"port": 2, "mac": "02:00:00:00:00:21", "switch_mac": "02:00:00:00:01:02"},
     "be1": {"port": 3, "mac": "02:00:00:00:00:31", "switch_mac": "02:00:00:00:01:03"},
     "be2": {"port": 4, "mac": "02:00:00:00:00:32", "switch_mac": "02:00:00:00:01:04"},
+    "atk1": {"port": 5, "mac": "02:00:00:00:00:12", "switch_mac": "02:00:00:00:01:05"},
 }
 VIP = int(ipaddress.IPv4Address("198.18.0.100"))
 
@@ -58,7 +59,7 @@ def test_miresga_static_entries_of_the_local_inventory() -> None:
     entries = static_entries("miresga", load_inventory("local"), parse_port_map(PORT_MAP))
     t = by_table(entries)
     assert Counter({k: len(v) for k, v in t.items()}) == Counter(
-        {"route": 4, "vip": 1, "backends": 2, "frontend_bucket": cookie.FRONTEND_BUCKETS, "backend_by_index": 2})
+        {"route": 5, "vip": 1, "backends": 2, "frontend_bucket": cookie.FRONTEND_BUCKETS, "backend_by_index": 2})
     assert ({"dst_addr": ["198.18.0.31", 32]}, "forward",
             {"port": 3, "smac": "02:00:00:00:01:03", "dmac": "02:00:00:00:00:31"}) in t["route"]
     assert t["vip"] == [({"dst_addr": "198.18.0.100", "dst_port": 80}, "mark_vip", {})]
@@ -82,10 +83,10 @@ def test_frontend_buckets_are_spread_round_robin_over_the_frontends() -> None:
     data = copy.deepcopy(data)
     data["hosts"].append({"name": "fe2", "role": "frontend", "data": "198.18.0.22", "mgmt": "198.19.0.22"})
     inv = parse_inventory(data, resolve_path("local"))
-    pm = dict(PORT_MAP, fe2={"port": 5, "mac": "02:00:00:00:00:22", "switch_mac": "02:00:00:00:01:05"})
+    pm = dict(PORT_MAP, fe2={"port": 6, "mac": "02:00:00:00:00:22", "switch_mac": "02:00:00:00:01:06"})
     buckets = by_table(static_entries("miresga", inv, parse_port_map(pm)))["frontend_bucket"]
     ports = [p["port"] for _, _, p in sorted(buckets, key=lambda e: e[0]["bucket"])]
-    assert ports == [2, 5] * (cookie.FRONTEND_BUCKETS // 2)
+    assert ports == [2, 6] * (cookie.FRONTEND_BUCKETS // 2)
     assert Counter(p["dmac"] for _, _, p in buckets) == {"02:00:00:00:00:21": 128, "02:00:00:00:00:22": 128}
 
 
@@ -229,7 +230,7 @@ def test_static_tables_secret_and_offload_in_the_switch(switch_proc, miresga_pip
         with c.tables() as t:
             counts = {name: t.count(name) for name in
                       ("route", "vip", "backends", "frontend_bucket", "backend_by_index", "offload")}
-            assert counts == {"route": 4, "vip": 1, "backends": 2, "frontend_bucket": 256, "backend_by_index": 2,
+            assert counts == {"route": 5, "vip": 1, "backends": 2, "frontend_bucket": 256, "backend_by_index": 2,
                               "offload": 0}
             assert t.get("vip", {"dst_addr": VIP, "dst_port": 80}).action == "mark_vip"
             e = t.get("backend_by_index", {"index": 2})

@@ -50,7 +50,7 @@ def test_switch_only_static_entries_of_the_local_inventory() -> None:
     assert entries[0] == ("slow_path", {}, "set_slow_path", {"port": 64})   # before the VIP exists
     t = by_table(entries)
     assert Counter({k: len(v) for k, v in t.items()}) == Counter(
-        {"slow_path": 1, "route": 4, "vip": 1, "backends": 2})
+        {"slow_path": 1, "route": 5, "vip": 1, "backends": 2})
     assert t["vip"] == [({"dst_addr": VIP, "dst_port": 80}, "mark_vip", {})]
     assert t["backends"] == [({"src_addr": "198.18.0.31", "src_port": 80}, "mark_backend", {}),
                              ({"src_addr": "198.18.0.32", "src_port": 80}, "mark_backend", {})]
@@ -61,13 +61,13 @@ def test_switch_only_static_entries_of_the_local_inventory() -> None:
     default = ctl.static_updates[0]
     assert default.type == p4runtime_pb2.Update.MODIFY and default.entity.table_entry.is_default_action
     assert all(u.type == p4runtime_pb2.Update.INSERT for u in ctl.static_updates[1:])
-    assert ctl.occupancy() == {"route": 4, "vip": 1, "backends": 2}          # a default is no entry
+    assert ctl.occupancy() == {"route": 5, "vip": 1, "backends": 2}          # a default is no entry
 
 
 def test_cpu_port_comes_from_the_inventory_and_is_validated() -> None:
     assert load_inventory("local").switch.cpu_port == 64
     sde = {"sde": "/opt/bf-sde", "sde_version": "9.13.4",       # a Tofino target needs its SDE keys
-           "ports": [{"port": f"{i}/0", "dev_port": i, "speed": "100G"} for i in (1, 2, 3, 4)]}
+           "ports": [{"port": f"{i}/0", "dev_port": i, "speed": "100G"} for i in (1, 2, 3, 4, 5)]}
     inv = _inventory(target="tofino", cpu_port=192, **sde)
     assert static_entries("switch_only", inv, parse_port_map(PORT_MAP))[0][3] == {"port": 192}
     assert _inventory(cpu_port=3).switch.cpu_port == 3
@@ -170,7 +170,7 @@ def test_static_tables_and_conn_entries_up_to_resource_exhausted(tiny_switch, so
         assert cli.server_hello["role"] == "slowpath"
         with c.tables() as t:
             counts = {name: t.count(name) for name in ("route", "vip", "backends", "conn_in", "conn_out")}
-            assert counts == {"route": 4, "vip": 1, "backends": 2, "conn_in": 0, "conn_out": 0}
+            assert counts == {"route": 5, "vip": 1, "backends": 2, "conn_in": 0, "conn_out": 0}
             assert t.get_default("slow_path").params == {"port": 64}
             assert t.get_default("syn_cookie").params == {"key": c.controller.secrets.current, "slot": 1}
             assert t.get("backends", {"src_addr": ip("198.18.0.32"), "src_port": 80}).action == "mark_backend"
@@ -208,7 +208,7 @@ def test_static_tables_and_conn_entries_up_to_resource_exhausted(tiny_switch, so
         with c.tables() as t:
             assert t.count("conn_in") == 0 and t.count("conn_out") == 0
         st = c.controller.snapshot()        # the slow path may not read the stats (rights.py)
-        assert st["acks"]["RESOURCE_EXHAUSTED"] == 2 and st["occupancy"] == {"route": 4, "vip": 1, "backends": 2}
+        assert st["acks"]["RESOURCE_EXHAUSTED"] == 2 and st["occupancy"] == {"route": 5, "vip": 1, "backends": 2}
     finally:
         cli.close()
         c.close()

@@ -71,11 +71,11 @@ def backend_seg(be: Backend, flags: str, seq: int, ack: int, payload: bytes = b"
     return bytes(pkt)
 
 
-def make_engine(fastpath=None, offload=None, clock=None, **cfg) -> FrontEnd:
+def make_engine(fastpath=None, offload=None, clock=None, activity=None, **cfg) -> FrontEnd:
     config = Config(vip=VIP, vip_port=VIP_PORT, own_mac=FE_MAC, client_next_hop_mac=SWITCH_MAC, **cfg)
     kw = {"clock": clock} if clock else {}
     return FrontEnd(config, Balancer(ruleset(), dict(BACKENDS)), syncookie.Secrets(SECRET, OLD_SECRET),
-                    fastpath=fastpath, offload=offload, **kw)
+                    fastpath=fastpath, offload=offload, activity=activity, **kw)
 
 
 def require_root() -> None:

@@ -155,10 +155,20 @@ raw_frames = st.binary(max_size=120)
 
 
 class FlakyOffload:
-    """An offload client whose deletes are acknowledged at once, every other one refused."""
+    """An offload client whose deletes are acknowledged at once, every other one refused; activity
+    queries answered at once in turn: active just now, no such entry, UNAVAILABLE."""
 
     def __init__(self) -> None:
         self.n = 0
+        self.asked = 0
+
+    def activity(self, keys, on_reply) -> None:
+        self.asked += 1
+        turn = self.asked % 3
+        if turn == 0:
+            on_reply(None, "UNAVAILABLE")
+        else:
+            on_reply([0.0 if turn == 1 else None for _ in keys], "OK")
 
     def add(self, ip: bytes, port: int, index: int) -> None:
         pass
@@ -175,6 +185,9 @@ class FlakyOffload:
 @example([client_seg(REGRESSIONS[0])], [])
 @example([client_seg(b"GET /obj/1 HTTP/1.1\r\nHost: t\r\n\r\n"),
           backend_seg(BACKENDS["be1"], "SA", cookie(), C_ISN + 1), client_seg(REGRESSIONS[0], seq_off=33)], [])
+@example([client_seg(b"GET /big/x HTTP/1.1\r\nHost: t\r\n\r\n"),       # offloaded, then idle: activity
+           backend_seg(BACKENDS["be1"], "SA", cookie(), C_ISN + 1), b"", b"", b"", b""],   # asked, answered
+          [0.01, 121, 0.1, 121, 0.1, 700])
 @pytest.mark.parametrize("cfg", [{"fastopen": True}, {"learn_delta": True}, {"pin_backend": True}], ids=str)
 def test_frame_handler_never_needs_its_guard(cfg, frames, waits):
     """Any sequence of frames (valid cookies or not, any flags and numbers, truncated garbage),
@@ -182,7 +195,7 @@ def test_frame_handler_never_needs_its_guard(cfg, frames, waits):
     answers with well-formed frames and its per-frame guard never fires."""
     t = [1000.0]
     offload = FlakyOffload()
-    fe = make_engine(clock=lambda: t[0], offload=offload, **cfg)
+    fe = make_engine(clock=lambda: t[0], offload=offload, activity=offload, **cfg)
     fe.watch_offload_deletes(lambda: None)
     for i, frame in enumerate(frames):
         for out in fe.handle(frame):
