@@ -47,7 +47,7 @@ def untrusted_drops(inv: Inventory) -> int:
         return t.drop_counters()["untrusted_port"]["packets"]
 
 
-def probe(host: Host, *args: str, timeout: float = 60) -> str:
+def probe(host: Host, *args: str, timeout: float = 330) -> str:
     p = subprocess.run(["ip", "netns", "exec", testbed.netns(host), sys.executable, str(PROBE), *args],
                        capture_output=True, text=True, timeout=timeout)
     assert p.returncode == 0, f"guard_probe {args[0]} on {host.name} failed: {p.stderr[-2000:]}"
@@ -114,36 +114,85 @@ def test_a_client_cannot_reach_a_backend_directly_but_the_frontend_can(inv):
     assert curl(inv, obj(inv, "64k").path) == expected([obj(inv, "64k")])
 
 
+def _slow_download(inv: Inventory, o: CatalogObject) -> subprocess.Popen:
+    return subprocess.Popen(["ip", "netns", "exec", client_ns(inv), "curl", "-sS", "-f", "--max-time", "200",
+                             "--limit-rate", "100k", vip_url(inv, o.path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def _client_port(inv: Inventory) -> int | None:
+    out = subprocess.run(["ip", "netns", "exec", client_ns(inv), "ss", "-Htn", "state", "established",
+                          "dst", str(inv.vip)], capture_output=True, text=True).stdout.split()
+    return int(out[2].rsplit(":", 1)[1]) if len(out) >= 3 else None
+
+
+def _backend_sockets(inv: Inventory, client: Host, cport: int) -> list[str]:
+    """The back-ends whose socket for the client endpoint is established now."""
+    peer = f"{client.data_address}:{cport}"
+    return [b.name for b in inv.backends
+            if subprocess.run(["ip", "netns", "exec", testbed.netns(b), "ss", "-Htn", "state", "established",
+                               "dst", peer], capture_output=True, text=True).stdout.strip()]
+
+
+def _rsts(inv: Inventory, cport: int, seq: int) -> list[dict]:
+    """A RST and a RST+ACK for the client endpoint's connection at every back-end, with the exact
+    sequence number the back-end expects (RFC 5961: an exact match resets)."""
+    return [{"dst": str(b.data_address), "proto": "tcp", "sport": cport, "dport": inv.vip_port,
+             "flags": flags, "seq": seq} for b in inv.backends for flags in ("R", "RA")]
+
+
 def test_a_reset_at_the_backend_for_a_live_connection_is_dropped(inv):
-    """The client's own connection through the VIP; a RST for it sent straight at every back-end with
-    the sequence number the client is at (what the back-end's socket expects: the agent translates
-    only the back-end's numbers) is dropped, and the transfer completes byte for byte."""
+    """The client's own connection through the VIP (a rate-limited 1 MB download); RSTs for it sent
+    straight at every back-end with the sequence number the client is at (the back-end's socket
+    expects exactly that: the front-end's crafted SYN keeps the client's numbers) are dropped, the
+    back-end's socket stays, and the transfer completes byte for byte. Then the same RSTs with the
+    guard's protected_hosts entries removed kill the back-end's socket: the RSTs were real ones."""
     client = inv.clients[0]
     big = obj(inv, "1m")
-    proc = subprocess.Popen(["ip", "netns", "exec", client_ns(inv), "curl", "-sS", "-f", "--max-time", "120",
-                             "--limit-rate", "100k", vip_url(inv, big.path)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = _slow_download(inv, big)
     try:
-        def local_port() -> int | None:
-            out = subprocess.run(["ip", "netns", "exec", client_ns(inv), "ss", "-Htn", "state", "established",
-                                  "dst", str(inv.vip)], capture_output=True, text=True).stdout.split()
-            return int(out[2].rsplit(":", 1)[1]) if len(out) >= 3 else None
-
-        cport = poll_until(local_port, lambda p: p is not None, "the client's connection to the VIP")
+        cport = poll_until(lambda: _client_port(inv), lambda p: p is not None, "the client's connection")
         assert cport is not None
+        holders = poll_until(lambda: _backend_sockets(inv, client, cport), bool, "the back-end's socket")
         seq = int(probe(client, "seq", client.data_interface, str(inv.vip), str(cport)).strip())
         before = untrusted_drops(inv)
-        rsts = [{"dst": str(b.data_address), "proto": "tcp", "sport": cport, "dport": inv.vip_port,
-                 "flags": flags, "seq": seq} for b in inv.backends for flags in ("R", "RA")]
+        rsts = _rsts(inv, cport, seq)
         assert send(client, rsts) == len(rsts)
         got = poll_until(lambda: untrusted_drops(inv) - before, lambda n: n >= len(rsts), "the guard's drops")
         assert got == len(rsts)
-        out, err = proc.communicate(timeout=180)
+        assert _backend_sockets(inv, client, cport) == holders
+        out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    log(f"guard: {len(rsts)} RSTs at the back-ends for port {cport} (seq {seq}) dropped; "
-        f"the transfer of {big.size} bytes completed")
+    log(f"guard: {len(rsts)} RSTs at the back-ends for port {cport} (seq {seq}, socket on {holders}) "
+        f"dropped; the transfer of {big.size} bytes completed")
     assert proc.returncode == 0, err.decode(errors="replace")
     assert out == object_bytes(big.name, big.size)
+
+    # The same attack without the guard's entries resets the back-end's socket.
+    pin = Path(switch_pin_dir(inv))
+    with PipelineTables(MIRESGA, pin) as t:
+        removed = t.read("protected_hosts")
+        assert {e.key["dst_addr"] for e in removed} == {int(b.data_address) for b in inv.backends}
+        for e in removed:
+            t.delete("protected_hosts", e.key)
+    proc = _slow_download(inv, big)
+    try:
+        cport = poll_until(lambda: _client_port(inv), lambda p: p is not None, "the client's connection")
+        assert cport is not None
+        poll_until(lambda: _backend_sockets(inv, client, cport), bool, "the back-end's socket")
+        seq = int(probe(client, "seq", client.data_interface, str(inv.vip), str(cport)).strip())
+        before = untrusted_drops(inv)
+        assert send(client, _rsts(inv, cport, seq)) == len(rsts)
+        poll_until(lambda: _backend_sockets(inv, client, cport), lambda h: h == [],
+                   "the unguarded RST to reset the back-end's socket")
+        assert untrusted_drops(inv) == before
+        log(f"guard: without protected_hosts the same RSTs reset the back-end's socket of port {cport}")
+    finally:
+        proc.kill()
+        proc.communicate()
+        with PipelineTables(MIRESGA, pin) as t:
+            for e in removed:
+                t.insert("protected_hosts", e.key, e.action, e.params)
