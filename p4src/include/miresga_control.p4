@@ -222,8 +222,6 @@ control Miresga(inout ingress_headers_t hdr,
 
     @id(0x0100001f)
     action trusted_ports_miss() {
-        ig_md.guard_drop = true;
-        ig_dprsr_md.drop_ctl = 0x1;
         trusted_ports_counter.count();
     }
 
@@ -267,11 +265,18 @@ control Miresga(inout ingress_headers_t hdr,
             }
         }
 
-        /* The guard: not to a VIP (the client ACKs rewritten to a back-end hit vip), to a protected
-         * host's address as it arrived only from a trusted port; trusted_ports' miss drops. */
-        if (hdr.ipv4.isValid() && !ig_md.vip_hit) {
+        /* The guard: to a protected host's address as it arrived only from a trusted port, unless
+         * it hit vip (the client ACKs rewritten to a back-end are addressed to the VIP; a VIP is no
+         * protected host, so only the drop waits for vip). The tables do not depend on vip: they
+         * share its stage (a dependency would push offload's memory into one stage more). */
+        if (hdr.ipv4.isValid()) {
             if (protected_hosts.apply().hit) {
-                trusted_ports.apply();
+                if (!trusted_ports.apply().hit) {
+                    if (!ig_md.vip_hit) {
+                        ig_md.guard_drop = true;
+                        ig_dprsr_md.drop_ctl = 0x1;
+                    }
+                }
             }
         }
 
