@@ -62,9 +62,11 @@ def cmd_sniff(iface: str) -> None:
     conf.sniff_promisc = False
     sniffer = AsyncSniffer(iface=iface, lfilter=lambda p: IP in p, store=True,
                            stop_filter=lambda p: TCP in p and p[TCP].dport == STOP_PORT,
-                           timeout=HANG_GUARD_S, started_callback=lambda: print("ready", flush=True))
+                           started_callback=lambda: print("ready", flush=True))
     sniffer.start()
-    sniffer.join()
+    sniffer.join(timeout=HANG_GUARD_S)
+    if sniffer.running:
+        sniffer.stop()
     print(json.dumps([_describe(p) for p in sniffer.results or []]), flush=True)
 
 
