@@ -51,7 +51,7 @@ control SwitchIngress(inout ingress_headers_t hdr,
             sip_recirc.apply(hdr, ig_md, ig_intr_md, ig_dprsr_md, ig_tm_md);   /* a cookie's pass */
         } else {
             switch_only.apply(hdr, ig_md, ig_intr_md, ig_dprsr_md, ig_tm_md);
-            if (ig_md.path == PATH_ROUTE) {
+            if (ig_md.path == PATH_ROUTE && !ig_md.guard_drop) {   /* unless the guard dropped it */
                 forwarding.apply(hdr, ig_md, ig_dprsr_md, ig_tm_md);
             }
         }

@@ -1,5 +1,5 @@
 /* Control Miresga (docs/miresga-datapath.md): the tables vip, backends, frontend_bucket, offload,
- * backend_by_index and syn_cookie, the SYN-ACK with its cookie, and the offload rewrites. It sets
+ * backend_by_index, syn_cookie and the back-end guard's protected_hosts and trusted_ports, the SYN-ACK with its cookie, and the offload rewrites. It sets
  * ig_md.path; SwitchIngress (p4src/miresga.p4) applies control Forwarding when it is PATH_ROUTE.
  * The SYN-ACK itself is control SynAck (synack.p4, shared with switch_only), offering SACK.
  * The emulated target's twin is system/switch/bpf/miresga.c. Ids: tables 0x0200001x, actions
@@ -23,10 +23,13 @@ control Miresga(inout ingress_headers_t hdr,
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) frontend_bucket_counter;
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) offload_counter;
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) backend_by_index_counter;
+    DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) protected_hosts_counter;
+    DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) trusted_ports_counter;
 
     /* --- vip: (dst IP, dst port) -> client -> VIP ---------------------------------------- */
     @id(0x01000011)
     action mark_vip() {
+        ig_md.vip_hit = true;
         vip_counter.count();
     }
 
@@ -185,6 +188,57 @@ control Miresga(inout ingress_headers_t hdr,
         size = SYN_COOKIE_TABLE_SIZE;
     }
 
+    /* --- the back-end guard (docs/miresga-datapath.md "The guard"): protected_hosts, a back-end's
+     * data address; trusted_ports, the ports allowed to send to one. Applied to IPv4 that missed
+     * vip; a protected destination from a port trusted_ports misses is dropped ---------------- */
+    @id(0x0100001c)
+    action mark_protected() {
+        protected_hosts_counter.count();
+    }
+
+    @id(0x0100001d)
+    action protected_hosts_miss() {
+        protected_hosts_counter.count();
+    }
+
+    @id(0x02000017)
+    table protected_hosts {
+        key = {
+            hdr.ipv4.dst_addr: exact @name("dst_addr");
+        }
+        actions = {
+            mark_protected;
+            @defaultonly protected_hosts_miss;
+        }
+        const default_action = protected_hosts_miss();
+        counters = protected_hosts_counter;
+        size = PROTECTED_HOSTS_TABLE_SIZE;
+    }
+
+    @id(0x0100001e)
+    action mark_trusted() {
+        trusted_ports_counter.count();
+    }
+
+    @id(0x0100001f)
+    action trusted_ports_miss() {
+        trusted_ports_counter.count();
+    }
+
+    @id(0x02000018)
+    table trusted_ports {
+        key = {
+            ig_intr_md.ingress_port: exact @name("port");
+        }
+        actions = {
+            mark_trusted;
+            @defaultonly trusted_ports_miss;
+        }
+        const default_action = trusted_ports_miss();
+        counters = trusted_ports_counter;
+        size = TRUSTED_PORTS_TABLE_SIZE;
+    }
+
     apply {
         if (hdr.tcp.isValid()) {
             if (vip.apply().hit) {
@@ -207,6 +261,21 @@ control Miresga(inout ingress_headers_t hdr,
                     ig_md.path = PATH_BACKEND;
                 } else {
                     ig_md.path = PATH_FRONTEND;
+                }
+            }
+        }
+
+        /* The guard: to a protected host's address as it arrived only from a trusted port, unless
+         * it hit vip (the client ACKs rewritten to a back-end are addressed to the VIP; a VIP is no
+         * protected host, so only the drop waits for vip). The tables do not depend on vip: they
+         * share its stage (a dependency would push offload's memory into one stage more). */
+        if (hdr.ipv4.isValid()) {
+            if (protected_hosts.apply().hit) {
+                if (!trusted_ports.apply().hit) {
+                    if (!ig_md.vip_hit) {
+                        ig_md.guard_drop = true;
+                        ig_dprsr_md.drop_ctl = 0x1;
+                    }
                 }
             }
         }
@@ -237,7 +306,7 @@ control Miresga(inout ingress_headers_t hdr,
             }
         }
 
-        if (ig_md.path == PATH_FRONTEND) {
+        if (ig_md.path == PATH_FRONTEND && !ig_md.guard_drop) {
             ig_md.bucket = (bit<16>)(bucket_hash.get({ig_md.client_addr, ig_md.client_port})
                                      [FRONTEND_BUCKETS_LOG2 - 1:0]);
             frontend_bucket.apply();

@@ -83,6 +83,8 @@ const miresga_path_t PATH_DONE = 5;         /* egress port chosen (rewritten to 
 struct ingress_metadata_t {
     bool ipv4_options;          /* IHL > 5 (the Forwarding control drops these) */
     miresga_path_t path;
+    bool vip_hit;               /* vip hit (mark_vip): the guard does not apply */
+    bool guard_drop;            /* the guard dropped it: to a protected host from an untrusted port */
     bool synack;                /* deparser: fresh TCP checksum over the SYN-ACK header */
     bool l4_update;             /* deparser: incremental TCP checksum (addresses/ports rewritten) */
     bit<16> l4_residual;        /* parser: TCP checksum minus addresses, ports and itself */

@@ -143,6 +143,8 @@ parser SwitchIngressParser(packet_in pkt,
         pkt.advance(PORT_METADATA_SIZE);
         ig_md.ipv4_options = false;
         ig_md.path = PATH_ROUTE;
+        ig_md.vip_hit = false;
+        ig_md.guard_drop = false;
         ig_md.synack = false;
         ig_md.l4_update = false;
         ig_md.l4_residual = 0;

@@ -11,6 +11,9 @@
 #endif
 #define BACKEND_BY_INDEX_TABLE_SIZE 1024
 #define SYN_COOKIE_TABLE_SIZE 1
+/* The back-end guard's tables (switch_only declares them too, with these sizes). */
+#define PROTECTED_HOSTS_TABLE_SIZE 1024
+#define TRUSTED_PORTS_TABLE_SIZE 128
 
 /* N of the bucket hash, CRC32(client_ip ++ client_port) mod N: a power of two (mod = low bits). */
 #define FRONTEND_BUCKETS_LOG2 8

@@ -1,5 +1,5 @@
 /* Control SwitchOnly (docs/switch-only-datapath.md): the switch-only baseline's tables vip, backends,
- * conn_in, conn_out, syn_cookie and slow_path, the cookie SYN-ACK without SACK (control SynAck,
+ * conn_in, conn_out, syn_cookie, slow_path and the back-end guard's protected_hosts and trusted_ports, the cookie SYN-ACK without SACK (control SynAck,
  * synack.p4), and the per-connection splice with sequence translation. It sets ig_md.path;
  * SwitchIngress (p4src/switch_only.p4) applies control Forwarding when it is PATH_ROUTE.
  * The emulated target's twin is system/switch/bpf/switch_only.c. Ids: tables 0x0200002x, actions
@@ -26,10 +26,13 @@ control SwitchOnly(inout ingress_headers_t hdr,
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) backends_counter;
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) conn_in_counter;
     DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) conn_out_counter;
+    DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) protected_hosts_counter;
+    DirectCounter<bit<64>>(CounterType_t.PACKETS_AND_BYTES) trusted_ports_counter;
 
     /* --- vip: (dst IP, dst port) -> client -> VIP ---------------------------------------- */
     @id(0x01000021)
     action mark_vip() {
+        ig_md.vip_hit = true;
         vip_counter.count();
     }
 
@@ -186,6 +189,57 @@ control SwitchOnly(inout ingress_headers_t hdr,
         size = SLOW_PATH_TABLE_SIZE;
     }
 
+    /* --- the back-end guard (docs/miresga-datapath.md "The guard"): protected_hosts, a back-end's
+     * data address; trusted_ports, the ports allowed to send to one. Applied to IPv4 that missed
+     * vip; a protected destination from a port trusted_ports misses is dropped ---------------- */
+    @id(0x0100002b)
+    action mark_protected() {
+        protected_hosts_counter.count();
+    }
+
+    @id(0x0100002c)
+    action miss_protected() {
+        protected_hosts_counter.count();
+    }
+
+    @id(0x02000027)
+    table protected_hosts {
+        key = {
+            hdr.ipv4.dst_addr: exact @name("dst_addr");
+        }
+        actions = {
+            mark_protected;
+            @defaultonly miss_protected;
+        }
+        const default_action = miss_protected();
+        counters = protected_hosts_counter;
+        size = PROTECTED_HOSTS_TABLE_SIZE;
+    }
+
+    @id(0x0100002d)
+    action mark_trusted() {
+        trusted_ports_counter.count();
+    }
+
+    @id(0x0100002e)
+    action miss_trusted() {
+        trusted_ports_counter.count();
+    }
+
+    @id(0x02000028)
+    table trusted_ports {
+        key = {
+            ig_intr_md.ingress_port: exact @name("port");
+        }
+        actions = {
+            mark_trusted;
+            @defaultonly miss_trusted;
+        }
+        const default_action = miss_trusted();
+        counters = trusted_ports_counter;
+        size = TRUSTED_PORTS_TABLE_SIZE;
+    }
+
     apply {
         if (hdr.tcp.isValid()) {
             if (vip.apply().hit) {
@@ -205,6 +259,21 @@ control SwitchOnly(inout ingress_headers_t hdr,
                     ig_md.path = PATH_BACKEND;
                 } else {
                     ig_md.path = PATH_SLOW_PATH;
+                }
+            }
+        }
+
+        /* The guard: to a protected host's address as it arrived only from a trusted port, unless
+         * it hit vip (the client ACKs rewritten to a back-end are addressed to the VIP; a VIP is no
+         * protected host, so only the drop waits for vip). The tables do not depend on vip: they
+         * share its stage (a dependency would push offload's memory into one stage more). */
+        if (hdr.ipv4.isValid()) {
+            if (protected_hosts.apply().hit) {
+                if (!trusted_ports.apply().hit) {
+                    if (!ig_md.vip_hit) {
+                        ig_md.guard_drop = true;
+                        ig_dprsr_md.drop_ctl = 0x1;
+                    }
                 }
             }
         }
@@ -230,7 +299,7 @@ control SwitchOnly(inout ingress_headers_t hdr,
             }
         }
 
-        if (ig_md.path == PATH_SLOW_PATH) {
+        if (ig_md.path == PATH_SLOW_PATH && !ig_md.guard_drop) {
             slow_path.apply();                  /* the frame leaves unchanged */
         }
     }

@@ -5,7 +5,9 @@ adds and deletes `offload` entries, asks when the switch last counted their pack
 reads the cookie secrets; the switch-only slow path adds and
 deletes `conn_in` / `conn_out` entries and reads the cookie secrets; a monitor (the harness's stats
 sampler) reads the stats; the operator may do everything, and is the only one that may touch the
-static tables (route, vip, backends, backend_by_index, frontend_bucket, slow_path, syn_cookie).
+static tables (route, vip, backends, backend_by_index, frontend_bucket, slow_path, syn_cookie,
+and the back-end guard's protected_hosts and trusted_ports: no front-end or slow path may open
+the guard).
 Anything else is refused with PERMISSION_DENIED and counted (stats `auth.refused`).
 """
 

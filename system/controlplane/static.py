@@ -16,12 +16,19 @@ For the `miresga` pipeline (docs/miresga-datapath.md), the same routes plus:
   (bucket b -> front-end b mod F, in inventory order);
 - `backend_by_index`: index i, 1-based in inventory order of the back-ends (harness.deploy's
   backend_index) -> set_backend(port, dmac, dst_addr, dst_port=vip_port).
+- the back-end guard (docs/miresga-datapath.md "The guard"): `protected_hosts`: each back-end's
+  data address -> mark_protected; `trusted_ports`: the switch port of each front-end and back-end ->
+  mark_trusted. Anything else addressed to a back-end (a client's SYN, RST, data, UDP, ICMP) is
+  dropped; the client ACKs the switch rewrites to a back-end are addressed to the VIP and pass.
 The `syn_cookie` secret is no static entry: the controller sets and rotates it.
 
 For the `switch_only` pipeline (docs/switch-only-datapath.md), first the keyless `slow_path`'s
 default action set_slow_path(port = the inventory's switch.cpu_port, default 64), then the same
 routes plus `vip` as for miresga and `backends`: (each back-end's data address, vip_port) ->
-mark_backend() (no params). conn_in/conn_out are written at run time by the slow path; the
+mark_backend() (no params), and the guard: `protected_hosts` as for miresga, `trusted_ports` the
+back-ends' ports and the CPU port (the slow path sends the spliced connections' first segments to
+the back-ends from there; switch_only has no front-ends, so their ports are not trusted).
+conn_in/conn_out are written at run time by the slow path; the
 `syn_cookie` secret by the controller, as for miresga.
 
 An entry of a keyless table (no key fields: slow_path) is its default action: the controller writes
@@ -106,6 +113,21 @@ def _port_of(host: Host, ports: dict[str, HostPort]) -> HostPort:
     return hp
 
 
+def _guard_entries(inventory: Inventory, ports: dict[str, HostPort],
+                   extra_trusted: tuple[int, ...] = ()) -> list[StaticEntry]:
+    """protected_hosts: the back-ends' data addresses; trusted_ports: the back-ends' ports, plus
+    `extra_trusted` (miresga: the front-ends' ports; switch_only: the CPU port), each once."""
+    out: list[StaticEntry] = []
+    for b in inventory.backends:
+        if b.data_address is None:
+            raise ValueError(f"back-end {b.name} has no data address")
+        out.append(("protected_hosts", {"dst_addr": str(b.data_address)}, "mark_protected", {}))
+    trusted = [_port_of(b, ports).port for b in inventory.backends] + list(extra_trusted)
+    for port in sorted(set(trusted)):
+        out.append(("trusted_ports", {"port": port}, "mark_trusted", {}))
+    return out
+
+
 def backend_index(inventory: Inventory) -> dict[str, int]:
     """backend_by_index's indexes: 1-based, in inventory order of the back-ends."""
     return {b.name: i for i, b in enumerate(inventory.backends, start=1)}
@@ -113,7 +135,8 @@ def backend_index(inventory: Inventory) -> dict[str, int]:
 
 def miresga_entries(inventory: Inventory, ports: dict[str, HostPort],
                     buckets: int = FRONTEND_BUCKETS) -> list[StaticEntry]:
-    """Routes, the VIP, the back-ends' endpoints, the front-end buckets and the back-end indexes."""
+    """Routes, the VIP, the back-ends' endpoints, the front-end buckets, the back-end indexes and the
+    guard (protected_hosts, trusted_ports)."""
     fes = inventory.frontends
     bes = inventory.backends
     if not fes:
@@ -136,11 +159,12 @@ def miresga_entries(inventory: Inventory, ports: dict[str, HostPort],
         hp = _port_of(b, ports)
         out.append(("backend_by_index", {"index": i}, "set_backend",
                     {"port": hp.port, "dmac": hp.mac, "dst_addr": str(b.data_address), "dst_port": vport}))
+    out += _guard_entries(inventory, ports, tuple(hp.port for hp in fe_ports))
     return out
 
 
 def switch_only_entries(inventory: Inventory, ports: dict[str, HostPort]) -> list[StaticEntry]:
-    """The CPU port (slow_path's default action), routes, the VIP and the back-ends' endpoints."""
+    """The CPU port (slow_path's default action), routes, the VIP, the back-ends' endpoints, the guard."""
     bes = inventory.backends
     if not bes:
         raise ValueError(f"inventory {inventory.name}: pipeline switch_only needs at least one back-end")
@@ -152,6 +176,7 @@ def switch_only_entries(inventory: Inventory, ports: dict[str, HostPort]) -> lis
         if b.data_address is None:
             raise ValueError(f"back-end {b.name} has no data address")
         out.append(("backends", {"src_addr": str(b.data_address), "src_port": vport}, "mark_backend", {}))
+    out += _guard_entries(inventory, ports, (inventory.switch.cpu_port,))
     return out
 
 

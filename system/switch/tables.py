@@ -151,7 +151,7 @@ class Entry:
 PORT_F_PEER = 1  # structs.h: deliver into the veth's peer (bpf_redirect_peer)
 
 DROP_REASONS = ("none", "not_ipv4", "arp", "malformed", "ttl_expired", "table_miss", "action_drop",
-                "no_egress", "unknown_ingress", "ip_options", "no_cookie_key")
+                "no_egress", "unknown_ingress", "ip_options", "no_cookie_key", "untrusted_port")
 PORT_COUNTER_FIELDS = ("rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "drops")
 TABLE_COUNTER_FIELDS = ("hit_packets", "hit_bytes", "miss_packets", "miss_bytes")
 DROP_COUNTER_FIELDS = ("packets", "bytes")
@@ -217,6 +217,8 @@ FRONTEND_BUCKET_TABLE_SIZE = 256     # = FRONTEND_BUCKETS, the N of the bucket h
 OFFLOAD_TABLE_SIZE = 143360
 BACKEND_BY_INDEX_TABLE_SIZE = 1024
 SYN_COOKIE_TABLE_SIZE = 1
+PROTECTED_HOSTS_TABLE_SIZE = 1024    # guard_tables.h (shared with switch_only), miresga_sizes.p4
+TRUSTED_PORTS_TABLE_SIZE = 128
 _MI = "SwitchIngress.miresga"
 
 
@@ -277,7 +279,20 @@ SYN_COOKIE = TableSpec(
         ParamSpec("slot", 32, Layout(4, 4, "host")),), default_only=True),),
     size=SYN_COOKIE_TABLE_SIZE, default_action="set_cookie_secret", const_default=False)
 
-MIRESGA_TABLES = (ROUTE, VIP, BACKENDS, FRONTEND_BUCKET, OFFLOAD, BACKEND_BY_INDEX, SYN_COOKIE)
+# The back-end guard (guard.h): protected_hosts (a back-end's data address) is admitted only from
+# trusted_ports (front-ends', back-ends' ports). Ids 7 and 8 in both pipelines.
+_PROTECTED_KEY = (MatchFieldSpec("dst_addr", 32, "exact", Layout(0, 4, "network")),)
+_TRUSTED_KEY = (MatchFieldSpec("port", 9, "exact", Layout(0, 4, "host")),)
+PROTECTED_HOSTS = _counted("protected_hosts", 7, 4, 4, _PROTECTED_KEY,
+                           (ActionSpec("mark_protected", f"{_MI}.mark_protected", 1),
+                            _miss("protected_hosts_miss")),
+                           PROTECTED_HOSTS_TABLE_SIZE, "protected_hosts_miss")
+TRUSTED_PORTS = _counted("trusted_ports", 8, 4, 4, _TRUSTED_KEY,
+                         (ActionSpec("mark_trusted", f"{_MI}.mark_trusted", 1), _miss("trusted_ports_miss")),
+                         TRUSTED_PORTS_TABLE_SIZE, "trusted_ports_miss")
+
+MIRESGA_TABLES = (ROUTE, VIP, BACKENDS, FRONTEND_BUCKET, OFFLOAD, BACKEND_BY_INDEX, SYN_COOKIE,
+                  PROTECTED_HOSTS, TRUSTED_PORTS)
 MIRESGA = PipelineSpec(
     name="miresga",
     tables=MIRESGA_TABLES,
@@ -357,7 +372,16 @@ SLOW_PATH = TableSpec(
         ParamSpec("port", 9, Layout(4, 4, "host")),), default_only=True),),
     size=SLOW_PATH_TABLE_SIZE, default_action="set_slow_path", const_default=False)
 
-SWITCH_ONLY_TABLES = (ROUTE, SO_VIP, SO_BACKENDS, CONN_IN, CONN_OUT, SO_SYN_COOKIE, SLOW_PATH)
+SO_PROTECTED_HOSTS = _so_counted("protected_hosts", 7, 4, 4, _PROTECTED_KEY,
+                                 (ActionSpec("mark_protected", f"{_SO}.mark_protected", 1),
+                                  _so_miss("miss_protected")),
+                                 PROTECTED_HOSTS_TABLE_SIZE, "miss_protected")
+SO_TRUSTED_PORTS = _so_counted("trusted_ports", 8, 4, 4, _TRUSTED_KEY,
+                               (ActionSpec("mark_trusted", f"{_SO}.mark_trusted", 1), _so_miss("miss_trusted")),
+                               TRUSTED_PORTS_TABLE_SIZE, "miss_trusted")
+
+SWITCH_ONLY_TABLES = (ROUTE, SO_VIP, SO_BACKENDS, CONN_IN, CONN_OUT, SO_SYN_COOKIE, SLOW_PATH,
+                      SO_PROTECTED_HOSTS, SO_TRUSTED_PORTS)
 SWITCH_ONLY = PipelineSpec(
     name="switch_only",
     tables=SWITCH_ONLY_TABLES,

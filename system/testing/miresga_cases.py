@@ -1,5 +1,6 @@
 """Packet cases of pipeline `miresga` (docs/miresga-datapath.md): the SYN-ACK with its cookie, the
-offload rewrites in both directions, the front-end buckets, and route for everything else.
+offload rewrites in both directions, the front-end buckets, the back-end guard (protected_hosts,
+trusted_ports), and route for everything else.
 
 Ports: 1 client, 2 front-end, 3 back-end, 4 another host. The switch's cookie key is KEY, its slot
 SLOT (odd: the parity bit is 1): whoever loads the pipeline for these cases sets them (`set_secret`).
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
@@ -29,7 +30,7 @@ BACKEND, BE_PORT, BE_INDEX = "198.18.210.30", 8080, 7
 SW_MAC = {p: f"02:bb:00:00:00:0{p}" for p in (1, 2, 3, 4)}   # the switch ports' MACs
 FE_MAC, FE2_MAC = "02:cc:00:00:00:02", "02:cc:00:00:00:04"
 BE_MAC = "02:cc:00:00:00:03"
-HOST_MAC = {1: CLIENT_MAC, 4: "02:cc:00:00:00:44"}
+HOST_MAC = {1: CLIENT_MAC, 3: BE_MAC, 4: "02:cc:00:00:00:44"}
 PAYLOAD = b"GET /miresga HTTP/1.1\r\nHost: vip\r\n\r\n"
 
 
@@ -319,7 +320,82 @@ PATH_CASES = [
                / TCP(sport=CPORT, dport=22, flags="S"), expect=Dropped("table_miss")),
 ]
 
-CASES = SYN_CASES + PATH_CASES
+# --- the back-end guard: to the back-end's address only from the front-end's (2) or a back-end's port
+
+PROTECTED_ENTRY = TableEntry("protected_hosts", {"dst_addr": _ip(BACKEND)}, "mark_protected")
+ROUTE_BACKEND = TableEntry("route", {"dst_addr": (_ip(BACKEND), 32)}, "forward",
+                           {"port": 3, "smac": _mac(SW_MAC[3]), "dmac": _mac(BE_MAC)})
+
+
+def trusted(port: int) -> TableEntry:
+    return TableEntry("trusted_ports", {"port": port}, "mark_trusted")
+
+
+GUARDED = [*OFFLOADED, ROUTE_BACKEND, PROTECTED_ENTRY, trusted(2), trusted(3)]   # front-end 2, back-end 3
+SRC_OF_PORT = {1: (CLIENT, CLIENT_MAC), 2: ("198.18.210.20", FE_MAC), 4: ("198.18.210.31", HOST_MAC[4])}
+
+
+def at_backend(l4: Packet, in_port: int = 1, **ip: object) -> Packet:
+    """`l4` addressed to the back-end's data address, as the host on `in_port` sends it."""
+    src, mac = SRC_OF_PORT[in_port]
+    return Ether(src=mac, dst=SW_MAC[in_port]) / IP(src=src, dst=BACKEND, ttl=63, id=4242, **ip) / l4
+
+
+def _tcp(flags: str, payload: bytes = b"", ack: int = 0) -> Packet:
+    seg = TCP(sport=CPORT, dport=BE_PORT, flags=flags, seq=0x0BAD0001, ack=ack, window=1024)
+    return seg / Raw(payload) if payload else seg
+
+
+def _guard_drop(desc: str, l4: Packet, **ip: object) -> PacketCase:
+    return PacketCase(desc, entries=GUARDED, send=at_backend(l4, **ip), expect=Dropped("untrusted_port"))
+
+
+GUARD_CASES = [
+    _guard_drop("guard: a client's SYN straight at the back-end's address -> dropped (untrusted_port)",
+                _tcp("S")),
+    _guard_drop("guard: a client's SYN with a chosen ack field (rewrites an agent's translation) -> dropped",
+                _tcp("S", ack=0x77770001)),
+    _guard_drop("guard: a client's RST at the back-end (resets a live connection) -> dropped", _tcp("R")),
+    _guard_drop("guard: a client's RST+ACK at the back-end -> dropped", _tcp("RA", ack=0x55550001)),
+    _guard_drop("guard: a client's data segment at the back-end -> dropped", _tcp("PA", PAYLOAD, 0x55550001)),
+    _guard_drop("guard: a client's pure ACK at the back-end's own address (not the VIP) -> dropped",
+                _tcp("A", ack=0x55550001)),
+    _guard_drop("guard: UDP at the back-end -> dropped", UDP(sport=CPORT, dport=53) / Raw(PAYLOAD)),
+    _guard_drop("guard: ICMP echo at the back-end -> dropped", ICMP(id=7, seq=1) / Raw(b"ping")),
+    _guard_drop("guard: a TCP fragment at the back-end (not parsed as TCP) -> dropped",
+                Raw(bytes(_tcp("S")) + PAYLOAD), flags="MF", proto=6),
+    _guard_drop("guard: IPv4 with options at the back-end -> dropped by the guard before route",
+                _tcp("S"), options=[IPOption_NOP()] * 4),
+    PacketCase("guard: no port is trusted -> even the front-end's SYN to the back-end is dropped",
+               entries=[*OFFLOADED, ROUTE_BACKEND, PROTECTED_ENTRY], send=at_backend(_tcp("S"), 2), in_port=2,
+               expect=Dropped("untrusted_port")),
+    PacketCase("guard: the front-end's SYN to the back-end (its port is trusted) -> routed to the back-end",
+               entries=GUARDED, send=at_backend(_tcp("S", ack=0x77770001), 2), in_port=2,
+               expect=Forwarded(3, routed(3))),
+    PacketCase("guard: the front-end's RST to the back-end -> routed", entries=GUARDED,
+               send=at_backend(_tcp("R"), 2), in_port=2, expect=Forwarded(3, routed(3))),
+    PacketCase("guard: the front-end's UDP to the back-end -> routed", entries=GUARDED,
+               send=at_backend(UDP(sport=4000, dport=53) / Raw(PAYLOAD), 2), in_port=2,
+               expect=Forwarded(3, routed(3))),
+    PacketCase("guard: another back-end's SYN (its port trusted) -> routed to the back-end",
+               entries=[*GUARDED, trusted(4)], send=at_backend(_tcp("S"), 4), in_port=4,
+               expect=Forwarded(3, routed(3))),
+    PacketCase("guard: the same SYN from a host whose port is not trusted -> dropped",
+               entries=GUARDED, send=at_backend(_tcp("S"), 4), in_port=4, expect=Dropped("untrusted_port")),
+    PacketCase("guard: no protected_hosts entry for the address -> routed (the guard acts on its entries)",
+               entries=[*OFFLOADED, ROUTE_BACKEND, trusted(2), trusted(3)], send=at_backend(_tcp("S")),
+               expect=Forwarded(3, routed(3))),
+    PacketCase("guard: a client's pure ACK of an offloaded connection (to the VIP) is still rewritten to "
+               "the back-end", entries=GUARDED, send=client_seg("A"), expect=Forwarded(3, to_backend)),
+    PacketCase("guard: a client's data to the VIP still goes to its front-end", entries=GUARDED,
+               send=client_seg("PA", PAYLOAD), expect=Forwarded(2, to_frontend())),
+    PacketCase("guard: a client's SYN to the VIP is still answered", entries=GUARDED,
+               send=syn(LINUX_OPTS), expect=Forwarded(1, synack(Opts(mss=1460, sack_ok=True, wscale=7)))),
+    PacketCase("guard: the back-end's reply to an offloaded client still leaves as the VIP",
+               entries=GUARDED, send=backend_seg("PA"), in_port=3, expect=Forwarded(1, from_vip)),
+]
+
+CASES = SYN_CASES + PATH_CASES + GUARD_CASES
 
 
 # --- the veth runner for this pipeline ----------------------------------------------------------

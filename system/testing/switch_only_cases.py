@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Packet, Raw
 
@@ -283,7 +283,57 @@ PATH_CASES = [
                / TCP(sport=CPORT, dport=22, flags="S"), expect=Dropped("table_miss")),
 ]
 
-CASES = SYN_CASES + PATH_CASES
+# --- the back-end guard: to the back-end's address only from the back-end's (2) or the CPU port
+
+PROTECTED_ENTRY = TableEntry("protected_hosts", {"dst_addr": _ip(BACKEND)}, "mark_protected")
+
+
+def trusted(port: int) -> TableEntry:
+    return TableEntry("trusted_ports", {"port": port}, "mark_trusted")
+
+
+GUARDED = [*INSTALLED, PROTECTED_ENTRY, trusted(2), trusted(CPU_PORT)]
+
+
+def at_backend(l4: Packet, **ip: object) -> Packet:
+    """`l4` addressed to the back-end's data address, sent by the client on port 1."""
+    return Ether(src=CLIENT_MAC, dst=SW_MAC[1]) / IP(src=CLIENT, dst=BACKEND, ttl=63, id=4343, **ip) / l4
+
+
+def _tcp(flags: str, payload: bytes = b"", ack: int = 0) -> Packet:
+    seg = TCP(sport=CPORT, dport=BE_PORT, flags=flags, seq=0x0BAD0001, ack=ack, window=1024)
+    return seg / Raw(payload) if payload else seg
+
+
+def _guard_drop(desc: str, l4: Packet, **ip: object) -> PacketCase:
+    return PacketCase(desc, entries=GUARDED, send=at_backend(l4, **ip), expect=Dropped("untrusted_port"))
+
+
+GUARD_CASES = [
+    _guard_drop("guard: a client's SYN straight at the back-end's address -> dropped (untrusted_port)",
+                _tcp("S")),
+    _guard_drop("guard: a client's RST at the back-end -> dropped", _tcp("R")),
+    _guard_drop("guard: a client's data segment at the back-end -> dropped", _tcp("PA", PAYLOAD, B_SEQ)),
+    _guard_drop("guard: UDP at the back-end -> dropped", UDP(sport=CPORT, dport=53) / Raw(PAYLOAD)),
+    _guard_drop("guard: ICMP echo at the back-end -> dropped", ICMP(id=7, seq=1) / Raw(b"ping")),
+    _guard_drop("guard: a TCP fragment at the back-end -> dropped", Raw(bytes(_tcp("S")) + PAYLOAD),
+                flags="MF", proto=6),
+    PacketCase("guard: the slow path's SYN to the back-end (the CPU port is trusted) -> routed",
+               entries=GUARDED, send=from_cpu(CLIENT, CPORT, BACKEND, BE_PORT, "S", seq=C_SEQ - 1),
+               in_port=CPU, expect=Forwarded(2, TO_BACKEND_ROUTED)),
+    PacketCase("guard: the slow path's SYN is dropped if the CPU port is not trusted",
+               entries=[*INSTALLED, PROTECTED_ENTRY, trusted(2)],
+               send=from_cpu(CLIENT, CPORT, BACKEND, BE_PORT, "S", seq=C_SEQ - 1), in_port=CPU,
+               expect=Dropped("untrusted_port")),
+    PacketCase("guard: the client's ACK of a spliced connection (to the VIP) is still translated",
+               entries=GUARDED, send=client_seg("A"), expect=Forwarded(2, to_backend())),
+    PacketCase("guard: the client's data of a spliced connection (to the VIP) is still translated",
+               entries=GUARDED, send=client_seg("PA", PAYLOAD), expect=Forwarded(2, to_backend())),
+    PacketCase("guard: the back-end's reply to a spliced client still leaves as the VIP",
+               entries=GUARDED, send=backend_seg("PA"), in_port=2, expect=Forwarded(1, to_client())),
+]
+
+CASES = SYN_CASES + PATH_CASES + GUARD_CASES
 
 
 # --- the veth runner for this pipeline ----------------------------------------------------------

@@ -23,7 +23,8 @@ from system.credentials import CredentialError, Credentials, local_test_set
 from system.frontend.offload import OffloadClient
 from system.switch.tables import load_p4info
 
-OPERATOR_TABLES = ("route", "vip", "backends", "backend_by_index", "frontend_bucket", "syn_cookie")
+OPERATOR_TABLES = ("route", "vip", "backends", "backend_by_index", "frontend_bucket", "syn_cookie",
+                   "protected_hosts", "trusted_ports")
 ROUTE = {"key": {"dst_addr": ["198.18.0.31", 32]}, "action": "forward",
          "params": {"port": 3, "smac": "02:00:00:00:01:03", "dmac": "02:00:00:00:00:31"}}
 
@@ -148,9 +149,10 @@ def test_a_frontend_may_offload_and_read_secrets_and_nothing_else(miresga: Plane
     auth = json.loads(miresga.stats.path.read_text())["auth"]
     assert auth["refused"] == {"frontend add route": 2, "frontend add vip": 1, "frontend add backends": 1,
                                "frontend add backend_by_index": 1, "frontend add frontend_bucket": 1,
-                               "frontend add syn_cookie": 1, "frontend modify offload": 1,
+                               "frontend add syn_cookie": 1, "frontend add protected_hosts": 1,
+                               "frontend add trusted_ports": 1, "frontend modify offload": 1,
                                "frontend delete vip": 1, "frontend stats": 1}
-    assert auth["refused_total"] == 10 and auth["sessions"] == {"frontend": 1}
+    assert auth["refused_total"] == 12 and auth["sessions"] == {"frontend": 1}
 
 
 def test_operator_and_monitor(miresga: Plane) -> None:
@@ -158,7 +160,8 @@ def test_operator_and_monitor(miresga: Plane) -> None:
     mon = miresga.client("monitor")
     try:
         assert op.server_hello["tables"] == sorted(("backend_by_index", "backends", "frontend_bucket", "offload",
-                                                    "route", "syn_cookie", "vip"))
+                                                    "route", "syn_cookie", "vip", "protected_hosts",
+                                                    "trusted_ports"))
         assert op.add("route", ROUTE["key"], ROUTE["action"], ROUTE["params"])["code"] == "UNAVAILABLE"
         assert op.stats()["type"] == "stats"
         assert mon.server_hello["tables"] == [] and mon.stats()["type"] == "stats"
@@ -179,7 +182,7 @@ def test_the_slow_path_may_write_conn_tables_only(creds) -> None:
         key = {"backend_addr": "198.18.0.31", "backend_port": 80, "client_addr": "198.18.0.11", "client_port": 1}
         ok = cli.add("conn_out", key, "to_client", {"vip_addr": "198.18.0.100", "vip_port": 80, "seq_delta": 1})
         assert ok["code"] == "UNAVAILABLE"
-        for table in ("route", "vip", "backends", "slow_path", "syn_cookie"):
+        for table in ("route", "vip", "backends", "slow_path", "syn_cookie", "protected_hosts", "trusted_ports"):
             assert cli.add(table, {"x": 1}, "a", {})["code"] == "PERMISSION_DENIED"
         assert protocol.parse_cookie_secrets(cli.cookie_secrets())[0] == p.controller.secrets.current
     finally:

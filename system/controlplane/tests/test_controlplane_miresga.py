@@ -59,7 +59,8 @@ def test_miresga_static_entries_of_the_local_inventory() -> None:
     entries = static_entries("miresga", load_inventory("local"), parse_port_map(PORT_MAP))
     t = by_table(entries)
     assert Counter({k: len(v) for k, v in t.items()}) == Counter(
-        {"route": 5, "vip": 1, "backends": 2, "frontend_bucket": cookie.FRONTEND_BUCKETS, "backend_by_index": 2})
+        {"route": 5, "vip": 1, "backends": 2, "frontend_bucket": cookie.FRONTEND_BUCKETS, "backend_by_index": 2,
+         "protected_hosts": 2, "trusted_ports": 3})
     assert ({"dst_addr": ["198.18.0.31", 32]}, "forward",
             {"port": 3, "smac": "02:00:00:00:01:03", "dmac": "02:00:00:00:00:31"}) in t["route"]
     assert t["vip"] == [({"dst_addr": "198.18.0.100", "dst_port": 80}, "mark_vip", {})]
@@ -73,6 +74,10 @@ def test_miresga_static_entries_of_the_local_inventory() -> None:
          {"port": 3, "dmac": "02:00:00:00:00:31", "dst_addr": "198.18.0.31", "dst_port": 80}),
         ({"index": 2}, "set_backend",
          {"port": 4, "dmac": "02:00:00:00:00:32", "dst_addr": "198.18.0.32", "dst_port": 80})]
+    # the guard: the back-ends' addresses, admitted from the front-end's and the back-ends' ports only
+    assert t["protected_hosts"] == [({"dst_addr": "198.18.0.31"}, "mark_protected", {}),
+                                    ({"dst_addr": "198.18.0.32"}, "mark_protected", {})]
+    assert t["trusted_ports"] == [({"port": p}, "mark_trusted", {}) for p in (2, 3, 4)]   # not client1's 1
     codec = EntryCodec(load_p4info("miresga"))          # every entry encodes against the P4Info
     ups = [codec.update("add", *e) for e in entries]
     assert len({codec.entry_key(u.entity.table_entry) for u in ups}) == len(entries)
@@ -229,9 +234,12 @@ def test_static_tables_secret_and_offload_in_the_switch(switch_proc, miresga_pip
     try:
         with c.tables() as t:
             counts = {name: t.count(name) for name in
-                      ("route", "vip", "backends", "frontend_bucket", "backend_by_index", "offload")}
+                      ("route", "vip", "backends", "frontend_bucket", "backend_by_index", "offload",
+                       "protected_hosts", "trusted_ports")}
             assert counts == {"route": 5, "vip": 1, "backends": 2, "frontend_bucket": 256, "backend_by_index": 2,
-                              "offload": 0}
+                              "offload": 0, "protected_hosts": 2, "trusted_ports": 3}
+            assert t.get("protected_hosts", {"dst_addr": ip("198.18.0.32")}).action == "mark_protected"
+            assert {e.key["port"] for e in t.read("trusted_ports")} == {2, 3, 4}
             assert t.get("vip", {"dst_addr": VIP, "dst_port": 80}).action == "mark_vip"
             e = t.get("backend_by_index", {"index": 2})
             assert e.action == "set_backend" and e.params == {

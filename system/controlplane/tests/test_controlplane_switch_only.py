@@ -50,18 +50,23 @@ def test_switch_only_static_entries_of_the_local_inventory() -> None:
     assert entries[0] == ("slow_path", {}, "set_slow_path", {"port": 64})   # before the VIP exists
     t = by_table(entries)
     assert Counter({k: len(v) for k, v in t.items()}) == Counter(
-        {"slow_path": 1, "route": 5, "vip": 1, "backends": 2})
+        {"slow_path": 1, "route": 5, "vip": 1, "backends": 2, "protected_hosts": 2, "trusted_ports": 3})
     assert t["vip"] == [({"dst_addr": VIP, "dst_port": 80}, "mark_vip", {})]
     assert t["backends"] == [({"src_addr": "198.18.0.31", "src_port": 80}, "mark_backend", {}),
                              ({"src_addr": "198.18.0.32", "src_port": 80}, "mark_backend", {})]
     assert ({"dst_addr": ["198.18.0.11", 32]}, "forward",
             {"port": 1, "smac": "02:00:00:00:01:01", "dmac": "02:00:00:00:00:11"}) in t["route"]
+    # the guard: the back-ends' addresses from the back-ends' ports and the CPU port (the slow path's)
+    assert t["protected_hosts"] == [({"dst_addr": "198.18.0.31"}, "mark_protected", {}),
+                                    ({"dst_addr": "198.18.0.32"}, "mark_protected", {})]
+    assert t["trusted_ports"] == [({"port": p}, "mark_trusted", {}) for p in (3, 4, 64)]
     ctl = _controller("switch_only", static=entries)          # every entry encodes against the P4Info
     assert len(ctl.static_updates) == len(entries)
     default = ctl.static_updates[0]
     assert default.type == p4runtime_pb2.Update.MODIFY and default.entity.table_entry.is_default_action
     assert all(u.type == p4runtime_pb2.Update.INSERT for u in ctl.static_updates[1:])
-    assert ctl.occupancy() == {"route": 5, "vip": 1, "backends": 2}          # a default is no entry
+    assert ctl.occupancy() == {"route": 5, "vip": 1, "backends": 2, "protected_hosts": 2,
+                               "trusted_ports": 3}                           # a default is no entry
 
 
 def test_cpu_port_comes_from_the_inventory_and_is_validated() -> None:
@@ -169,8 +174,10 @@ def test_static_tables_and_conn_entries_up_to_resource_exhausted(tiny_switch, so
         assert cli.server_hello["tables"] == ["conn_in", "conn_out"]     # what the slow path may write
         assert cli.server_hello["role"] == "slowpath"
         with c.tables() as t:
-            counts = {name: t.count(name) for name in ("route", "vip", "backends", "conn_in", "conn_out")}
-            assert counts == {"route": 5, "vip": 1, "backends": 2, "conn_in": 0, "conn_out": 0}
+            counts = {name: t.count(name) for name in ("route", "vip", "backends", "conn_in", "conn_out",
+                                                       "protected_hosts", "trusted_ports")}
+            assert counts == {"route": 5, "vip": 1, "backends": 2, "conn_in": 0, "conn_out": 0,
+                              "protected_hosts": 2, "trusted_ports": 3}
             assert t.get_default("slow_path").params == {"port": 64}
             assert t.get_default("syn_cookie").params == {"key": c.controller.secrets.current, "slot": 1}
             assert t.get("backends", {"src_addr": ip("198.18.0.32"), "src_port": 80}).action == "mark_backend"
@@ -208,7 +215,8 @@ def test_static_tables_and_conn_entries_up_to_resource_exhausted(tiny_switch, so
         with c.tables() as t:
             assert t.count("conn_in") == 0 and t.count("conn_out") == 0
         st = c.controller.snapshot()        # the slow path may not read the stats (rights.py)
-        assert st["acks"]["RESOURCE_EXHAUSTED"] == 2 and st["occupancy"] == {"route": 5, "vip": 1, "backends": 2}
+        assert st["acks"]["RESOURCE_EXHAUSTED"] == 2 and st["occupancy"] == {"route": 5, "vip": 1, "backends": 2,
+                                                                               "protected_hosts": 2, "trusted_ports": 3}
     finally:
         cli.close()
         c.close()

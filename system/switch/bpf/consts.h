@@ -32,6 +32,7 @@
 #define DROP_UNKNOWN_INGRESS 8 /* arrived on an interface that is not a configured port */
 #define DROP_IP_OPTIONS 9     /* IPv4 with options (IHL > 5): the P4 program drops them too */
 #define DROP_NO_COOKIE_KEY 10  /* a SYN to a VIP before the control plane wrote the cookie key */
-#define NUM_DROP_REASONS 11
+#define DROP_UNTRUSTED_PORT 11 /* the guard: to a protected host (a back-end) from an untrusted port */
+#define NUM_DROP_REASONS 12
 
 #endif

@@ -5,6 +5,8 @@
  * Client -> VIP (vip hit): SYN -> SYN-ACK with the cookie (miresga_synack.h); pure ACK of an
  * offloaded client endpoint -> destination rewritten to backend_by_index[index]; everything else
  * -> the client endpoint's front-end bucket (only the destination MAC rewritten).
+ * Not to a VIP (any IPv4, TCP or not): the guard (guard.h) first: to a back-end's address
+ * (protected_hosts) only from a trusted port (trusted_ports), else dropped as untrusted_port.
  * Back-end -> client (backends hit): offloaded and not SYN/FIN/RST -> source := the VIP endpoint,
  * then route; otherwise -> the client endpoint's front-end bucket.
  * Everything else (and TCP in IPv4 fragments): route, as the forwarding pipeline does.
@@ -22,6 +24,7 @@
 #include "miresga_crc32.h"
 
 #include "l4_pipeline.h"
+#include "guard.h"
 
 /* Packet to the front-end of the client endpoint's bucket, unchanged but the destination MAC. */
 static __always_inline __u32 to_frontend(struct __sk_buff *skb, struct pipe_md *md, __be32 caddr,
@@ -124,8 +127,10 @@ static __always_inline __u32 miresga_apply(struct __sk_buff *skb, struct pipe_md
 	__be16 sport, dport;
 	__u8 flags;
 
-	if (!parse_l4(skb, &eth, &ip, &tcp))
-		return forwarding_apply(skb, md);
+	if (!parse_l4(skb, &eth, &ip, &tcp)) {
+		reason = guard_frame(skb, md);
+		return reason != DROP_NONE ? reason : forwarding_apply(skb, md);
+	}
 	saddr = ip->saddr;
 	daddr = ip->daddr;
 	sport = tcp->source;
@@ -151,6 +156,11 @@ static __always_inline __u32 miresga_apply(struct __sk_buff *skb, struct pipe_md
 		}
 		return to_frontend(skb, md, saddr, sport);
 	}
+
+	/* Not to a VIP: to a back-end only from a trusted port (guard.h). */
+	reason = guard_apply(md, daddr);
+	if (reason != DROP_NONE)
+		return reason;
 
 	bkey.src_addr = saddr;
 	bkey.src_port = sport;

@@ -30,7 +30,8 @@
 #define TABLE_OFFLOAD 4
 #define TABLE_BACKEND_BY_INDEX 5
 #define TABLE_SYN_COOKIE 6
-#define MIRESGA_NUM_TABLES 7
+/* TABLE_PROTECTED_HOSTS 7, TABLE_TRUSTED_PORTS 8: guard_tables.h. */
+#define MIRESGA_NUM_TABLES 9
 
 /* Action codes. The *_MISS codes are the tables' const default actions: never in an entry. */
 #define VIP_ACTION_MARK 1
@@ -153,5 +154,7 @@ DIRECT_COUNTER_MAP(backend_by_index_counter, struct backend_by_index_key, BACKEN
 
 /* syn_cookie (keyless: the cookie secret) and the SYN-ACK's constants, shared with switch_only. */
 #include "synack_tables.h"
+/* protected_hosts and trusted_ports (the back-end guard), shared with switch_only. */
+#include "guard_tables.h"
 
 #endif

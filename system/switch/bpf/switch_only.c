@@ -5,6 +5,9 @@
  * Client -> VIP (vip hit): SYN without ACK -> the cookie SYN-ACK (miresga_synack.h, SACK never
  * offered); SYN, FIN or RST, or a conn_in miss -> the CPU port (slow_path), unchanged; conn_in hit
  * -> destination := the back-end, ack += ack_delta, MACs := the entry's, out of its port.
+ * Not to a VIP (any IPv4, TCP or not): the guard (guard.h) first: to a back-end's address
+ * (protected_hosts) only from a trusted port (trusted_ports: back-ends, the CPU port), else
+ * dropped as untrusted_port.
  * Back-end -> client (backends hit): no SYN/FIN/RST and a conn_out hit -> source := the VIP
  * endpoint, seq += seq_delta (the control plane stores -delta), then route; otherwise -> the CPU port, unchanged.
  * Everything else (the slow path's own frames, and TCP in IPv4 fragments): route.
@@ -23,6 +26,7 @@
 #include "miresga_synack.h"
 
 #include "l4_pipeline.h"
+#include "guard.h"
 
 #define TCPF_ENDS (TCPF_SYN | TCPF_FIN | TCPF_RST)
 
@@ -97,10 +101,13 @@ static __always_inline __u32 switch_only_apply(struct __sk_buff *skb, struct pip
 	struct iphdr *ip;
 	__be32 saddr, daddr, seq, ack;
 	__be16 sport, dport;
+	__u32 reason;
 	__u8 flags;
 
-	if (!parse_l4(skb, &eth, &ip, &tcp))
-		return forwarding_apply(skb, md);
+	if (!parse_l4(skb, &eth, &ip, &tcp)) {
+		reason = guard_frame(skb, md);
+		return reason != DROP_NONE ? reason : forwarding_apply(skb, md);
+	}
 	saddr = ip->saddr;
 	daddr = ip->daddr;
 	sport = tcp->source;
@@ -135,6 +142,11 @@ static __always_inline __u32 switch_only_apply(struct __sk_buff *skb, struct pip
 		count_entry(&conn_in_counter, &ikey, md);
 		return to_backend(skb, md, iv, daddr, dport, ack);
 	}
+
+	/* Not to a VIP: to a back-end only from a trusted port (guard.h). */
+	reason = guard_apply(md, daddr);
+	if (reason != DROP_NONE)
+		return reason;
 
 	bkey.src_addr = saddr;
 	bkey.src_port = sport;

@@ -29,7 +29,8 @@
 #define TABLE_CONN_OUT 4
 #define TABLE_SYN_COOKIE 5
 #define TABLE_SLOW_PATH 6
-#define SWITCH_ONLY_NUM_TABLES 7
+/* TABLE_PROTECTED_HOSTS 7, TABLE_TRUSTED_PORTS 8: guard_tables.h. */
+#define SWITCH_ONLY_NUM_TABLES 9
 
 /* Action codes. The MISS codes are the tables' const default actions: never in an entry. */
 #define VIP_ACTION_MARK 1
@@ -151,5 +152,7 @@ DIRECT_COUNTER_MAP(conn_out_counter, struct conn_out_key, CONN_OUT_TABLE_SIZE);
 
 /* syn_cookie (keyless: the cookie secret) and the SYN-ACK's constants, shared with miresga. */
 #include "synack_tables.h"
+/* protected_hosts and trusted_ports (the back-end guard), shared with miresga. */
+#include "guard_tables.h"
 
 #endif

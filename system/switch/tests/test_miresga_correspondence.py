@@ -18,7 +18,8 @@ def _defines(path: Path) -> dict[str, int]:
 
 
 def test_c_constants_match_the_spec():
-    d = _defines(BPF_DIR / "miresga_tables.h") | _defines(BPF_DIR / "synack_tables.h")   # shared part
+    d = _defines(BPF_DIR / "miresga_tables.h") | _defines(BPF_DIR / "synack_tables.h") \
+        | _defines(BPF_DIR / "guard_tables.h")   # shared parts
     assert d["MIRESGA_NUM_TABLES"] == len(MIRESGA.tables)
     for t in MIRESGA.tables:
         if t.name == "route":
@@ -50,3 +51,28 @@ def test_p4_constants_match_the_spec():
     for t in MIRESGA.tables:
         assert re.search(rf"\b{t.name}\.apply\(\)", control + (P4SRC / "include" / "forwarding.p4").read_text())
     assert "[FRONTEND_BUCKETS_LOG2 - 1:0]" in control
+
+
+def test_the_guard_is_applied_alike_in_p4_and_ebpf():
+    """The back-end guard (docs/miresga-datapath.md "The guard"), both pipelines: P4 looks up
+    protected_hosts for IPv4, trusted_ports on its hit, and drops on trusted_ports' miss unless vip
+    hit (keeping the frame from route, frontend_bucket and slow_path); the eBPF twin looks the same
+    tables up after vip missed, for parsed TCP and for every other frame: the same decisions, as a
+    VIP is never a protected host."""
+    for control in ("miresga_control.p4", "switch_only_control.p4"):
+        text = (P4SRC / "include" / control).read_text()
+        assert re.search(r"if \(hdr\.ipv4\.isValid\(\)\) \{\s*if \(protected_hosts\.apply\(\)\.hit\) \{\s*"
+                         r"if \(!trusted_ports\.apply\(\)\.hit\) \{\s*if \(!ig_md\.vip_hit\) \{\s*"
+                         r"ig_md\.guard_drop = true;\s*ig_dprsr_md\.drop_ctl = 0x1;", text), control
+        assert re.search(r"action mark_vip\(\) \{\s*ig_md\.vip_hit = true;", text), control
+        assert "&& !ig_md.guard_drop) {" in text, control                 # frontend_bucket / slow_path
+    for top in ("miresga.p4", "switch_only.p4"):
+        assert "if (ig_md.path == PATH_ROUTE && !ig_md.guard_drop) {" in (P4SRC / top).read_text(), top
+    parser = (P4SRC / "include" / "miresga_parser.p4").read_text()
+    assert "ig_md.vip_hit = false;" in parser and "ig_md.guard_drop = false;" in parser
+    for src in ("miresga.c", "switch_only.c"):
+        c = (BPF_DIR / src).read_text()
+        assert re.search(r"if \(!parse_l4\(skb, &eth, &ip, &tcp\)\) \{\s*reason = guard_frame\(skb, md\);", c), src
+        vip_branch_end = c.index("if (vv) {")
+        assert c.index("reason = guard_apply(md, daddr);") > vip_branch_end, src
+        assert c.index("reason = guard_apply(md, daddr);") < c.index("bkey.src_addr = saddr;"), src

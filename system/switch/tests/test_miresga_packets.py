@@ -324,3 +324,37 @@ def test_fresh_load_has_secret_zero(miresga_object):
             assert tables._map("syn_cookie").lookup(raw) == bytes(16)
     finally:
         unpin(pin)
+
+
+def test_guard_counts_its_drops_and_costs_client_to_vip_traffic_nothing(loaded):
+    """The guard's drops: the untrusted_port reason, protected_hosts' entry, trusted_ports' miss and
+    the port's drop counter each grow by exactly the packets sent; a client -> VIP ACK (vip hit)
+    never looks the guard's tables up; a front-end's SYN to the back-end counts as a trusted hit."""
+    tables, prog = loaded
+    attack = bytes(mc.at_backend(mc._tcp("S")))
+    from_fe = bytes(mc.at_backend(mc._tcp("S"), 2))
+    ack = bytes(mc.client_seg("A"))
+    for e in mc.GUARDED:
+        tables.insert(e.table, e.key, e.action, e.params)
+    try:
+        for _ in range(5):
+            assert prog.test_run(attack, ctx=TestRunRunner.ctx_for(1))[0] == TC_ACT_SHOT
+        for _ in range(3):
+            assert prog.test_run(ack, ctx=TestRunRunner.ctx_for(1))[0] == TC_ACT_REDIRECT
+        for _ in range(2):
+            assert prog.test_run(from_fe, ctx=TestRunRunner.ctx_for(2))[0] == TC_ACT_REDIRECT
+        assert tables.drop_counters()["untrusted_port"] == {"packets": 5, "bytes": 5 * len(attack)}
+        assert tables.port_counters()[1]["drops"] == 5
+        assert tables.entry_counters("protected_hosts", mc.PROTECTED_ENTRY.key) == \
+            {"packets": 7, "bytes": 5 * len(attack) + 2 * len(from_fe)}
+        assert tables.counters("protected_hosts")["hit_packets"] == 7
+        assert tables.counters("protected_hosts")["miss_packets"] == 0     # the ACKs hit vip first
+        assert tables.counters("trusted_ports")["miss_packets"] == 5
+        assert tables.counters("trusted_ports")["hit_packets"] == 2
+        assert tables.entry_counters("trusted_ports", mc.trusted(2).key)["packets"] == 2
+        assert tables.entry_counters("trusted_ports", mc.trusted(3).key)["packets"] == 0
+        assert tables.entry_counters("offload", mc.OFFLOAD_ENTRY.key)["packets"] == 3
+        assert tables.counters("backends")["hit_packets"] + tables.counters("backends")["miss_packets"] == 2
+    finally:
+        for e in reversed(mc.GUARDED):
+            tables.delete(e.table, e.key)

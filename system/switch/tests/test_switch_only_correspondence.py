@@ -21,7 +21,8 @@ def _defines(path: Path) -> dict[str, int]:
 
 
 def test_c_constants_match_the_spec():
-    d = _defines(BPF_DIR / "switch_only_tables.h") | _defines(BPF_DIR / "synack_tables.h")
+    d = _defines(BPF_DIR / "switch_only_tables.h") | _defines(BPF_DIR / "synack_tables.h") \
+        | _defines(BPF_DIR / "guard_tables.h")
     assert d["SWITCH_ONLY_NUM_TABLES"] == len(SWITCH_ONLY.tables)
     for t in SWITCH_ONLY.tables:
         if t.name == "route":
@@ -46,7 +47,7 @@ def test_the_syn_ack_code_is_shared_and_sack_is_off_only_for_switch_only():
     assert "SynAck(false) synack;" in control and "synack.apply(" in control
     assert "SynAck(true) synack;" in (P4SRC / "include" / "miresga_control.p4").read_text()
     # the same syn_cookie and vip/backends sizes as Miresga's
-    for name in ("syn_cookie", "vip", "backends"):
+    for name in ("syn_cookie", "vip", "backends", "protected_hosts", "trusted_ports"):
         assert SWITCH_ONLY.table(name).size == MIRESGA.table(name).size
 
 
@@ -77,6 +78,8 @@ def test_names_of_the_contract():
                      {"to_client": ["vip_addr", "vip_port", "seq_delta"], "miss_conn_out": []}, "miss_conn_out"),
         "syn_cookie": ([], {"set_cookie_secret": ["key", "slot"]}, "set_cookie_secret"),
         "slow_path": ([], {"set_slow_path": ["port"]}, "set_slow_path"),
+        "protected_hosts": (["dst_addr"], {"mark_protected": [], "miss_protected": []}, "miss_protected"),
+        "trusted_ports": (["port"], {"mark_trusted": [], "miss_trusted": []}, "miss_trusted"),
     }
     got = {t.name: ([f.name for f in t.match_fields], {a.name: [p.name for p in a.params] for a in t.actions},
                     t.default_action) for t in SWITCH_ONLY.tables}
