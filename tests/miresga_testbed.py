@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
 
 from harness import deploy, inventory, testbed
 from harness.inventory import CatalogObject, Inventory
 from harness.remote import Remote
+from system.testing.poll import HANG_GUARD_S, poll_until  # noqa: F401 (the tests import them from here)
 from workloads.catalog import object_bytes
 
 DATA = Path(__file__).parent / "data"
@@ -118,23 +118,6 @@ def curl_parallel(inv: Inventory, objs: Sequence[CatalogObject], out_dir: Path, 
 
 # ---------------------------------------------------------------------------------------------
 # Stats and tables of the components
-
-
-# How long a poll for a periodically rewritten stats file may go on before the test gives up: a guard
-# against a stuck daemon hanging the run, not a bound on speed (the daemons rewrite every second).
-HANG_GUARD_S = 300.0
-T = TypeVar("T")
-
-
-def poll_until(read: Callable[[], T], done: Callable[[T], bool], what: str, period: float = 0.1) -> T:
-    """`read()` again until `done` holds for its value, which is returned. Gives up (AssertionError
-    naming `what` and the last value) only after HANG_GUARD_S: a stuck daemon, not a slow machine."""
-    deadline = time.monotonic() + HANG_GUARD_S
-    while not done(value := read()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} (hang guard, {HANG_GUARD_S:g} s): {str(value)[-500:]}")
-        time.sleep(period)
-    return value
 
 
 def fresh_json(inv: Inventory, host: str, rel: str, since: float | None = None,

@@ -112,6 +112,7 @@ def _inside(addr: str, what: str) -> None:
 
 
 def checksum(data: bytes) -> int:
+    # The same as system/frontend/packets.checksum: client hosts get only workloads/ (deploy_client).
     if len(data) % 2:
         data += b"\0"
     s = sum(struct.unpack(f"!{len(data) // 2}H", data))

@@ -23,17 +23,9 @@ from system.controlplane.tests.test_controlplane_miresga import MiresgaCP
 from system.frontend.offload import OffloadClient
 from system.switch.p4rt.testing import SW_NS, free_port
 from system.switch.tables import load_p4info
+from system.testing.poll import HANG_GUARD_S, poll_until
 
-HANG_GUARD_S = 120.0      # a stuck daemon, not a slow machine
 KEY = {"client_addr": "198.18.0.11", "client_port": 40000}
-
-
-def poll(read, done, what: str, period: float = 0.1):
-    deadline = time.monotonic() + HANG_GUARD_S
-    while not done(value := read()):
-        assert time.monotonic() < deadline, f"{what} (hang guard {HANG_GUARD_S:g} s): {value}"
-        time.sleep(period)
-    return value
 
 
 @pytest.fixture(scope="module")
@@ -180,12 +172,12 @@ def test_an_entry_whose_counter_grows_is_active_another_idle(switch_proc, switch
 
         # the first read sees both (a new entry counts as active); wait until both have been unchanged
         # for more than two reads
-        poll(ask, lambda r: isinstance(r[1], list) and None not in r[1][:2] and min(r[1][:2]) > 2.5,
+        poll_until(ask, lambda r: isinstance(r[1], list) and None not in r[1][:2] and min(r[1][:2]) > 2.5,
              "both entries idle for more than two reads")
         sent = time.monotonic()
         _pure_acks(switch_ns, 1, 41001, 3)
         # the busy entry's counter grew: a read after the ACKs reports it active after them ...
-        now, idle = poll(ask, lambda r: r[0] - r[1][0] >= sent, "the busy entry reported active")
+        now, idle = poll_until(ask, lambda r: r[0] - r[1][0] >= sent, "the busy entry reported active")
         # ... while the quiet one was last active before them, and the absent one is no entry at all
         assert now - idle[1] < sent and idle[2] is None, idle
         # the front-end's client: the same answer, asynchronously, on its reader thread
